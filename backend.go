@@ -1,0 +1,66 @@
+// Package runtimecatalog is a Vault secrets-engine plugin that keeps a catalog
+// of plugin runtimes (how containerized plugins are run) and of the container
+// plugins that use them, like Vault's sys/plugins/runtimes/catalog.
+package runtimecatalog
+
+import (
+	"context"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Version is the plugin's version, reported to Vault; set at build time.
+var Version = "v0.1.0"
+
+const backendHelp = `
+The runtime catalog keeps plugin runtimes: how the containers of
+containerized Vault plugins are run (OCI runtime, cgroup parent, CPU and
+memory limits, rootless Docker). It answers like Vault's own
+sys/plugins/runtimes/catalog, and every path needs the sudo capability.
+`
+
+// backend is one mount of the runtime catalog.
+type backend struct {
+	*framework.Backend
+
+	index *catalogIndex
+	// runtimeLocks serialise the writes to one runtime name, so a write is
+	// checked and applied without another write to the same name between.
+	runtimeLocks []*locksutil.LockEntry
+}
+
+// Factory creates a new backend for a mount.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBackend() *backend {
+	b := &backend{
+		index:        newCatalogIndex(),
+		runtimeLocks: locksutil.CreateLocks(),
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			// Root paths need the sudo capability, as Vault's own catalog does.
+			Root: []string{"catalog", "catalog/*"},
+		},
+		Paths:          pathCatalog(b),
+		Invalidate:     b.invalidate,
+		RunningVersion: Version,
+	}
+	return b
+}
+
+// invalidate is called by Vault when another node changed a storage key.
+func (b *backend) invalidate(_ context.Context, key string) {
+	b.index.invalidate(key)
+}

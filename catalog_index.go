@@ -1,0 +1,147 @@
+package runtimecatalog
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// catalogIndex holds every runtime of the mount in memory, so reads and lists
+// cost no storage round trip (each is a gRPC call back into Vault for an
+// external plugin). It is loaded from storage on first use, updated by every
+// write after storage accepted it, and refreshed key by key when Vault
+// invalidates keys (replicated clusters, where another node wrote them).
+//
+// Entries are never modified in place: a write stores a new pointer, so a
+// reader may keep an entry after releasing the lock.
+type catalogIndex struct {
+	mu       sync.RWMutex
+	loaded   bool
+	stale    map[string]struct{} // storage keys invalidated since loading
+	runtimes map[string]*runtimeEntry
+	sorted   []*runtimeEntry // runtimes by name; nil after a change
+}
+
+func newCatalogIndex() *catalogIndex {
+	return &catalogIndex{stale: map[string]struct{}{}}
+}
+
+// ensure loads the index, or refreshes invalidated keys, when needed.
+func (ix *catalogIndex) ensure(ctx context.Context, s logical.Storage) error {
+	ix.mu.RLock()
+	ready := ix.loaded && len(ix.stale) == 0
+	ix.mu.RUnlock()
+	if ready {
+		return nil
+	}
+
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if !ix.loaded {
+		return ix.loadLocked(ctx, s)
+	}
+	for key := range ix.stale {
+		if err := ix.refreshLocked(ctx, s, key); err != nil {
+			return err
+		}
+		delete(ix.stale, key)
+	}
+	return nil
+}
+
+func (ix *catalogIndex) loadLocked(ctx context.Context, s logical.Storage) error {
+	runtimes := map[string]*runtimeEntry{}
+	prefix := runtimeStoragePrefix + runtimeTypeContainer + "/"
+	names, err := s.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("listing runtimes: %w", err)
+	}
+	for _, name := range names {
+		r, err := decodeRuntime(s.Get(ctx, prefix+name))
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			runtimes[r.Name] = r
+		}
+	}
+	ix.runtimes, ix.sorted = runtimes, nil
+	ix.stale = map[string]struct{}{}
+	ix.loaded = true
+	return nil
+}
+
+// refreshLocked re-reads one storage key into the index.
+func (ix *catalogIndex) refreshLocked(ctx context.Context, s logical.Storage, key string) error {
+	rest, ok := strings.CutPrefix(key, runtimeStoragePrefix+runtimeTypeContainer+"/")
+	if !ok {
+		return nil // not a key the index holds
+	}
+	r, err := decodeRuntime(s.Get(ctx, key))
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		delete(ix.runtimes, rest)
+	} else {
+		ix.runtimes[rest] = r
+	}
+	ix.sorted = nil
+	return nil
+}
+
+// invalidate marks a storage key as changed elsewhere; the next access
+// re-reads it.
+func (ix *catalogIndex) invalidate(key string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.loaded {
+		ix.stale[key] = struct{}{}
+	}
+}
+
+func (ix *catalogIndex) runtime(name string) *runtimeEntry {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.runtimes[name]
+}
+
+// sortedRuntimes returns all runtimes by name. The slice is shared: callers
+// must not modify it.
+func (ix *catalogIndex) sortedRuntimes() []*runtimeEntry {
+	ix.mu.RLock()
+	sorted := ix.sorted
+	ix.mu.RUnlock()
+	if sorted != nil {
+		return sorted
+	}
+
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.sorted == nil {
+		ix.sorted = make([]*runtimeEntry, 0, len(ix.runtimes))
+		for _, r := range ix.runtimes {
+			ix.sorted = append(ix.sorted, r)
+		}
+		sort.Slice(ix.sorted, func(i, j int) bool { return ix.sorted[i].Name < ix.sorted[j].Name })
+	}
+	return ix.sorted
+}
+
+func (ix *catalogIndex) setRuntime(r *runtimeEntry) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.runtimes[r.Name] = r
+	ix.sorted = nil
+}
+
+func (ix *catalogIndex) removeRuntime(name string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	delete(ix.runtimes, name)
+	ix.sorted = nil
+}

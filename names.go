@@ -1,0 +1,26 @@
+package runtimecatalog
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// maxNameLength bounds runtime and plugin names: they become storage keys and
+// container labels, and nobody needs a longer one.
+const maxNameLength = 128
+
+// nameRegex is Vault's framework.GenericNameRegex, anchored: word characters,
+// with '-' and '.' allowed only inside the name.
+var nameRegex = regexp.MustCompile(`^\w(([\w.-]+)?\w)?$`)
+
+// validateName checks a runtime or plugin name; kind is "runtime" or "plugin".
+func validateName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("missing %s name", kind)
+	}
+	if len(name) > maxNameLength || !nameRegex.MatchString(name) {
+		return fmt.Errorf("invalid %s name %q: a name has at most %d characters, "+
+			"letters, digits and '_', with '-' and '.' allowed only inside it", kind, name, maxNameLength)
+	}
+	return nil
+}

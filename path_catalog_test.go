@@ -1,0 +1,362 @@
+package runtimecatalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestRuntimeWriteReadAllFields(t *testing.T) {
+	b, s := newTestBackend(t)
+	resp := mustDo(t, b, s, logical.UpdateOperation, "catalog/container/gvisor-limited", map[string]interface{}{
+		"oci_runtime":   "runc",
+		"cgroup_parent": "/examplelimit/",
+		"cpu_nanos":     1000,
+		"memory_bytes":  10000000,
+	})
+	if resp != nil {
+		t.Fatalf("want no response (204), got %#v", resp)
+	}
+
+	got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/gvisor-limited", nil).Data
+	want := map[string]interface{}{
+		"name": "gvisor-limited", "type": "container", "oci_runtime": "runc",
+		"cgroup_parent": "/examplelimit/", "cpu_nanos": int64(1000), "memory_bytes": int64(10000000), "rootless": false,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("read:\n got %#v\nwant %#v", got, want)
+	}
+}
+
+func TestRuntimeDefaultOCIRuntimeReadsAsRunsc(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/plain", nil)
+	got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/plain", nil).Data
+	if got["oci_runtime"] != "runsc" {
+		t.Fatalf("oci_runtime = %v, want the effective default runsc", got["oci_runtime"])
+	}
+	// The default is applied when read, never stored.
+	stored, err := getRuntime(context.Background(), s, "container", "plain")
+	if err != nil || stored.OCIRuntime != "" {
+		t.Fatalf("stored oci_runtime = %q (err %v), want empty", stored.OCIRuntime, err)
+	}
+}
+
+func TestRuntimeWriteIsFullReplace(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{
+		"oci_runtime": "runc", "cpu_nanos": 5, "rootless": true,
+	})
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"memory_bytes": minMemoryBytes})
+	got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil).Data
+	if got["oci_runtime"] != "runsc" || got["cpu_nanos"] != int64(0) || got["rootless"] != false || got["memory_bytes"] != int64(minMemoryBytes) {
+		t.Fatalf("fields left out must reset: %#v", got)
+	}
+}
+
+func TestRuntimePatchChangesOnlySentFields(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{
+		"oci_runtime": "runc", "cpu_nanos": 5, "cgroup_parent": "vault.slice",
+	})
+	mustDo(t, b, s, logical.PatchOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 7, "cgroup_parent": nil})
+	got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil).Data
+	if got["oci_runtime"] != "runc" || got["cpu_nanos"] != int64(7) || got["cgroup_parent"] != "" {
+		t.Fatalf("patch: %#v", got)
+	}
+
+	// A rejected patch changes nothing.
+	msg := errorOf(t, b, s, logical.PatchOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 9, "memory_bytes": -1})
+	if msg != "runtime memory in bytes cannot be negative" {
+		t.Fatalf("error = %q", msg)
+	}
+	if got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil).Data; got["cpu_nanos"] != int64(7) {
+		t.Fatalf("rejected patch changed the runtime: %#v", got)
+	}
+}
+
+func TestRuntimePatchMissingIs404(t *testing.T) {
+	b, s := newTestBackend(t)
+	_, err := do(t, b, s, logical.PatchOperation, "catalog/container/nope", map[string]interface{}{"cpu_nanos": 1})
+	var coded logical.HTTPCodedError
+	if !errors.As(err, &coded) || coded.Code() != http.StatusNotFound {
+		t.Fatalf("want a 404, got %v", err)
+	}
+	if resp := mustDo(t, b, s, logical.ReadOperation, "catalog/container/nope", nil); resp != nil {
+		t.Fatalf("patch must not create: %#v", resp)
+	}
+}
+
+func TestRuntimeWriteErrors(t *testing.T) {
+	long := strings.Repeat("a", maxNameLength+1)
+	cases := []struct {
+		path string
+		data map[string]interface{}
+		want string
+	}{
+		{"catalog/foo/r", nil, `"foo" is not a supported plugin runtime type`},
+		{"catalog/Container/r", nil, `"Container" is not a supported plugin runtime type`},
+		{"catalog/container/-bad", nil, `invalid runtime name "-bad": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"catalog/container/bad.", nil, `invalid runtime name "bad.": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"catalog/container/a/b", nil, `invalid runtime name "a/b": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"catalog/container/" + long, nil, `invalid runtime name "` + long + `": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"catalog/container/r", map[string]interface{}{"cpu_nanos": -1}, "runtime cpu in nanos cannot be negative"},
+		{"catalog/container/r", map[string]interface{}{"memory_bytes": -1}, "runtime memory in bytes cannot be negative"},
+		{"catalog/container/r", map[string]interface{}{"memory_bytes": 1024}, "memory_bytes 1024 is too small: use 0 for no limit or at least 6291456 (6 MiB, Docker's minimum)"},
+		{"catalog/container/r", map[string]interface{}{"cpu_nanos": "lots"}, `Field validation failed: error converting input for field "cpu_nanos": cannot parse '' as int: strconv.ParseInt: parsing "lots": invalid syntax`},
+		{"catalog/container/r", map[string]interface{}{"oci_runtime": "/usr/bin/runsc"}, `oci_runtime "/usr/bin/runsc" is not a plain runtime name: at most 64 letters, digits, '_', '-' and '.', starting with a letter or digit (the name the Docker Engine knows the runtime by, e.g. runsc or runc)`},
+		{"catalog/container/r", map[string]interface{}{"oci_runtime": "runsc --debug"}, `oci_runtime "runsc --debug" is not a plain runtime name: at most 64 letters, digits, '_', '-' and '.', starting with a letter or digit (the name the Docker Engine knows the runtime by, e.g. runsc or runc)`},
+		{"catalog/container/r", map[string]interface{}{"cgroup_parent": "/a/../b"}, `cgroup_parent "/a/../b" is neither a cgroup path (e.g. /vault-plugins/, components of letters, digits, '_', '-', '.', ':' and '@' without '.' or '..') nor a systemd slice (e.g. vault-plugins.slice), at most 255 characters`},
+		{"catalog/container/r", map[string]interface{}{"cgroup_parent": "a//b"}, `cgroup_parent "a//b" is neither a cgroup path (e.g. /vault-plugins/, components of letters, digits, '_', '-', '.', ':' and '@' without '.' or '..') nor a systemd slice (e.g. vault-plugins.slice), at most 255 characters`},
+		{"catalog/container/r", map[string]interface{}{"cgroup_parent": "my slice.slice"}, `cgroup_parent "my slice.slice" is neither a cgroup path (e.g. /vault-plugins/, components of letters, digits, '_', '-', '.', ':' and '@' without '.' or '..') nor a systemd slice (e.g. vault-plugins.slice), at most 255 characters`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path+fmt.Sprint(tc.data), func(t *testing.T) {
+			b, s := newTestBackend(t)
+			if got := errorOf(t, b, s, logical.UpdateOperation, tc.path, tc.data); got != tc.want {
+				t.Fatalf("error:\n got %s\nwant %s", got, tc.want)
+			}
+			keys, err := s.List(context.Background(), "")
+			if err != nil || len(keys) != 0 {
+				t.Fatalf("a rejected write stored something: %v %v", keys, err)
+			}
+		})
+	}
+}
+
+func TestRuntimeAcceptedValues(t *testing.T) {
+	for _, data := range []map[string]interface{}{
+		{"cgroup_parent": "/examplelimit/"},
+		{"cgroup_parent": "vault-plugins"},
+		{"cgroup_parent": "/docker/vault/plugins"},
+		{"cgroup_parent": "vault-plugins.slice"},
+		{"oci_runtime": "io.containerd.runc.v2"},
+		{"memory_bytes": minMemoryBytes},
+		{"cpu_nanos": 1},
+	} {
+		b, s := newTestBackend(t)
+		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/a.b-c_d", data)
+	}
+}
+
+func TestRuntimeReadAndDeleteMissing(t *testing.T) {
+	b, s := newTestBackend(t)
+	if resp := mustDo(t, b, s, logical.ReadOperation, "catalog/container/nope", nil); resp != nil {
+		t.Fatalf("read missing: want nil (404), got %#v", resp)
+	}
+	if resp := mustDo(t, b, s, logical.DeleteOperation, "catalog/container/nope", nil); resp != nil {
+		t.Fatalf("delete missing: want nil (204), got %#v", resp)
+	}
+	if got := errorOf(t, b, s, logical.ReadOperation, "catalog/runc/x", nil); got != `"runc" is not a supported plugin runtime type` {
+		t.Fatalf("read bad type: %s", got)
+	}
+	if got := errorOf(t, b, s, logical.DeleteOperation, "catalog/container/x..", nil); !strings.HasPrefix(got, `invalid runtime name "x.."`) {
+		t.Fatalf("delete bad name: %s", got)
+	}
+}
+
+func TestRuntimeDelete(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", nil)
+	mustDo(t, b, s, logical.DeleteOperation, "catalog/container/r", nil)
+	if resp := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil); resp != nil {
+		t.Fatalf("deleted runtime still reads: %#v", resp)
+	}
+	if se, _ := s.Get(context.Background(), runtimeStorageKey("container", "r")); se != nil {
+		t.Fatal("deleted runtime still stored")
+	}
+}
+
+func TestRuntimeWarnings(t *testing.T) {
+	b, s := newTestBackend(t)
+	resp := mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{
+		"rootless": true, "cpu_nanos": 1000, "colour": "blue",
+	})
+	want := []string{
+		"Endpoint ignored these unrecognized parameters: [colour]",
+		"cgroup limits (cgroup_parent, cpu_nanos, memory_bytes) are not supported with rootless Docker and the runsc runtime; they may be ignored or make the plugin fail to start",
+	}
+	if resp == nil || !sameStrings(resp.Warnings, want) {
+		t.Fatalf("warnings = %#v, want %#v", resp, want)
+	}
+	if resp := mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"rootless": true}); resp != nil {
+		t.Fatalf("rootless without limits must not warn: %#v", resp)
+	}
+}
+
+func sameStrings(a, b []string) bool {
+	seen := map[string]int{}
+	for _, s := range a {
+		seen[s]++
+	}
+	for _, s := range b {
+		seen[s]--
+	}
+	for _, n := range seen {
+		if n != 0 {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+func TestRuntimeList(t *testing.T) {
+	b, s := newTestBackend(t)
+	for _, path := range []string{"catalog", "catalog/"} {
+		for _, op := range []logical.Operation{logical.ListOperation, logical.ReadOperation} {
+			got := mustDo(t, b, s, op, path, nil).Data
+			if rs, ok := got["runtimes"].([]map[string]interface{}); !ok || len(rs) != 0 {
+				t.Fatalf("%s %s on empty catalog: runtimes = %#v, want []", op, path, got["runtimes"])
+			}
+		}
+	}
+
+	for _, name := range []string{"zeta", "alpha", "mid"} {
+		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/"+name, map[string]interface{}{"cpu_nanos": len(name)})
+	}
+	for _, tc := range []struct {
+		op   logical.Operation
+		path string
+		data map[string]interface{}
+	}{
+		{logical.ListOperation, "catalog/", nil},
+		{logical.ReadOperation, "catalog", nil},
+		{logical.ListOperation, "catalog/", map[string]interface{}{"type": "container"}},
+		{logical.ListOperation, "catalog/container/", nil},
+	} {
+		got := mustDo(t, b, s, tc.op, tc.path, tc.data).Data
+		if keys := got["keys"].([]string); !reflect.DeepEqual(keys, []string{"alpha", "mid", "zeta"}) {
+			t.Fatalf("%s %s: keys = %v", tc.op, tc.path, keys)
+		}
+		runtimes := got["runtimes"].([]map[string]interface{})
+		if len(runtimes) != 3 || runtimes[0]["name"] != "alpha" || runtimes[2]["cpu_nanos"] != int64(4) || len(runtimes[0]) != 7 {
+			t.Fatalf("%s %s: runtimes = %#v", tc.op, tc.path, runtimes)
+		}
+		info := got["key_info"].(map[string]interface{})
+		if !reflect.DeepEqual(info["mid"], runtimes[1]) {
+			t.Fatalf("key_info[mid] = %#v", info["mid"])
+		}
+	}
+
+	if got := errorOf(t, b, s, logical.ListOperation, "catalog/", map[string]interface{}{"type": "foo"}); got != `"foo" is not a supported plugin runtime type` {
+		t.Fatalf("list ?type=foo: %s", got)
+	}
+	if got := errorOf(t, b, s, logical.ListOperation, "catalog/Container/", nil); got != `"Container" is not a supported plugin runtime type` {
+		t.Fatalf("list catalog/Container: %s", got)
+	}
+}
+
+func TestRootPathsNeedSudo(t *testing.T) {
+	b, _ := newTestBackend(t)
+	want := []string{"catalog", "catalog/*"}
+	for _, p := range want {
+		if !containsString(b.SpecialPaths().Root, p) {
+			t.Fatalf("root paths %v lack %q", b.SpecialPaths().Root, p)
+		}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRuntimeConcurrentWritesLoseNothing(t *testing.T) {
+	b, s := newTestBackend(t)
+	const n = 200
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			mustDo(t, b, s, logical.UpdateOperation, fmt.Sprintf("catalog/container/r%03d", i), map[string]interface{}{"cpu_nanos": i})
+		}(i)
+	}
+	wg.Wait()
+
+	keys, err := s.List(context.Background(), runtimeStoragePrefix+"container/")
+	if err != nil || len(keys) != n {
+		t.Fatalf("stored %d runtimes (err %v), want %d", len(keys), err, n)
+	}
+	listed := mustDo(t, b, s, logical.ListOperation, "catalog/", nil).Data["keys"].([]string)
+	if len(listed) != n {
+		t.Fatalf("listed %d runtimes, want %d", len(listed), n)
+	}
+	assertIndexMatchesStorage(t, b, s)
+}
+
+// assertIndexMatchesStorage compares the in-memory index with a fresh read of
+// every stored runtime.
+func assertIndexMatchesStorage(t *testing.T, b *backend, s logical.Storage) {
+	t.Helper()
+	fresh := newCatalogIndex()
+	if err := fresh.ensure(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.index.ensure(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	got, want := b.index.sortedRuntimes(), fresh.sortedRuntimes()
+	if len(got) != len(want) {
+		t.Fatalf("index holds %d runtimes, storage %d", len(got), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Fatalf("index %#v != storage %#v", got[i], want[i])
+		}
+	}
+}
+
+func TestIndexFollowsInvalidation(t *testing.T) {
+	b, s := newTestBackend(t)
+	ctx := context.Background()
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/kept", map[string]interface{}{"cpu_nanos": 1})
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/gone", nil)
+
+	// Another node writes storage directly and Vault invalidates the keys.
+	if err := putRuntime(ctx, s, &runtimeEntry{Name: "kept", Type: "container", CPUNanos: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := putRuntime(ctx, s, &runtimeEntry{Name: "new", Type: "container"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := deleteRuntime(ctx, s, "container", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"runtime/container/kept", "runtime/container/new", "runtime/container/gone", "unrelated"} {
+		b.InvalidateKey(ctx, key)
+	}
+
+	if got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/kept", nil).Data["cpu_nanos"]; got != int64(2) {
+		t.Fatalf("kept cpu_nanos = %v after invalidation, want 2", got)
+	}
+	keys := mustDo(t, b, s, logical.ListOperation, "catalog/", nil).Data["keys"].([]string)
+	if !reflect.DeepEqual(keys, []string{"kept", "new"}) {
+		t.Fatalf("keys after invalidation = %v", keys)
+	}
+	assertIndexMatchesStorage(t, b, s)
+}
+
+func TestStoredFormatIsVersioned(t *testing.T) {
+	b, s := newTestBackend(t)
+	ctx := context.Background()
+	if err := s.Put(ctx, &logical.StorageEntry{Key: "runtime/container/future", Value: []byte(`{"format":2,"name":"future"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := do(t, b, s, logical.ReadOperation, "catalog/container/future", nil)
+	want := `runtime "runtime/container/future" is stored in format 2; this plugin reads format 1`
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+}

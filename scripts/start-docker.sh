@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Makes sure a Docker Engine with runc and gVisor's runsc answers on the
+# default socket: installs Debian's docker.io and runsc when missing, registers
+# runsc, and starts dockerd when `docker info` fails. Idempotent.
+#
+# runsc needs --network=none on these machines (it cannot set up a network in
+# the root network namespace) and --host-uds so the plugin's Unix socket can
+# cross the sandbox; see ../shared/reference/real-components.md.
+set -euo pipefail
+
+log_dir="${DOCKERD_LOG_DIR:-/var/log}"
+
+need_install=()
+command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
+command -v runsc >/dev/null 2>&1 || need_install+=(runsc)
+if [ "${#need_install[@]}" -gt 0 ]; then
+  echo "installing ${need_install[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq "${need_install[@]}" >&2
+fi
+
+daemon_json=/etc/docker/daemon.json
+runsc_path="$(command -v runsc)"
+want="{\"runtimes\": {\"runsc\": {\"path\": \"$runsc_path\", \"runtimeArgs\": [\"--host-uds=all\", \"--network=none\"]}}}"
+changed=false
+if [ ! -f "$daemon_json" ] || ! grep -q '"runsc"' "$daemon_json"; then
+  mkdir -p /etc/docker
+  if [ -s "$daemon_json" ]; then
+    echo "$daemon_json exists without runsc; leaving it alone: add runsc by hand" >&2
+  else
+    echo "$want" > "$daemon_json"
+    changed=true
+  fi
+fi
+
+if docker info >/dev/null 2>&1; then
+  if $changed; then
+    kill -HUP "$(pidof dockerd)"   # reload daemon.json: picks up the runtime
+    sleep 1
+  fi
+else
+  echo "starting dockerd (log: $log_dir/dockerd.log)" >&2
+  nohup dockerd >"$log_dir/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+fi
+
+if ! docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q runsc; then
+  echo "Docker Engine is not answering with the runsc runtime; see $log_dir/dockerd.log" >&2
+  exit 1
+fi
+echo "Docker Engine $(docker version --format '{{.Server.Version}}') is up, runtimes: $(docker info --format '{{range $k, $v := .Runtimes}}{{$k}} {{end}}')" >&2
