@@ -18,8 +18,9 @@ var Version = "v0.1.0"
 const backendHelp = `
 The runtime catalog keeps plugin runtimes: how the containers of
 containerized Vault plugins are run (OCI runtime, cgroup parent, CPU and
-memory limits, rootless Docker). It answers like Vault's own
-sys/plugins/runtimes/catalog, and every path needs the sudo capability.
+memory limits, rootless Docker), and the container plugins that use them.
+It answers like Vault's own sys/plugins/runtimes/catalog and
+sys/plugins/catalog, and every path needs the sudo capability.
 `
 
 // backend is one mount of the runtime catalog.
@@ -30,6 +31,10 @@ type backend struct {
 	// runtimeLocks serialise the writes to one runtime name, so a write is
 	// checked and applied without another write to the same name between.
 	runtimeLocks []*locksutil.LockEntry
+	// pluginLocks do the same for plugins, by "type/name". A separate set:
+	// a plugin write holds its plugin lock and then a runtime lock, and
+	// shared stripes could make two such writes wait on each other.
+	pluginLocks []*locksutil.LockEntry
 }
 
 // Factory creates a new backend for a mount.
@@ -45,15 +50,16 @@ func newBackend() *backend {
 	b := &backend{
 		index:        newCatalogIndex(),
 		runtimeLocks: locksutil.CreateLocks(),
+		pluginLocks:  locksutil.CreateLocks(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			// Root paths need the sudo capability, as Vault's own catalog does.
-			Root: []string{"catalog", "catalog/*"},
+			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*"},
 		},
-		Paths:          pathCatalog(b),
+		Paths:          append(pathCatalog(b), pathPlugins(b)...),
 		Invalidate:     b.invalidate,
 		RunningVersion: Version,
 	}

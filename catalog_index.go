@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// catalogIndex holds every runtime of the mount in memory, so reads and lists
+// catalogIndex holds every runtime and plugin of the mount in memory, so reads and lists
 // cost no storage round trip (each is a gRPC call back into Vault for an
 // external plugin). It is loaded from storage on first use, updated by every
 // write after storage accepted it, and refreshed key by key when Vault
@@ -24,6 +24,10 @@ type catalogIndex struct {
 	stale    map[string]struct{} // storage keys invalidated since loading
 	runtimes map[string]*runtimeEntry
 	sorted   []*runtimeEntry // runtimes by name; nil after a change
+
+	plugins       map[string]*pluginEntry        // by id, "type/name"
+	sortedPlugins []*pluginEntry                 // by id; nil after a change
+	users         map[string]map[string]struct{} // runtime name -> ids of the plugins using it
 }
 
 func newCatalogIndex() *catalogIndex {
@@ -70,6 +74,23 @@ func (ix *catalogIndex) loadLocked(ctx context.Context, s logical.Storage) error
 		}
 	}
 	ix.runtimes, ix.sorted = runtimes, nil
+	ix.plugins, ix.sortedPlugins, ix.users = map[string]*pluginEntry{}, nil, map[string]map[string]struct{}{}
+	for _, pluginType := range pluginTypes {
+		prefix := pluginStoragePrefix + pluginType + "/"
+		names, err := s.List(ctx, prefix)
+		if err != nil {
+			return fmt.Errorf("listing plugins: %w", err)
+		}
+		for _, name := range names {
+			p, err := decodePlugin(s.Get(ctx, prefix+name))
+			if err != nil {
+				return err
+			}
+			if p != nil {
+				ix.setPluginLocked(p)
+			}
+		}
+	}
 	ix.stale = map[string]struct{}{}
 	ix.loaded = true
 	return nil
@@ -77,6 +98,18 @@ func (ix *catalogIndex) loadLocked(ctx context.Context, s logical.Storage) error
 
 // refreshLocked re-reads one storage key into the index.
 func (ix *catalogIndex) refreshLocked(ctx context.Context, s logical.Storage, key string) error {
+	if id, ok := strings.CutPrefix(key, pluginStoragePrefix); ok {
+		p, err := decodePlugin(s.Get(ctx, key))
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			ix.removePluginLocked(id)
+		} else {
+			ix.setPluginLocked(p)
+		}
+		return nil
+	}
 	rest, ok := strings.CutPrefix(key, runtimeStoragePrefix+runtimeTypeContainer+"/")
 	if !ok {
 		return nil // not a key the index holds
@@ -144,4 +177,93 @@ func (ix *catalogIndex) removeRuntime(name string) {
 	defer ix.mu.Unlock()
 	delete(ix.runtimes, name)
 	ix.sorted = nil
+}
+
+func (ix *catalogIndex) plugin(id string) *pluginEntry {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.plugins[id]
+}
+
+// pluginsSorted returns all plugins by id. The slice is shared: callers must
+// not modify it.
+func (ix *catalogIndex) pluginsSorted() []*pluginEntry {
+	ix.mu.RLock()
+	sorted := ix.sortedPlugins
+	ix.mu.RUnlock()
+	if sorted != nil {
+		return sorted
+	}
+
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.sortedPlugins == nil {
+		ix.sortedPlugins = make([]*pluginEntry, 0, len(ix.plugins))
+		for _, p := range ix.plugins {
+			ix.sortedPlugins = append(ix.sortedPlugins, p)
+		}
+		sort.Slice(ix.sortedPlugins, func(i, j int) bool { return ix.sortedPlugins[i].id() < ix.sortedPlugins[j].id() })
+	}
+	return ix.sortedPlugins
+}
+
+// pluginsUsing returns the ids of the plugins that reference a runtime,
+// sorted by plugin name, then type.
+func (ix *catalogIndex) pluginsUsing(runtime string) []string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	users := make([]*pluginEntry, 0, len(ix.users[runtime]))
+	for id := range ix.users[runtime] {
+		users = append(users, ix.plugins[id])
+	}
+	sort.Slice(users, func(i, j int) bool {
+		if users[i].Name != users[j].Name {
+			return users[i].Name < users[j].Name
+		}
+		return users[i].Type < users[j].Type
+	})
+	ids := make([]string, len(users))
+	for i, p := range users {
+		ids[i] = p.id()
+	}
+	return ids
+}
+
+func (ix *catalogIndex) setPlugin(p *pluginEntry) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.setPluginLocked(p)
+}
+
+func (ix *catalogIndex) removePlugin(id string) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.removePluginLocked(id)
+}
+
+func (ix *catalogIndex) setPluginLocked(p *pluginEntry) {
+	ix.removePluginLocked(p.id())
+	ix.plugins[p.id()] = p
+	if p.Runtime != "" {
+		if ix.users[p.Runtime] == nil {
+			ix.users[p.Runtime] = map[string]struct{}{}
+		}
+		ix.users[p.Runtime][p.id()] = struct{}{}
+	}
+	ix.sortedPlugins = nil
+}
+
+func (ix *catalogIndex) removePluginLocked(id string) {
+	old := ix.plugins[id]
+	if old == nil {
+		return
+	}
+	delete(ix.plugins, id)
+	if users := ix.users[old.Runtime]; users != nil {
+		delete(users, id)
+		if len(users) == 0 {
+			delete(ix.users, old.Runtime)
+		}
+	}
+	ix.sortedPlugins = nil
 }

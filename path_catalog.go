@@ -2,6 +2,7 @@ package runtimecatalog
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -20,7 +21,9 @@ and "key_info" let "vault list" print the names. Needs the sudo capability.
 	pathRuntimeHelpDesc = `
 A plugin runtime says how the containers of the plugins that reference it
 are run: the OCI runtime (default runsc, gVisor), the parent cgroup, CPU and
-memory limits per container, and whether Docker runs rootless. Writing
+memory limits per container, and whether Docker runs rootless. A read also
+lists the plugins that use the runtime; a runtime in use cannot be deleted.
+Writing
 replaces the whole runtime (fields left out are reset); patching changes only
 the fields sent. Reading a missing runtime is a 404; deleting one succeeds.
 Needs the sudo capability.
@@ -66,6 +69,7 @@ func runtimeResponseFields() map[string]*framework.FieldSchema {
 	fields["name"] = &framework.FieldSchema{Type: framework.TypeString, Description: "Name of the runtime."}
 	fields["type"] = runtimeTypeField()
 	fields["oci_runtime"] = &framework.FieldSchema{Type: framework.TypeString, Description: "OCI runtime containers are run with (runsc when none was set)."}
+	fields["plugins"] = &framework.FieldSchema{Type: framework.TypeStringSlice, Description: `Plugins that use the runtime, as "type/name", sorted by name.`}
 	return fields
 }
 
@@ -211,7 +215,9 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 	if r == nil {
 		return nil, nil
 	}
-	return &logical.Response{Data: r.toResponseData()}, nil
+	data := r.toResponseData()
+	data["plugins"] = b.index.pluginsUsing(name)
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *backend) pathRuntimeWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -319,6 +325,11 @@ func (b *backend) pathRuntimeDelete(ctx context.Context, req *logical.Request, d
 	}
 	if b.index.runtime(name) == nil {
 		return nil, nil // deleting what is not there succeeds, as DELETE should
+	}
+	// Plugin registrations hold this runtime's lock too, so the users seen
+	// here are all there are until the runtime is gone.
+	if users := b.index.pluginsUsing(name); len(users) > 0 {
+		return logical.ErrorResponse(fmt.Sprintf("unable to delete %q runtime. Registered plugins=%v are referencing it.", name, users)), nil
 	}
 	if err := deleteRuntime(ctx, req.Storage, runtimeType, name); err != nil {
 		return nil, err

@@ -29,6 +29,7 @@ func TestRuntimeWriteReadAllFields(t *testing.T) {
 	want := map[string]interface{}{
 		"name": "gvisor-limited", "type": "container", "oci_runtime": "runc",
 		"cgroup_parent": "/examplelimit/", "cpu_nanos": int64(1000), "memory_bytes": int64(10000000), "rootless": false,
+		"plugins": []string{},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("read:\n got %#v\nwant %#v", got, want)

@@ -1,0 +1,352 @@
+// Package vaulttest starts real Vault servers with this plugin mounted and
+// drives them with the real vault CLI, for acceptance tests and benchmarks.
+//
+// The vault binary comes from $VAULT_BINARY (scripts/build-vault.sh builds
+// it; `make test` sets it). Without it a test is skipped, except under CI=true
+// where a missing Vault is a failure.
+package vaulttest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// PluginName is the name the plugin is registered and enabled under.
+const PluginName = "vault-plugin-runtime-catalog"
+
+// RequireReal fails (under CI=true) or skips the test when something real it
+// needs is missing; how tells the reader how to provide it.
+func RequireReal(t testing.TB, what, how string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is missing, and CI=true: %s", what, how)
+	}
+	t.Skipf("%s is missing: %s", what, how)
+}
+
+// Binary returns the vault binary to test with.
+func Binary(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("VAULT_BINARY")
+	if bin == "" {
+		RequireReal(t, "a vault binary ($VAULT_BINARY)", "run `make test`, or export VAULT_BINARY=$(scripts/build-vault.sh)")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("VAULT_BINARY=%s: %v", bin, err)
+	}
+	return bin
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// BuildPlugin builds the plugin binary once per test process and copies it
+// into dir, returning its path.
+func BuildPlugin(t testing.TB, dir string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "rc-build")
+		if buildErr != nil {
+			return
+		}
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, PluginName), "./cmd/"+PluginName)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building the plugin: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	data, err := os.ReadFile(filepath.Join(buildDir, PluginName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, PluginName)
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// FreePort returns a loopback port nothing listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ShortTempDir is a temporary directory with a short path: Unix socket paths
+// are limited to about 108 bytes, and t.TempDir() paths are long.
+func ShortTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// Server is a running vault server.
+type Server struct {
+	Addr  string
+	Token string
+	bin   string
+	cmd   *exec.Cmd
+	log   *lockedBuffer
+	done  chan struct{}
+}
+
+// StartDev starts `vault server -dev` with this plugin in its plugin
+// directory and enables it at path.
+func StartDev(t testing.TB, path string) *Server {
+	t.Helper()
+	dir := ShortTempDir(t)
+	pluginDir := filepath.Join(dir, "plugins")
+	if err := os.Mkdir(pluginDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	BuildPlugin(t, pluginDir)
+	port := FreePort(t)
+	s := start(t, fmt.Sprintf("http://127.0.0.1:%d", port), "root",
+		"server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
+		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
+	s.WaitReady(t)
+	s.MustRun(t, "secrets", "enable", "-path="+path, PluginName)
+	return s
+}
+
+func start(t testing.TB, addr, token string, args ...string) *Server {
+	t.Helper()
+	s := &Server{Addr: addr, Token: token, bin: Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command(s.bin, args...)
+	s.cmd.Env = append(os.Environ(), "VAULT_LOG_LEVEL=info")
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+// Stop ends the server and waits for it; its log is printed if the test failed.
+func (s *Server) Stop(t testing.TB) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+	if t.Failed() {
+		t.Logf("vault server log:\n%s", s.log.String())
+	}
+}
+
+// WaitReady polls `vault status` until the server answers (sealed or not).
+func (s *Server) WaitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, _, code := s.Run(t, "status")
+		if code == 0 || code == 2 { // 2: answering, but sealed
+			return
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("vault server exited:\n%s", s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vault server did not answer in time:\n%s", s.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Run runs the vault CLI against the server with the server's token.
+func (s *Server) Run(t testing.TB, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return s.RunAs(t, s.Token, args...)
+}
+
+// RunAs runs the vault CLI with another token.
+func (s *Server) RunAs(t testing.TB, token string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return s.RunInput(t, token, nil, args...)
+}
+
+// RunInput runs the vault CLI with a token and standard input.
+func (s *Server) RunInput(t testing.TB, token string, stdin io.Reader, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=", "NO_COLOR=1")
+	cmd.Stdin = stdin
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		exitErr, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("vault %v: %v", args, err)
+		}
+		code = exitErr.ExitCode()
+	}
+	return out.String(), errOut.String(), code
+}
+
+// MustRun runs the vault CLI and fails the test unless it exits 0.
+func (s *Server) MustRun(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errOut, code := s.Run(t, args...)
+	if code != 0 {
+		t.Fatalf("vault %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// MustJSON runs the vault CLI with -format=json after the subcommand and
+// decodes its output.
+func (s *Server) MustJSON(t testing.TB, v interface{}, args ...string) {
+	t.Helper()
+	withFormat := append([]string{args[0], "-format=json"}, args[1:]...)
+	out := s.MustRun(t, withFormat...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("vault %v: decoding %q: %v", args, out, err)
+	}
+}
+
+// StartPersistent starts a non-dev server with file storage in dir (created
+// on first use) on port, initialising it when new and unsealing it. The
+// plugin is registered and enabled at path the first time.
+func StartPersistent(t testing.TB, dir string, port int, path string) *Server {
+	t.Helper()
+	addr := fmt.Sprintf("http://127.0.0.1:%d", port)
+	config := fmt.Sprintf(`storage "file" { path = %q }
+listener "tcp" {
+  address     = "127.0.0.1:%d"
+  tls_disable = true
+}
+disable_mlock    = true
+api_addr         = %q
+plugin_directory = %q
+`, filepath.Join(dir, "data"), port, addr, filepath.Join(dir, "plugins"))
+	configPath := filepath.Join(dir, "vault.hcl")
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keysPath := filepath.Join(dir, "init.json")
+	fresh := false
+	if _, err := os.Stat(keysPath); os.IsNotExist(err) {
+		fresh = true
+		if err := os.MkdirAll(filepath.Join(dir, "plugins"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		BuildPlugin(t, filepath.Join(dir, "plugins"))
+	}
+
+	s := start(t, addr, "", "server", "-config="+configPath)
+	s.WaitReady(t)
+	var keys struct {
+		UnsealKeys []string `json:"unseal_keys_b64"`
+		RootToken  string   `json:"root_token"`
+	}
+	if fresh {
+		out := s.MustRun(t, "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json")
+		if err := os.WriteFile(keysPath, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(keysPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &keys); err != nil {
+		t.Fatal(err)
+	}
+	s.Token = keys.RootToken
+	s.MustRun(t, "operator", "unseal", keys.UnsealKeys[0])
+	if fresh {
+		sum, err := fileSHA256(filepath.Join(dir, "plugins", PluginName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.MustRun(t, "plugin", "register", "-sha256="+sum, "secret", PluginName)
+		s.MustRun(t, "secrets", "enable", "-path="+path, PluginName)
+	}
+	return s
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
