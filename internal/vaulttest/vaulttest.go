@@ -225,6 +225,7 @@ func (s *Server) RunInput(t testing.TB, token string, stdin io.Reader, args ...s
 	cmd := exec.CommandContext(ctx, s.bin, args...)
 	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=", "NO_COLOR=1")
 	cmd.Stdin = stdin
+	cmd.WaitDelay = 5 * time.Second // never hang on an output pipe once the CLI is gone
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -1,0 +1,228 @@
+// Package runtime turns a container plugin and its plugin runtime into a
+// Docker Engine API create request, and runs it as a go-plugin plugin.
+// It knows nothing of Vault's HTTP paths.
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+)
+
+const (
+	// PluginSocketDir is where the plugin sees the host's socket directory.
+	PluginSocketDir = "/tmp/go-plugin-container"
+
+	// DefaultOCIRuntime is gVisor's runtime, Vault's default.
+	DefaultOCIRuntime = "runsc"
+
+	// DefaultPidsLimit bounds the processes of one plugin container: a Go
+	// plugin needs one process; this leaves room without allowing a fork bomb.
+	DefaultPidsLimit = 64
+
+	// Vault's container labels.
+	LabelVaultPID       = "com.hashicorp.vault.pid"
+	LabelClusterID      = "com.hashicorp.vault.cluster.id"
+	LabelPluginName     = "com.hashicorp.vault.plugin.name"
+	LabelPluginType     = "com.hashicorp.vault.plugin.type"
+	LabelPluginVersion  = "com.hashicorp.vault.plugin.version"
+	LabelManagedBy      = "io.github.vault-plugin-runtime-catalog.managed-by"
+	LabelPluginRuntime  = "io.github.vault-plugin-runtime-catalog.runtime"
+	managedByThisPlugin = "vault-plugin-runtime-catalog"
+)
+
+// Plugin is what the runtime package needs of a registered container plugin.
+type Plugin struct {
+	Name    string
+	Type    string // auth, database or secret
+	Version string // the image tag is Version without its leading "v"
+	Image   string // without a tag
+	SHA256  string // hex image ID, optional
+	Command string
+	Args    []string
+	Env     []string // KEY=VALUE
+}
+
+// Runtime is a plugin runtime's settings; the zero value is "no runtime".
+type Runtime struct {
+	Name         string
+	OCIRuntime   string // "" means DefaultOCIRuntime
+	CgroupParent string
+	NanoCPUs     int64
+	MemoryBytes  int64
+	Rootless     bool
+}
+
+// Host is what comes from the process that runs the plugin.
+type Host struct {
+	PID       int
+	ClusterID string
+	GroupID   int      // the host's egid, added to the container so it can reach the socket; 0 is never added
+	MLock     bool     // adds IPC_LOCK so the plugin can mlock
+	BaseEnv   []string // go-plugin's handshake variables
+	SDKEnv    []string // Vault's SDK variables (VAULT_VERSION, …)
+	SocketDir string   // the host directory go-plugin puts its sockets in
+}
+
+// Hardening is what this project adds to Vault's container settings. Each is
+// on in DefaultHardening.
+type Hardening struct {
+	NoNewPrivileges bool
+	ReadonlyRootfs  bool
+	PidsLimit       int64 // 0: no limit
+}
+
+// DefaultHardening is used unless a caller asks otherwise.
+var DefaultHardening = Hardening{NoNewPrivileges: true, ReadonlyRootfs: true, PidsLimit: DefaultPidsLimit}
+
+// RunConfig is a complete Docker Engine API container create request.
+type RunConfig struct {
+	Config           *container.Config         `json:"config"`
+	HostConfig       *container.HostConfig     `json:"host_config"`
+	NetworkingConfig *network.NetworkingConfig `json:"networking_config"`
+}
+
+// ImageRef is the reference the container is created from: the exact image
+// ID when a sha256 is given, else image:tag.
+func (p Plugin) ImageRef() string {
+	if p.SHA256 != "" {
+		return "sha256:" + strings.TrimPrefix(p.SHA256, "sha256:")
+	}
+	return p.TaggedImage()
+}
+
+// TaggedImage is image:tag, the tag being the version without its "v".
+func (p Plugin) TaggedImage() string {
+	if tag := strings.TrimPrefix(p.Version, "v"); tag != "" {
+		return p.Image + ":" + tag
+	}
+	return p.Image
+}
+
+// EffectiveOCIRuntime is the OCI runtime the container gets.
+func (r Runtime) EffectiveOCIRuntime() string {
+	if r.OCIRuntime == "" {
+		return DefaultOCIRuntime
+	}
+	return r.OCIRuntime
+}
+
+// BuildRunConfig builds the create request for p run with r on host h.
+func BuildRunConfig(p Plugin, r Runtime, h Host, hard Hardening) (*RunConfig, error) {
+	if p.Image == "" {
+		return nil, errors.New("plugin has no image")
+	}
+	if strings.Contains(p.Image, ":") {
+		return nil, fmt.Errorf("image %q must not contain ':': the tag comes from the version", p.Image)
+	}
+	if h.SocketDir == "" {
+		return nil, errors.New("no host socket directory")
+	}
+
+	cfg := &container.Config{
+		Image:  p.ImageRef(),
+		Env:    containerEnv(p, h),
+		Labels: labels(p, r, h),
+	}
+	if p.Command != "" {
+		cfg.Entrypoint = []string{p.Command}
+	}
+	if len(p.Args) > 0 {
+		cfg.Cmd = append([]string(nil), p.Args...)
+		cfg.ArgsEscaped = true
+	}
+
+	host := &container.HostConfig{
+		Runtime:       r.EffectiveOCIRuntime(),
+		AutoRemove:    true,                      // plugin containers are ephemeral
+		RestartPolicy: container.RestartPolicy{}, // never: Vault restarts plugins itself
+		CapDrop:       []string{"ALL"},
+		Resources: container.Resources{
+			NanoCPUs:     r.NanoCPUs,
+			Memory:       r.MemoryBytes,
+			CgroupParent: r.CgroupParent,
+		},
+		Mounts: []mount.Mount{{
+			Type:        mount.TypeBind,
+			Source:      h.SocketDir,
+			Target:      PluginSocketDir,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationPrivate, NonRecursive: true},
+			Consistency: mount.ConsistencyDefault,
+		}},
+		ReadonlyRootfs: hard.ReadonlyRootfs,
+	}
+	if h.MLock {
+		host.CapAdd = append(host.CapAdd, "IPC_LOCK")
+	}
+	if r.Rootless {
+		// The container's root is not the host's: it needs DAC_OVERRIDE to
+		// use the socket directory, which also gets a default ACL.
+		host.CapAdd = append(host.CapAdd, "DAC_OVERRIDE")
+	}
+	if h.GroupID != 0 {
+		host.GroupAdd = []string{strconv.Itoa(h.GroupID)}
+	}
+	if hard.NoNewPrivileges {
+		host.SecurityOpt = []string{"no-new-privileges"}
+	}
+	if hard.PidsLimit > 0 {
+		limit := hard.PidsLimit
+		host.Resources.PidsLimit = &limit
+	}
+
+	return &RunConfig{Config: cfg, HostConfig: host, NetworkingConfig: &network.NetworkingConfig{}}, nil
+}
+
+// containerEnv layers the environment, later layers winning over earlier
+// ones: the plugin's own env, then Vault's SDK variables, then go-plugin's
+// handshake variables, then the socket directory as the container sees it.
+// What the host needs for the handshake can therefore never be overridden by
+// a registration. Duplicate keys are removed explicitly (the OCI runtime
+// would keep the last, but Go's os.Getenv reads the first), and nothing of
+// the host's own environment is passed.
+func containerEnv(p Plugin, h Host) []string {
+	var all []string
+	all = append(all, p.Env...)
+	all = append(all, h.SDKEnv...)
+	all = append(all, h.BaseEnv...)
+	all = append(all, "PLUGIN_UNIX_SOCKET_DIR="+PluginSocketDir)
+	return DedupEnv(all)
+}
+
+// DedupEnv keeps, for each key, only its last KEY=VALUE, in the order of
+// those last occurrences.
+func DedupEnv(env []string) []string {
+	last := make(map[string]int, len(env))
+	for i, kv := range env {
+		key, _, _ := strings.Cut(kv, "=")
+		last[key] = i
+	}
+	out := make([]string, 0, len(last))
+	for i, kv := range env {
+		key, _, _ := strings.Cut(kv, "=")
+		if last[key] == i {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func labels(p Plugin, r Runtime, h Host) map[string]string {
+	l := map[string]string{
+		LabelVaultPID:      strconv.Itoa(h.PID),
+		LabelClusterID:     h.ClusterID,
+		LabelPluginName:    p.Name,
+		LabelPluginType:    p.Type,
+		LabelPluginVersion: p.Version,
+		LabelManagedBy:     managedByThisPlugin,
+	}
+	if r.Name != "" {
+		l[LabelPluginRuntime] = r.Name
+	}
+	return l
+}
