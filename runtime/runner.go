@@ -1,0 +1,353 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/docker/pkg/stdcopy"
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin/runner"
+	acl "github.com/joshlf/go-acl"
+)
+
+// Errors a caller can tell apart with errors.Is.
+var (
+	ErrImageMissing      = errors.New("image not found on the Docker Engine")
+	ErrSHA256Mismatch    = errors.New("SHA256 mismatch")
+	ErrUnknownOCIRuntime = errors.New("unknown OCI runtime")
+	ErrContainerExited   = errors.New("plugin container exited")
+)
+
+// logTailLines is how many of the container's last output lines a failure
+// report quotes.
+const logTailLines = 20
+
+// Runner runs one plugin container for go-plugin (runner.Runner) through
+// the Docker Engine API.
+type Runner struct {
+	docker    *client.Client
+	logger    hclog.Logger
+	plugin    Plugin
+	run       *RunConfig
+	socketDir string
+	rootless  bool
+
+	id      string
+	stdout  io.ReadCloser
+	stderr  io.ReadCloser
+	tail    *lineTail
+	exited  chan struct{} // closed when the container has exited and is removed
+	exit    container.WaitResponse
+	waitErr error
+
+	// Created and Started are how long ContainerCreate and ContainerStart took.
+	Created, Started time.Duration
+}
+
+var _ runner.Runner = (*Runner)(nil)
+
+// NewRunner prepares a runner for the container rc describes; nothing
+// touches the engine until Start.
+func NewRunner(docker *client.Client, logger hclog.Logger, p Plugin, rc *RunConfig, socketDir string, rootless bool) *Runner {
+	return &Runner{
+		docker: docker, logger: logger, plugin: p, run: rc, socketDir: socketDir, rootless: rootless,
+		tail: newLineTail(logTailLines), exited: make(chan struct{}),
+	}
+}
+
+// Start checks the image, creates the container, attaches to its output and
+// starts it. A container that was created but could not start is removed.
+func (r *Runner) Start(ctx context.Context) error {
+	if r.rootless {
+		if err := setRootlessACL(r.socketDir); err != nil {
+			return err
+		}
+	}
+	if err := r.checkImage(ctx); err != nil {
+		return err
+	}
+
+	began := time.Now()
+	created, err := r.docker.ContainerCreate(ctx, r.run.Config, r.run.HostConfig, r.run.NetworkingConfig, nil, "")
+	r.Created = time.Since(began)
+	if err != nil {
+		return r.explainCreateError(ctx, err)
+	}
+	r.id = created.ID
+
+	// Attach and wait before starting: the container removes itself when it
+	// exits, so output and exit code must be caught from the first instant.
+	attached, err := r.docker.ContainerAttach(ctx, r.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		r.remove()
+		return fmt.Errorf("attaching to container %s: %w", short(r.id), err)
+	}
+	waitC, waitErrC := r.docker.ContainerWait(context.Background(), r.id, container.WaitConditionRemoved)
+	go r.awaitExit(waitC, waitErrC)
+
+	stdoutR, stdoutW := io.Pipe()
+	stderrR, stderrW := io.Pipe()
+	r.stdout, r.stderr = stdoutR, stderrR
+	go func() {
+		defer attached.Close()
+		_, err := stdcopy.StdCopy(io.MultiWriter(stdoutW, r.tail), io.MultiWriter(stderrW, r.tail), attached.Reader)
+		stdoutW.CloseWithError(err)
+		stderrW.CloseWithError(err)
+	}()
+
+	began = time.Now()
+	err = r.docker.ContainerStart(ctx, r.id, container.StartOptions{})
+	r.Started = time.Since(began)
+	if err != nil {
+		r.remove()
+		return r.explainStartError(ctx, err)
+	}
+	r.logger.Debug("started plugin container", "id", short(r.id), "image", r.run.Config.Image, "runtime", r.run.HostConfig.Runtime)
+	return nil
+}
+
+// checkImage makes sure the image is local, and when a sha256 is given that
+// the named image has exactly that ID. Images are never pulled.
+func (r *Runner) checkImage(ctx context.Context) error {
+	ref := r.plugin.TaggedImage()
+	images, err := r.docker.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", ref))})
+	if err != nil {
+		return fmt.Errorf("listing images named %s: %w", ref, err)
+	}
+	if len(images) == 0 {
+		return fmt.Errorf("%w: no image %s on the Docker Engine (images are never pulled: build or load it there)", ErrImageMissing, ref)
+	}
+	if r.plugin.SHA256 == "" {
+		return nil
+	}
+	want := "sha256:" + strings.TrimPrefix(r.plugin.SHA256, "sha256:")
+	var found []string
+	for _, img := range images {
+		if img.ID == want {
+			return nil
+		}
+		found = append(found, img.ID)
+	}
+	return fmt.Errorf("%w: image %s is %s, not the registered sha256 %s", ErrSHA256Mismatch, ref, strings.Join(found, ", "), want)
+}
+
+func (r *Runner) explainCreateError(ctx context.Context, err error) error {
+	msg := err.Error()
+	if strings.Contains(strings.ToLower(msg), "unknown runtime") {
+		known := "unknown"
+		if info, infoErr := r.docker.Info(ctx); infoErr == nil {
+			names := make([]string, 0, len(info.Runtimes))
+			for name := range info.Runtimes {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			known = strings.Join(names, ", ")
+		}
+		return fmt.Errorf("%w: the Docker Engine has no OCI runtime %q (it has: %s); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime",
+			ErrUnknownOCIRuntime, r.run.HostConfig.Runtime, known)
+	}
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%w: %s (images are never pulled: build or load it there)", ErrImageMissing, msg)
+	}
+	return fmt.Errorf("creating the plugin container: %w", err)
+}
+
+func (r *Runner) explainStartError(ctx context.Context, err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "unknown or invalid runtime name") || strings.Contains(strings.ToLower(msg), "unknown runtime") {
+		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, msg)
+	}
+	return fmt.Errorf("starting the plugin container (image %s, OCI runtime %s): %w", r.run.Config.Image, r.run.HostConfig.Runtime, err)
+}
+
+func (r *Runner) awaitExit(waitC <-chan container.WaitResponse, errC <-chan error) {
+	defer close(r.exited)
+	select {
+	case resp := <-waitC:
+		r.exit = resp
+	case err := <-errC:
+		r.waitErr = err
+	}
+}
+
+// Exited reports whether the container has ended, and its exit code.
+func (r *Runner) Exited() (bool, int64) {
+	select {
+	case <-r.exited:
+		return true, r.exit.StatusCode
+	default:
+		return false, 0
+	}
+}
+
+// Failure explains why the plugin is gone, or is not answering: its exit
+// code and its last output lines.
+func (r *Runner) Failure(cause error) error {
+	if done, code := r.Exited(); done && r.waitErr == nil {
+		return fmt.Errorf("%w with code %d before the plugin handshake (%v); last output:\n%s",
+			ErrContainerExited, code, cause, r.tail.String())
+	}
+	return fmt.Errorf("%v; the container's last output:\n%s", cause, r.tail.String())
+}
+
+// Wait waits for the container to end; a non-zero exit code is an error.
+func (r *Runner) Wait(ctx context.Context) error {
+	select {
+	case <-r.exited:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.waitErr != nil {
+		return r.waitErr
+	}
+	if r.exit.StatusCode != 0 {
+		return fmt.Errorf("%w with code %d", ErrContainerExited, r.exit.StatusCode)
+	}
+	return nil
+}
+
+// Kill stops the container and waits until the engine has removed it, so a
+// caller never leaves a container behind.
+func (r *Runner) Kill(ctx context.Context) error {
+	if r.id == "" {
+		return nil
+	}
+	timeout := 5
+	err := r.docker.ContainerStop(ctx, r.id, container.StopOptions{Timeout: &timeout})
+	if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(strings.ToLower(err.Error()), "is already in progress") {
+		r.remove()
+		return fmt.Errorf("stopping container %s: %w", short(r.id), err)
+	}
+	r.awaitRemoval(30 * time.Second)
+	return nil
+}
+
+// awaitRemoval waits until the engine has removed the container (it removes
+// itself on exit), force-removing it after timeout.
+func (r *Runner) awaitRemoval(timeout time.Duration) {
+	if r.id == "" {
+		return
+	}
+	select {
+	case <-r.exited:
+	case <-time.After(timeout):
+		r.remove()
+	}
+}
+
+// remove force-removes the container, for the paths where AutoRemove will
+// not: it never started, or it would not stop.
+func (r *Runner) remove() {
+	if r.id == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := r.docker.ContainerRemove(ctx, r.id, container.RemoveOptions{Force: true})
+	if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
+		r.logger.Error("removing plugin container", "id", short(r.id), "error", err)
+	}
+}
+
+func (r *Runner) Stdout() io.ReadCloser { return r.stdout }
+func (r *Runner) Stderr() io.ReadCloser { return r.stderr }
+func (r *Runner) Name() string          { return r.plugin.TaggedImage() }
+func (r *Runner) ID() string            { return r.id }
+
+// Diagnose is appended by go-plugin to its own start errors.
+func (r *Runner) Diagnose(context.Context) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "image %s, OCI runtime %s, container %s", r.run.Config.Image, r.run.HostConfig.Runtime, short(r.id))
+	if done, code := r.Exited(); done {
+		fmt.Fprintf(&b, ", exited with code %d", code)
+	}
+	if out := r.tail.String(); out != "" {
+		b.WriteString("; last output:\n" + out)
+	}
+	return b.String()
+}
+
+// PluginToHost maps the plugin's socket path to the host directory.
+func (r *Runner) PluginToHost(pluginNet, pluginAddr string) (string, string, error) {
+	if path.Dir(pluginAddr) != PluginSocketDir {
+		return "", "", fmt.Errorf("plugin address %s is not in %s: the plugin may need go-plugin v1.6.0 or later", pluginAddr, PluginSocketDir)
+	}
+	return pluginNet, path.Join(r.socketDir, path.Base(pluginAddr)), nil
+}
+
+// HostToPlugin maps a host socket path to where the plugin sees it.
+func (r *Runner) HostToPlugin(hostNet, hostAddr string) (string, string, error) {
+	if path.Dir(hostAddr) != r.socketDir {
+		return "", "", fmt.Errorf("host address %s is not in %s", hostAddr, r.socketDir)
+	}
+	return hostNet, path.Join(PluginSocketDir, path.Base(hostAddr)), nil
+}
+
+// setRootlessACL lets a non-root container user of rootless Docker reach the
+// sockets: a default ACL giving this process's user read-write on new files.
+func setRootlessACL(dir string) error {
+	a := acl.FromUnix(0o660)
+	a = append(a,
+		acl.Entry{Tag: acl.TagUser, Qualifier: strconv.Itoa(os.Geteuid()), Perms: 0o006},
+		acl.Entry{Tag: acl.TagMask, Perms: 0o006})
+	if err := acl.SetDefault(dir, a); err != nil {
+		return fmt.Errorf("setting the default ACL on the rootless socket directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// lineTail keeps the last n lines written to it, from any stream.
+type lineTail struct {
+	mu      sync.Mutex
+	n       int
+	lines   []string
+	partial string
+}
+
+func newLineTail(n int) *lineTail { return &lineTail{n: n} }
+
+func (t *lineTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	text := t.partial + string(p)
+	parts := strings.Split(text, "\n")
+	t.partial = parts[len(parts)-1]
+	for _, line := range parts[:len(parts)-1] {
+		t.lines = append(t.lines, line)
+	}
+	if over := len(t.lines) - t.n; over > 0 {
+		t.lines = append([]string(nil), t.lines[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *lineTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := t.lines
+	if t.partial != "" {
+		lines = append(append([]string(nil), lines...), t.partial)
+	}
+	return strings.Join(lines, "\n")
+}
