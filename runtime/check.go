@@ -2,7 +2,7 @@ package runtime
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
