@@ -2,6 +2,11 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
@@ -25,6 +30,114 @@ func TestCheckHandshakeUnderEachRuntime(t *testing.T) {
 				t.Fatalf("plugin version = %q, want %q", res.PluginVersion, testimage.Version)
 			}
 			t.Logf("%s: create %v, start %v, handshake %v, total %v", oci, res.Create, res.Start, res.Handshake, res.Total)
+			testimage.AssertNoContainers(t, docker)
+		})
+	}
+}
+
+// The runtime's limits are set on the container (docker inspect) and
+// enforced by the kernel (the container's cgroup v1 files on the host).
+func TestLimitsSetAndEnforced(t *testing.T) {
+	docker := testimage.Docker(t)
+	id := testimage.Build(t, docker)
+	const nanoCPUs, memory = 500_000_000, 64 << 20
+	for _, oci := range []string{"runc", "runsc"} {
+		t.Run(oci, func(t *testing.T) {
+			ctx := context.Background()
+			parent := "/rc-test-" + oci
+			rt := runtime.Runtime{Name: "limited", OCIRuntime: oci, CgroupParent: parent, NanoCPUs: nanoCPUs, MemoryBytes: memory}
+			running, err := runtime.Start(ctx, docker, testimage.Plugin(id), rt, checkOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				running.Stop(ctx)
+				testimage.AssertNoContainers(t, docker)
+			}()
+
+			info, err := docker.ContainerInspect(ctx, running.Runner.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc := info.HostConfig
+			if hc.Runtime != oci || hc.NanoCPUs != nanoCPUs || hc.Memory != memory || hc.CgroupParent != parent {
+				t.Fatalf("inspect: runtime %s, NanoCPUs %d, Memory %d, CgroupParent %s", hc.Runtime, hc.NanoCPUs, hc.Memory, hc.CgroupParent)
+			}
+			if !hc.ReadonlyRootfs || hc.PidsLimit == nil || *hc.PidsLimit != runtime.DefaultPidsLimit ||
+				len(hc.SecurityOpt) != 1 || hc.SecurityOpt[0] != "no-new-privileges" {
+				t.Fatalf("hardening: readonly %v, pids %v, securityopt %v", hc.ReadonlyRootfs, hc.PidsLimit, hc.SecurityOpt)
+			}
+			if info.Config.Labels[runtime.LabelPluginRuntime] != "limited" || info.Config.Labels[runtime.LabelClusterID] != "test-cluster" {
+				t.Fatalf("labels: %v", info.Config.Labels)
+			}
+
+			cgroup := func(controller, file string) string {
+				p := filepath.Join("/sys/fs/cgroup", controller, parent, running.Runner.ID(), file)
+				data, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatalf("reading the container's cgroup: %v", err)
+				}
+				return strings.TrimSpace(string(data))
+			}
+			if got := cgroup("memory", "memory.limit_in_bytes"); got != strconv.Itoa(memory) {
+				t.Errorf("memory.limit_in_bytes = %s, want %d", got, memory)
+			}
+			quota, period := cgroup("cpu", "cpu.cfs_quota_us"), cgroup("cpu", "cpu.cfs_period_us")
+			q, _ := strconv.Atoi(quota)
+			p, _ := strconv.Atoi(period)
+			if p == 0 || q*1_000_000_000/p != nanoCPUs {
+				t.Errorf("cpu.cfs_quota_us %s / cpu.cfs_period_us %s is not %d nano CPUs", quota, period, nanoCPUs)
+			}
+			if got := cgroup("pids", "pids.max"); got != strconv.Itoa(runtime.DefaultPidsLimit) {
+				t.Errorf("pids.max = %s, want %d", got, runtime.DefaultPidsLimit)
+			}
+		})
+	}
+}
+
+// Each way a plugin container can fail before the handshake gives an error
+// that says which, and leaves no container behind.
+func TestStartFailuresSayWhy(t *testing.T) {
+	docker := testimage.Docker(t)
+	id := testimage.Build(t, docker)
+	good := testimage.Plugin(id)
+
+	crashing := good
+	crashing.Args = []string{"-no-such-flag"}
+	wrongTag := good
+	wrongTag.Version, wrongTag.SHA256 = "v9.9.9", ""
+	wrongID := good
+	wrongID.SHA256 = strings.Repeat("0", 64)
+
+	for _, tc := range []struct {
+		name    string
+		plugin  runtime.Plugin
+		runtime runtime.Runtime
+		is      error
+		says    []string
+	}{
+		{"unknown OCI runtime", good, runtime.Runtime{OCIRuntime: "no-such-runtime"}, runtime.ErrUnknownOCIRuntime,
+			[]string{`the Docker Engine has no OCI runtime "no-such-runtime" (it has: `, "runc", "runsc"}},
+		{"missing image", wrongTag, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrImageMissing,
+			[]string{"no image " + testimage.Name + ":9.9.9 on the Docker Engine (images are never pulled"}},
+		{"SHA256 mismatch", wrongID, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrSHA256Mismatch,
+			[]string{"image " + testimage.Name + ":" + testimage.Tag + " is " + id + ", not the registered sha256 sha256:" + strings.Repeat("0", 64)}},
+		{"exits under runc", crashing, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrContainerExited,
+			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
+		{"exits under runsc", crashing, runtime.Runtime{}, runtime.ErrContainerExited,
+			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runtime.Check(context.Background(), docker, tc.plugin, tc.runtime, checkOptions())
+			if !errors.Is(err, tc.is) {
+				t.Fatalf("error %v is not %v", err, tc.is)
+			}
+			t.Logf("%s: %v", tc.name, err)
+			for _, want := range tc.says {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not say %q:\n%v", want, err)
+				}
+			}
 			testimage.AssertNoContainers(t, docker)
 		})
 	}

@@ -26,7 +26,7 @@ import (
 
 // Errors a caller can tell apart with errors.Is.
 var (
-	ErrImageMissing      = errors.New("image not found on the Docker Engine")
+	ErrImageMissing      = errors.New("missing image")
 	ErrSHA256Mismatch    = errors.New("SHA256 mismatch")
 	ErrUnknownOCIRuntime = errors.New("unknown OCI runtime")
 	ErrContainerExited   = errors.New("plugin container exited")
@@ -194,14 +194,19 @@ func (r *Runner) Exited() (bool, int64) {
 	}
 }
 
-// Failure explains why the plugin is gone, or is not answering: its exit
-// code and its last output lines.
+// Failure explains why the plugin is gone, or is not answering. When the
+// container exited, its exit code and last output say it all, and
+// go-plugin's own "Unrecognized remote plugin message" is left out; else the
+// cause is kept, with the last output if go-plugin did not quote it.
 func (r *Runner) Failure(cause error) error {
+	tail := r.tail.String()
 	if done, code := r.Exited(); done && r.waitErr == nil {
-		return fmt.Errorf("%w with code %d before the plugin handshake (%v); last output:\n%s",
-			ErrContainerExited, code, cause, r.tail.String())
+		return fmt.Errorf("%w with code %d before the plugin handshake; last output:\n%s", ErrContainerExited, code, tail)
 	}
-	return fmt.Errorf("%v; the container's last output:\n%s", cause, r.tail.String())
+	if tail == "" || strings.Contains(cause.Error(), tail) {
+		return cause
+	}
+	return fmt.Errorf("%w; the container's last output:\n%s", cause, tail)
 }
 
 // Wait waits for the container to end; a non-zero exit code is an error.
