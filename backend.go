@@ -35,6 +35,8 @@ type backend struct {
 	// a plugin write holds its plugin lock and then a runtime lock, and
 	// shared stripes could make two such writes wait on each other.
 	pluginLocks []*locksutil.LockEntry
+
+	docker dockerOnce
 }
 
 // Factory creates a new backend for a mount.
@@ -59,8 +61,11 @@ func newBackend() *backend {
 			// Root paths need the sudo capability, as Vault's own catalog does.
 			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*"},
 		},
-		Paths:          append(pathCatalog(b), pathPlugins(b)...),
+		// run-config and check come before the plugin path, whose name
+		// pattern would take them in: the first matching pattern wins.
+		Paths:          append(append(pathCatalog(b), pathPluginRun(b)...), pathPlugins(b)...),
 		Invalidate:     b.invalidate,
+		Clean:          b.clean,
 		RunningVersion: Version,
 	}
 	return b
@@ -69,4 +74,11 @@ func newBackend() *backend {
 // invalidate is called by Vault when another node changed a storage key.
 func (b *backend) invalidate(_ context.Context, key string) {
 	b.index.invalidate(key)
+}
+
+// clean releases the Docker client when the mount goes away.
+func (b *backend) clean(context.Context) {
+	if b.docker.client != nil {
+		b.docker.client.Close()
+	}
 }

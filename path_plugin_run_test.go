@@ -1,0 +1,72 @@
+package runtimecatalog
+
+import (
+	"errors"
+	"net/http"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestPluginRunConfig(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/limited", map[string]interface{}{
+		"oci_runtime": "runc", "cgroup_parent": "/vault/", "cpu_nanos": 500000000, "memory_bytes": 67108864,
+	})
+	mustDo(t, b, s, logical.UpdateOperation, "plugins/catalog/secret/kv", pluginData(map[string]interface{}{
+		"sha256": testSHA, "command": "/kv", "args": []string{"-x"}, "env": []string{"TOKEN=s3cret"}, "runtime": "limited",
+	}))
+
+	data := mustDo(t, b, s, logical.ReadOperation, "plugins/catalog/secret/kv/run-config", nil).Data
+	config := data["config"].(map[string]interface{})
+	host := data["host_config"].(map[string]interface{})
+	for field, want := range map[string]interface{}{
+		"Image": "sha256:" + testSHA, "Entrypoint": []interface{}{"/kv"}, "Cmd": []interface{}{"-x"},
+	} {
+		if !reflect.DeepEqual(config[field], want) {
+			t.Errorf("config.%s = %#v, want %#v", field, config[field], want)
+		}
+	}
+	for field, want := range map[string]interface{}{
+		"Runtime": "runc", "CgroupParent": "/vault/", "NanoCpus": float64(500000000), "Memory": float64(67108864),
+		"AutoRemove": true, "ReadonlyRootfs": true, "CapDrop": []interface{}{"ALL"},
+	} {
+		if !reflect.DeepEqual(host[field], want) {
+			t.Errorf("host_config.%s = %#v, want %#v", field, host[field], want)
+		}
+	}
+	// The run config shows what the container gets, the plugin's env included:
+	// it needs sudo like every path here.
+	env := config["Env"].([]interface{})
+	if env[0] != "TOKEN=s3cret" || env[len(env)-1] != "PLUGIN_UNIX_SOCKET_DIR=/tmp/go-plugin-container" {
+		t.Errorf("Env = %v", env)
+	}
+
+	// A runtime edited since registration applies to the next start.
+	mustDo(t, b, s, logical.PatchOperation, "catalog/container/limited", map[string]interface{}{"oci_runtime": nil})
+	host = mustDo(t, b, s, logical.ReadOperation, "plugins/catalog/secret/kv/run-config", nil).Data["host_config"].(map[string]interface{})
+	if host["Runtime"] != "runsc" {
+		t.Errorf("after the runtime's edit, Runtime = %v, want runsc", host["Runtime"])
+	}
+}
+
+func TestPluginRunPathsForMissingPlugin(t *testing.T) {
+	b, s := newTestBackend(t)
+	for _, tc := range []struct {
+		op   logical.Operation
+		path string
+	}{
+		{logical.ReadOperation, "plugins/catalog/secret/nope/run-config"},
+		{logical.UpdateOperation, "plugins/catalog/secret/nope/check"},
+	} {
+		_, err := do(t, b, s, tc.op, tc.path, nil)
+		var coded logical.HTTPCodedError
+		if !errors.As(err, &coded) || coded.Code() != http.StatusNotFound || err.Error() != "no plugin secret/nope" {
+			t.Errorf("%s %s: %v, want a 404 'no plugin secret/nope'", tc.op, tc.path, err)
+		}
+	}
+	if msg := errorOf(t, b, s, logical.ReadOperation, "plugins/catalog/bogus/x/run-config", nil); msg != `"bogus" is not a supported plugin type: use one of auth, database, secret` {
+		t.Errorf("bad type: %s", msg)
+	}
+}
