@@ -1,7 +1,11 @@
 package runtimecatalog
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
@@ -22,14 +26,42 @@ func newTestBackend(t testing.TB) (*backend, logical.Storage) {
 // checked against the response schema the path declares for the operation.
 func do(t testing.TB, b *backend, s logical.Storage, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
 	t.Helper()
-	req := &logical.Request{Operation: op, Path: path, Storage: s, Data: data}
+	req := &logical.Request{ID: "test-request", Operation: op, Path: path, Storage: s, Data: data}
 	resp, err := b.HandleRequest(context.Background(), req)
+	if err == nil && resp != nil {
+		if _, raw := resp.Data[logical.HTTPRawBody]; raw {
+			resp = &logical.Response{Data: decodeRawBody(t, resp)}
+		}
+	}
 	if tt, ok := t.(*testing.T); ok && err == nil && (resp == nil || !resp.IsError()) {
 		if route := b.Route(path); route != nil {
 			schema.ValidateResponse(tt, schema.GetResponseSchema(tt, route, op), resp, true)
 		}
 	}
 	return resp, err
+}
+
+// decodeRawBody turns a raw list response back into its data, as a client
+// reads it, after checking it is the envelope Vault itself writes.
+func decodeRawBody(t testing.TB, resp *logical.Response) map[string]interface{} {
+	t.Helper()
+	if resp.Data[logical.HTTPStatusCode] != http.StatusOK || resp.Data[logical.HTTPContentType] != "application/json" {
+		t.Fatalf("raw response status/content type: %#v", resp.Data)
+	}
+	body, err := base64.StdEncoding.DecodeString(resp.Data[logical.HTTPRawBody].(string))
+	if err != nil {
+		t.Fatalf("raw body is not base64: %v", err)
+	}
+	var envelope logical.HTTPResponse
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&envelope); err != nil {
+		t.Fatalf("raw body %q is not Vault's response envelope: %v", body, err)
+	}
+	if envelope.RequestID != "test-request" || envelope.Data == nil {
+		t.Fatalf("envelope: %#v", envelope)
+	}
+	return envelope.Data
 }
 
 // mustDo is do for requests that must succeed.
@@ -53,4 +85,24 @@ func errorOf(t testing.TB, b *backend, s logical.Storage, op logical.Operation, 
 		t.Fatalf("%s %s: want a 400 error response, got %#v", op, path, resp)
 	}
 	return resp.Error().Error()
+}
+
+// listKeys returns the keys of a list response, raw or not.
+func listKeys(t testing.TB, data map[string]interface{}) []string {
+	t.Helper()
+	switch keys := data["keys"].(type) {
+	case []string:
+		return keys
+	case []interface{}:
+		out := make([]string, len(keys))
+		for i, k := range keys {
+			out[i] = k.(string)
+		}
+		return out
+	case nil:
+		return nil
+	default:
+		t.Fatalf("keys is a %T", keys)
+		return nil
+	}
 }

@@ -24,6 +24,8 @@ type catalogIndex struct {
 	stale    map[string]struct{} // storage keys invalidated since loading
 	runtimes map[string]*runtimeEntry
 	sorted   []*runtimeEntry // runtimes by name; nil after a change
+	listBody string          // the encoded list response (list_body.go); "" after a change
+	changes  uint64          // counts runtime changes, so a body encoded meanwhile is not kept
 
 	plugins       map[string]*pluginEntry        // by id, "type/name"
 	sortedPlugins []*pluginEntry                 // by id; nil after a change
@@ -73,7 +75,8 @@ func (ix *catalogIndex) loadLocked(ctx context.Context, s logical.Storage) error
 			runtimes[r.Name] = r
 		}
 	}
-	ix.runtimes, ix.sorted = runtimes, nil
+	ix.runtimes = runtimes
+	ix.changedLocked()
 	ix.plugins, ix.sortedPlugins, ix.users = map[string]*pluginEntry{}, nil, map[string]map[string]struct{}{}
 	for _, pluginType := range pluginTypes {
 		prefix := pluginStoragePrefix + pluginType + "/"
@@ -123,7 +126,7 @@ func (ix *catalogIndex) refreshLocked(ctx context.Context, s logical.Storage, ke
 	} else {
 		ix.runtimes[rest] = r
 	}
-	ix.sorted = nil
+	ix.changedLocked()
 	return nil
 }
 
@@ -165,18 +168,45 @@ func (ix *catalogIndex) sortedRuntimes() []*runtimeEntry {
 	return ix.sorted
 }
 
+// changedLocked drops what is derived from the runtimes after a change.
+func (ix *catalogIndex) changedLocked() {
+	ix.sorted, ix.listBody = nil, ""
+	ix.changes++
+}
+
+// runtimeListBody returns the encoded list response, encoding it if a change
+// made it stale. Encoding happens outside the lock, so reads go on meanwhile.
+func (ix *catalogIndex) runtimeListBody() (string, error) {
+	ix.mu.RLock()
+	body, changes := ix.listBody, ix.changes
+	ix.mu.RUnlock()
+	if body != "" {
+		return body, nil
+	}
+	body, err := encodeRuntimeList(ix.sortedRuntimes())
+	if err != nil {
+		return "", err
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.changes == changes { // no change came in while encoding
+		ix.listBody = body
+	}
+	return body, nil
+}
+
 func (ix *catalogIndex) setRuntime(r *runtimeEntry) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	ix.runtimes[r.Name] = r
-	ix.sorted = nil
+	ix.changedLocked()
 }
 
 func (ix *catalogIndex) removeRuntime(name string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	delete(ix.runtimes, name)
-	ix.sorted = nil
+	ix.changedLocked()
 }
 
 func (ix *catalogIndex) plugin(id string) *pluginEntry {

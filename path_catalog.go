@@ -14,8 +14,9 @@ const (
 	pathCatalogHelpSyn  = "List the plugin runtimes in the catalog."
 	pathCatalogHelpDesc = `
 Lists every plugin runtime, sorted by name: "runtimes" holds each runtime's
-settings, as Vault's sys/plugins/runtimes/catalog returns them, and "keys"
-and "key_info" let "vault list" print the names. Needs the sudo capability.
+settings, as Vault's sys/plugins/runtimes/catalog returns them, "keys" the
+names, so that "vault list" prints them, and "key_info" each runtime's
+oci_runtime. Needs the sudo capability.
 `
 	pathRuntimeHelpSyn  = "Register, read, patch or remove a plugin runtime."
 	pathRuntimeHelpDesc = `
@@ -77,7 +78,7 @@ func listResponseFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"runtimes": {Type: framework.TypeSlice, Description: "Every runtime's settings, sorted by name."},
 		"keys":     {Type: framework.TypeStringSlice, Description: "Runtime names, sorted."},
-		"key_info": {Type: framework.TypeMap, Description: "Each runtime's settings, by name."},
+		"key_info": {Type: framework.TypeMap, Description: "A summary of each runtime by name: its oci_runtime."},
 	}
 }
 
@@ -177,6 +178,14 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 	if err := b.index.ensure(ctx, req.Storage); err != nil {
 		return nil, err
 	}
+	if req.WrapInfo == nil {
+		body, err := b.index.runtimeListBody()
+		if err != nil {
+			return nil, err
+		}
+		return rawListResponse(req.ID, body), nil
+	}
+	// A wrapped response must be ordinary data for Vault to store.
 	sorted := b.index.sortedRuntimes()
 	runtimes := make([]map[string]interface{}, len(sorted))
 	keys := make([]string, len(sorted))
@@ -184,7 +193,7 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 	for i, r := range sorted {
 		runtimes[i] = r.toResponseData()
 		keys[i] = r.Name
-		keyInfo[r.Name] = runtimes[i]
+		keyInfo[r.Name] = map[string]interface{}{"oci_runtime": r.effectiveOCIRuntime()}
 	}
 	resp := logical.ListResponseWithInfo(keys, keyInfo)
 	resp.Data["runtimes"] = runtimes

@@ -213,8 +213,8 @@ func TestRuntimeList(t *testing.T) {
 	for _, path := range []string{"catalog", "catalog/"} {
 		for _, op := range []logical.Operation{logical.ListOperation, logical.ReadOperation} {
 			got := mustDo(t, b, s, op, path, nil).Data
-			if rs, ok := got["runtimes"].([]map[string]interface{}); !ok || len(rs) != 0 {
-				t.Fatalf("%s %s on empty catalog: runtimes = %#v, want []", op, path, got["runtimes"])
+			if rs, ok := got["runtimes"].([]interface{}); !ok || len(rs) != 0 || len(listKeys(t, got)) != 0 {
+				t.Fatalf("%s %s on empty catalog: %#v, want runtimes []", op, path, got)
 			}
 		}
 	}
@@ -233,16 +233,20 @@ func TestRuntimeList(t *testing.T) {
 		{logical.ListOperation, "catalog/container/", nil},
 	} {
 		got := mustDo(t, b, s, tc.op, tc.path, tc.data).Data
-		if keys := got["keys"].([]string); !reflect.DeepEqual(keys, []string{"alpha", "mid", "zeta"}) {
+		if keys := listKeys(t, got); !reflect.DeepEqual(keys, []string{"alpha", "mid", "zeta"}) {
 			t.Fatalf("%s %s: keys = %v", tc.op, tc.path, keys)
 		}
-		runtimes := got["runtimes"].([]map[string]interface{})
-		if len(runtimes) != 3 || runtimes[0]["name"] != "alpha" || runtimes[2]["cpu_nanos"] != int64(4) || len(runtimes[0]) != 7 {
+		runtimes := got["runtimes"].([]interface{})
+		want := map[string]interface{}{
+			"name": "zeta", "type": "container", "oci_runtime": "runsc", "cgroup_parent": "",
+			"cpu_nanos": float64(4), "memory_bytes": float64(0), "rootless": false,
+		}
+		if len(runtimes) != 3 || runtimes[0].(map[string]interface{})["name"] != "alpha" || !reflect.DeepEqual(runtimes[2], want) {
 			t.Fatalf("%s %s: runtimes = %#v", tc.op, tc.path, runtimes)
 		}
 		info := got["key_info"].(map[string]interface{})
-		if !reflect.DeepEqual(info["mid"], runtimes[1]) {
-			t.Fatalf("key_info[mid] = %#v", info["mid"])
+		if !reflect.DeepEqual(info["mid"], map[string]interface{}{"oci_runtime": "runsc"}) || len(info) != 3 {
+			t.Fatalf("key_info = %#v", info)
 		}
 	}
 
@@ -251,6 +255,58 @@ func TestRuntimeList(t *testing.T) {
 	}
 	if got := errorOf(t, b, s, logical.ListOperation, "catalog/Container/", nil); got != `"Container" is not a supported plugin runtime type` {
 		t.Fatalf("list catalog/Container: %s", got)
+	}
+}
+
+// A wrapped list is ordinary response data, which Vault can store in the
+// wrapping token; it holds the same runtimes as the raw one.
+func TestRuntimeListWrapped(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 3})
+	req := &logical.Request{Operation: logical.ListOperation, Path: "catalog/", Storage: s, WrapInfo: &logical.RequestWrapInfo{TTL: 60}}
+	resp, err := b.HandleRequest(context.Background(), req)
+	if err != nil || resp == nil {
+		t.Fatal(resp, err)
+	}
+	if _, raw := resp.Data[logical.HTTPRawBody]; raw {
+		t.Fatal("a wrapped list must not be raw")
+	}
+	if keys := listKeys(t, resp.Data); !reflect.DeepEqual(keys, []string{"r"}) {
+		t.Fatalf("keys = %v", keys)
+	}
+	if rs := resp.Data["runtimes"].([]map[string]interface{}); rs[0]["cpu_nanos"] != int64(3) {
+		t.Fatalf("runtimes = %#v", rs)
+	}
+	if info := resp.Data["key_info"].(map[string]interface{}); !reflect.DeepEqual(info["r"], map[string]interface{}{"oci_runtime": "runsc"}) {
+		t.Fatalf("key_info = %#v", info)
+	}
+}
+
+// The encoded list follows every change: writes, deletes and invalidations.
+func TestRuntimeListFollowsChanges(t *testing.T) {
+	b, s := newTestBackend(t)
+	ctx := context.Background()
+	keys := func() []string { return listKeys(t, mustDo(t, b, s, logical.ListOperation, "catalog/", nil).Data) }
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/a", nil)
+	if got := keys(); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Fatalf("keys = %v", got)
+	}
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/b", nil)
+	mustDo(t, b, s, logical.DeleteOperation, "catalog/container/a", nil)
+	if got := keys(); !reflect.DeepEqual(got, []string{"b"}) {
+		t.Fatalf("keys = %v", got)
+	}
+	if err := putRuntime(ctx, s, &runtimeEntry{Name: "c", Type: "container"}); err != nil {
+		t.Fatal(err)
+	}
+	b.InvalidateKey(ctx, runtimeStorageKey("container", "c"))
+	if got := keys(); !reflect.DeepEqual(got, []string{"b", "c"}) {
+		t.Fatalf("keys after invalidation = %v", got)
+	}
+	mustDo(t, b, s, logical.PatchOperation, "catalog/container/c", map[string]interface{}{"cpu_nanos": 9})
+	rs := mustDo(t, b, s, logical.ReadOperation, "catalog", nil).Data["runtimes"].([]interface{})
+	if rs[1].(map[string]interface{})["cpu_nanos"] != float64(9) {
+		t.Fatalf("list after patch: %#v", rs)
 	}
 }
 
@@ -290,7 +346,7 @@ func TestRuntimeConcurrentWritesLoseNothing(t *testing.T) {
 	if err != nil || len(keys) != n {
 		t.Fatalf("stored %d runtimes (err %v), want %d", len(keys), err, n)
 	}
-	listed := mustDo(t, b, s, logical.ListOperation, "catalog/", nil).Data["keys"].([]string)
+	listed := listKeys(t, mustDo(t, b, s, logical.ListOperation, "catalog/", nil).Data)
 	if len(listed) != n {
 		t.Fatalf("listed %d runtimes, want %d", len(listed), n)
 	}
@@ -342,7 +398,7 @@ func TestIndexFollowsInvalidation(t *testing.T) {
 	if got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/kept", nil).Data["cpu_nanos"]; got != int64(2) {
 		t.Fatalf("kept cpu_nanos = %v after invalidation, want 2", got)
 	}
-	keys := mustDo(t, b, s, logical.ListOperation, "catalog/", nil).Data["keys"].([]string)
+	keys := listKeys(t, mustDo(t, b, s, logical.ListOperation, "catalog/", nil).Data)
 	if !reflect.DeepEqual(keys, []string{"kept", "new"}) {
 		t.Fatalf("keys after invalidation = %v", keys)
 	}

@@ -20,16 +20,27 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
+
+// T is the part of testing.TB these helpers use, so that the benchmark
+// program can drive a Vault with them too.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
 
 // PluginName is the name the plugin is registered and enabled under.
 const PluginName = "vault-plugin-runtime-catalog"
 
 // RequireReal fails (under CI=true) or skips the test when something real it
 // needs is missing; how tells the reader how to provide it.
-func RequireReal(t testing.TB, what, how string) {
+func RequireReal(t T, what, how string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s is missing, and CI=true: %s", what, how)
@@ -38,7 +49,7 @@ func RequireReal(t testing.TB, what, how string) {
 }
 
 // Binary returns the vault binary to test with.
-func Binary(t testing.TB) string {
+func Binary(t T) string {
 	t.Helper()
 	bin := os.Getenv("VAULT_BINARY")
 	if bin == "" {
@@ -58,7 +69,7 @@ var (
 
 // BuildPlugin builds the plugin binary once per test process and copies it
 // into dir, returning its path.
-func BuildPlugin(t testing.TB, dir string) string {
+func BuildPlugin(t T, dir string) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "rc-build")
@@ -80,15 +91,20 @@ func BuildPlugin(t testing.TB, dir string) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	data, err := os.ReadFile(filepath.Join(buildDir, PluginName))
+	dst := filepath.Join(dir, PluginName)
+	copyExecutable(t, filepath.Join(buildDir, PluginName), dst)
+	return dst
+}
+
+func copyExecutable(t T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := filepath.Join(dir, PluginName)
 	if err := os.WriteFile(dst, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return dst
 }
 
 func moduleRoot() (string, error) {
@@ -100,7 +116,7 @@ func moduleRoot() (string, error) {
 }
 
 // FreePort returns a loopback port nothing listens on right now.
-func FreePort(t testing.TB) int {
+func FreePort(t T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,7 +128,7 @@ func FreePort(t testing.TB) int {
 
 // ShortTempDir is a temporary directory with a short path: Unix socket paths
 // are limited to about 108 bytes, and t.TempDir() paths are long.
-func ShortTempDir(t testing.TB) string {
+func ShortTempDir(t T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "rc")
 	if err != nil {
@@ -133,8 +149,9 @@ type Server struct {
 }
 
 // StartDev starts `vault server -dev` with this plugin in its plugin
-// directory and enables it at path.
-func StartDev(t testing.TB, path string) *Server {
+// directory and enables it at path. Extra plugin binaries are copied into the
+// directory too: dev mode registers each under its file name.
+func StartDev(t T, path string, extraPlugins ...string) *Server {
 	t.Helper()
 	dir := ShortTempDir(t)
 	pluginDir := filepath.Join(dir, "plugins")
@@ -142,6 +159,9 @@ func StartDev(t testing.TB, path string) *Server {
 		t.Fatal(err)
 	}
 	BuildPlugin(t, pluginDir)
+	for _, extra := range extraPlugins {
+		copyExecutable(t, extra, filepath.Join(pluginDir, filepath.Base(extra)))
+	}
 	port := FreePort(t)
 	s := start(t, fmt.Sprintf("http://127.0.0.1:%d", port), "root",
 		"server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
@@ -151,7 +171,7 @@ func StartDev(t testing.TB, path string) *Server {
 	return s
 }
 
-func start(t testing.TB, addr, token string, args ...string) *Server {
+func start(t T, addr, token string, args ...string) *Server {
 	t.Helper()
 	s := &Server{Addr: addr, Token: token, bin: Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(s.bin, args...)
@@ -166,7 +186,7 @@ func start(t testing.TB, addr, token string, args ...string) *Server {
 }
 
 // Stop ends the server and waits for it; its log is printed if the test failed.
-func (s *Server) Stop(t testing.TB) {
+func (s *Server) Stop(t T) {
 	select {
 	case <-s.done:
 		return
@@ -185,7 +205,7 @@ func (s *Server) Stop(t testing.TB) {
 }
 
 // WaitReady polls `vault status` until the server answers (sealed or not).
-func (s *Server) WaitReady(t testing.TB) {
+func (s *Server) WaitReady(t T) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -206,19 +226,19 @@ func (s *Server) WaitReady(t testing.TB) {
 }
 
 // Run runs the vault CLI against the server with the server's token.
-func (s *Server) Run(t testing.TB, args ...string) (stdout, stderr string, code int) {
+func (s *Server) Run(t T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	return s.RunAs(t, s.Token, args...)
 }
 
 // RunAs runs the vault CLI with another token.
-func (s *Server) RunAs(t testing.TB, token string, args ...string) (stdout, stderr string, code int) {
+func (s *Server) RunAs(t T, token string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	return s.RunInput(t, token, nil, args...)
 }
 
 // RunInput runs the vault CLI with a token and standard input.
-func (s *Server) RunInput(t testing.TB, token string, stdin io.Reader, args ...string) (stdout, stderr string, code int) {
+func (s *Server) RunInput(t T, token string, stdin io.Reader, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -241,7 +261,7 @@ func (s *Server) RunInput(t testing.TB, token string, stdin io.Reader, args ...s
 }
 
 // MustRun runs the vault CLI and fails the test unless it exits 0.
-func (s *Server) MustRun(t testing.TB, args ...string) string {
+func (s *Server) MustRun(t T, args ...string) string {
 	t.Helper()
 	out, errOut, code := s.Run(t, args...)
 	if code != 0 {
@@ -252,7 +272,7 @@ func (s *Server) MustRun(t testing.TB, args ...string) string {
 
 // MustJSON runs the vault CLI with -format=json after the subcommand and
 // decodes its output.
-func (s *Server) MustJSON(t testing.TB, v interface{}, args ...string) {
+func (s *Server) MustJSON(t T, v interface{}, args ...string) {
 	t.Helper()
 	withFormat := append([]string{args[0], "-format=json"}, args[1:]...)
 	out := s.MustRun(t, withFormat...)
@@ -264,7 +284,7 @@ func (s *Server) MustJSON(t testing.TB, v interface{}, args ...string) {
 // StartPersistent starts a non-dev server with file storage in dir (created
 // on first use) on port, initialising it when new and unsealing it. The
 // plugin is registered and enabled at path the first time.
-func StartPersistent(t testing.TB, dir string, port int, path string) *Server {
+func StartPersistent(t T, dir string, port int, path string) *Server {
 	t.Helper()
 	addr := fmt.Sprintf("http://127.0.0.1:%d", port)
 	config := fmt.Sprintf(`storage "file" { path = %q }
@@ -312,7 +332,7 @@ plugin_directory = %q
 	s.Token = keys.RootToken
 	s.MustRun(t, "operator", "unseal", keys.UnsealKeys[0])
 	if fresh {
-		sum, err := fileSHA256(filepath.Join(dir, "plugins", PluginName))
+		sum, err := FileSHA256(filepath.Join(dir, "plugins", PluginName))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,7 +342,8 @@ plugin_directory = %q
 	return s
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file, as `vault plugin register` wants.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -1,0 +1,297 @@
+// Command bench measures, side by side on one Vault dev server, the plugin's
+// runtime catalog and Vault's built-in sys/plugins/runtimes/catalog holding
+// the same N runtimes, with HashiCorp's kv plugin run as an external plugin
+// as the reference for a plain external plugin's storage read and write.
+// It prints throughput, p50 and p99 latency, the ratios, and the plugin
+// process's RSS. `make bench` runs it; nothing here asserts a time.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+)
+
+func main() {
+	sizes := flag.String("sizes", "100,1000,10000", "numbers of runtimes to measure with")
+	duration := flag.Duration("duration", 3*time.Second, "how long each measurement runs")
+	clients := flag.Int("clients", 8, "concurrent clients")
+	profile := flag.String("pprof", "", "write Vault's CPU profile during the plugin's largest list measurement to this file")
+	kvPlugin := flag.String("kv-plugin", os.Getenv("KV_PLUGIN_BINARY"), "vault-plugin-secrets-kv binary (scripts/build-kv-plugin.sh)")
+	flag.Parse()
+
+	t := &mainT{}
+	defer t.cleanup()
+	var extra []string
+	if *kvPlugin != "" {
+		extra = append(extra, *kvPlugin)
+	}
+	v := vaulttest.StartDev(t, "runtimes", extra...)
+	if *kvPlugin != "" {
+		// kv version 1: one storage read per read, one write per write.
+		v.MustRun(t, "secrets", "enable", "-path=kv-ext", filepath.Base(*kvPlugin))
+	}
+	b := &bench{addr: v.Addr, token: v.Token, clients: *clients, duration: *duration,
+		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients * 2}}}
+
+	var kvRead, kvWrite result
+	if *kvPlugin != "" {
+		b.fill(1000, func(i int) (string, string, string) {
+			return "POST", fmt.Sprintf("/v1/kv-ext/key-%05d", i), `{"value":"x"}`
+		})
+		kvRead = b.measure(func(r *rand.Rand) (string, string, string) {
+			return "GET", fmt.Sprintf("/v1/kv-ext/key-%05d", r.Intn(1000)), ""
+		})
+		kvWrite = b.measure(func(r *rand.Rand) (string, string, string) {
+			return "POST", fmt.Sprintf("/v1/kv-ext/key-%05d", r.Intn(1000)), `{"value":"y"}`
+		})
+	}
+
+	fmt.Printf("%d clients, %v per measurement, Vault dev server on %s\n\n", *clients, *duration, v.Addr)
+	fmt.Printf("%-7s %-6s %28s %28s %8s\n", "N", "op", "plugin ops/s p50/p99 ms", "built-in ops/s p50/p99 ms", "ratio")
+	filled := 0
+	for _, field := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(field)
+		if err != nil {
+			t.Fatalf("bad size %q", field)
+		}
+		for _, prefix := range []string{"/v1/runtimes/catalog/container/", "/v1/sys/plugins/runtimes/catalog/container/"} {
+			b.fillRange(filled, n, func(i int) (string, string, string) {
+				return "POST", fmt.Sprintf("%srt-%05d", prefix, i), `{"oci_runtime":"runc","cpu_nanos":1000}`
+			})
+		}
+		filled = n
+		idleRSS := pluginRSS(t)
+
+		for _, op := range []struct {
+			name    string
+			plugin  func(*rand.Rand) (string, string, string)
+			builtin func(*rand.Rand) (string, string, string)
+		}{
+			{name: "read",
+				plugin: func(r *rand.Rand) (string, string, string) {
+					return "GET", fmt.Sprintf("/v1/runtimes/catalog/container/rt-%05d", r.Intn(n)), ""
+				},
+				builtin: func(r *rand.Rand) (string, string, string) {
+					return "GET", fmt.Sprintf("/v1/sys/plugins/runtimes/catalog/container/rt-%05d", r.Intn(n)), ""
+				}},
+			{name: "write",
+				plugin: func(r *rand.Rand) (string, string, string) {
+					return "POST", fmt.Sprintf("/v1/runtimes/catalog/container/rt-%05d", r.Intn(n)), `{"oci_runtime":"runc","cpu_nanos":2000}`
+				},
+				builtin: func(r *rand.Rand) (string, string, string) {
+					return "POST", fmt.Sprintf("/v1/sys/plugins/runtimes/catalog/container/rt-%05d", r.Intn(n)), `{"oci_runtime":"runc","cpu_nanos":2000}`
+				}},
+			{name: "list",
+				plugin:  func(*rand.Rand) (string, string, string) { return "LIST", "/v1/runtimes/catalog", "" },
+				builtin: func(*rand.Rand) (string, string, string) { return "GET", "/v1/sys/plugins/runtimes/catalog", "" }},
+		} {
+			var profiled chan struct{}
+			if *profile != "" && op.name == "list" && field == sizesLast(*sizes) {
+				profiled = b.profileVault(*profile)
+			}
+			p := b.measure(op.plugin)
+			if profiled != nil {
+				<-profiled
+			}
+			bi := b.measure(op.builtin)
+			fmt.Printf("%-7d %-6s %28s %28s %7.2fx\n", n, op.name, p, bi, p.rate()/bi.rate())
+			if *kvPlugin != "" && op.name == "read" {
+				fmt.Printf("%-7s %-6s %28s %28s %7.2fx  (plugin read / kv external read)\n", "", "", "", kvRead, p.rate()/kvRead.rate())
+			}
+			if *kvPlugin != "" && op.name == "write" {
+				fmt.Printf("%-7s %-6s %28s %28s %7.2fx  (plugin write / kv external write)\n", "", "", "", kvWrite, p.rate()/kvWrite.rate())
+			}
+		}
+		fmt.Printf("%-7d plugin RSS %.1f MiB with the catalog loaded, %.1f MiB after the load above\n\n", n, idleRSS/1024/1024, pluginRSS(t)/1024/1024)
+	}
+}
+
+func sizesLast(sizes string) string {
+	all := strings.Split(sizes, ",")
+	return all[len(all)-1]
+}
+
+// profileVault records Vault's CPU profile for most of one measurement.
+func (b *bench) profileVault(file string) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		seconds := int(b.duration.Seconds()) - 1
+		if seconds < 1 {
+			seconds = 1
+		}
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/sys/pprof/profile?seconds=%d", b.addr, seconds), nil)
+		req.Header.Set("X-Vault-Token", b.token)
+		resp, err := b.http.Do(req)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+		}
+	}()
+	return done
+}
+
+type bench struct {
+	addr, token string
+	clients     int
+	duration    time.Duration
+	http        *http.Client
+}
+
+func (b *bench) do(method, path, body string) error {
+	req, err := http.NewRequest(method, b.addr+path, bytes.NewBufferString(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Vault-Token", b.token)
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+	return nil
+}
+
+func (b *bench) fill(n int, req func(i int) (string, string, string)) { b.fillRange(0, n, req) }
+
+// fillRange sends req(i) for i in [from, to) from all clients at once.
+func (b *bench) fillRange(from, to int, req func(i int) (string, string, string)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for c := 0; c < b.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := b.do(req(i)); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+			}
+		}()
+	}
+	for i := from; i < to; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+type result struct {
+	ops      int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+func (r result) String() string {
+	return fmt.Sprintf("%9.1f %7.2f/%-8.2f", r.rate(), ms(r.p50), ms(r.p99))
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// measure runs req from every client for the duration and collects latencies.
+func (b *bench) measure(req func(*rand.Rand) (string, string, string)) result {
+	deadline := time.Now().Add(b.duration)
+	began := time.Now()
+	latencies := make([][]time.Duration, b.clients)
+	var wg sync.WaitGroup
+	for c := 0; c < b.clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			r := rand.New(rand.NewSource(int64(c)))
+			for time.Now().Before(deadline) {
+				start := time.Now()
+				if err := b.do(req(r)); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				latencies[c] = append(latencies[c], time.Since(start))
+			}
+		}(c)
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return result{ops: len(all), elapsed: time.Since(began), p50: all[len(all)/2], p99: all[len(all)*99/100]}
+}
+
+// pluginRSS is the resident memory of the plugin's process, in bytes.
+func pluginRSS(t vaulttest.T) float64 {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		// The plugin's own executable, not Vault (whose path may hold the name).
+		if err != nil || filepath.Base(strings.SplitN(string(cmdline), "\x00", 2)[0]) != vaulttest.PluginName {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				return kb * 1024
+			}
+		}
+	}
+	t.Fatal("plugin process not found")
+	return 0
+}
+
+// mainT lets the vaulttest helpers run outside a test: Fatal exits after
+// running the cleanups.
+type mainT struct {
+	cleanups []func()
+	failed   bool
+}
+
+func (m *mainT) Helper()                          {}
+func (m *mainT) Logf(format string, args ...any)  { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (m *mainT) Cleanup(f func())                 { m.cleanups = append(m.cleanups, f) }
+func (m *mainT) Failed() bool                     { return m.failed }
+func (m *mainT) Skipf(format string, args ...any) { m.Fatalf(format, args...) }
+func (m *mainT) Fatal(args ...any)                { m.Fatalf("%s", fmt.Sprint(args...)) }
+func (m *mainT) Fatalf(format string, args ...any) {
+	m.failed = true
+	m.Logf(format, args...)
+	m.cleanup()
+	os.Exit(1)
+}
+
+func (m *mainT) cleanup() {
+	for i := len(m.cleanups) - 1; i >= 0; i-- {
+		m.cleanups[i]()
+	}
+	m.cleanups = nil
+}
