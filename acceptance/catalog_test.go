@@ -128,8 +128,11 @@ func TestRuntimeCatalogNeedsSudo(t *testing.T) {
 
 	const caps = `"create", "read", "update", "patch", "delete", "list"`
 	policy := func(extra string) string {
-		return fmt.Sprintf(`path "runtimes/catalog" { capabilities = [%s%s] }
-path "runtimes/catalog/*" { capabilities = [%s%s] }`, caps, extra, caps, extra)
+		var body strings.Builder
+		for _, p := range []string{"runtimes/catalog", "runtimes/catalog/*", "runtimes/plugins/catalog", "runtimes/plugins/catalog/*"} {
+			fmt.Fprintf(&body, "path %q { capabilities = [%s%s] }\n", p, caps, extra)
+		}
+		return body.String()
 	}
 	writePolicy := func(name, body string) {
 		_, errOut, code := v.RunInput(t, v.Token, strings.NewReader(body), "policy", "write", name, "-")
@@ -152,6 +155,14 @@ path "runtimes/catalog/*" { capabilities = [%s%s] }`, caps, extra, caps, extra)
 		{"list", "runtimes/catalog/container"},
 		{"read", "runtimes/catalog"},
 		{"delete", "runtimes/catalog/container/existing"},
+		{"write", "runtimes/plugins/catalog/secret/p", "oci_image=example/kv", "version=1.0.0"},
+		{"read", "runtimes/plugins/catalog/secret/p"},
+		{"patch", "runtimes/plugins/catalog/secret/p", "version=1.0.1"},
+		{"read", "runtimes/plugins/catalog/secret/p/run-config"},
+		{"list", "runtimes/plugins/catalog"},
+		{"list", "runtimes/plugins/catalog/secret"},
+		{"read", "runtimes/plugins/catalog"},
+		{"delete", "runtimes/plugins/catalog/secret/p"},
 	}
 	for _, op := range ops {
 		_, errOut, code := v.RunAs(t, noSudo, op...)
@@ -191,5 +202,39 @@ func assertSubset(t *testing.T, got, want map[string]interface{}) {
 		if !reflect.DeepEqual(got[k], w) {
 			t.Errorf("%s = %#v, want %#v (all: %#v)", k, got[k], w, got)
 		}
+	}
+}
+
+// Vault's generated OpenAPI document describes every path and field.
+func TestOpenAPIDescribesThePlugin(t *testing.T) {
+	v := vaulttest.StartDev(t, "runtimes")
+	var doc struct {
+		Data struct {
+			Paths map[string]map[string]interface{} `json:"paths"`
+		} `json:"data"`
+	}
+	v.MustJSON(t, &doc, "read", "sys/internal/specs/openapi")
+	for _, path := range []string{
+		"/runtimes/catalog/", "/runtimes/catalog/{type}/{name}",
+		"/runtimes/plugins/catalog/{type}/{name}", "/runtimes/plugins/catalog/{type}/{name}/check",
+	} {
+		item, ok := doc.Data.Paths[path]
+		if !ok {
+			t.Errorf("OpenAPI has no %s", path)
+			continue
+		}
+		if item["description"] == "" || item["description"] == nil {
+			t.Errorf("%s has no description", path)
+		}
+		params, _ := item["parameters"].([]interface{}) // absent where the path captures nothing
+		for _, param := range params {
+			if p := param.(map[string]interface{}); p["description"] == "" || p["description"] == nil {
+				t.Errorf("%s parameter %v has no description", path, p["name"])
+			}
+		}
+	}
+	post, _ := doc.Data.Paths["/runtimes/catalog/{type}/{name}"]["post"].(map[string]interface{})
+	if post == nil || post["requestBody"] == nil || post["summary"] == nil {
+		t.Errorf("POST /runtimes/catalog/{type}/{name} lacks a summary or request schema: %v", post)
 	}
 }

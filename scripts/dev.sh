@@ -36,7 +36,7 @@ done
 
 cat <<TXT
 
-Vault $("$vault" version | cut -d' ' -f2) is running with the runtime catalog at runtimes/ (log: $dir/vault.log).
+Vault $("$vault" version | cut -d' ' -f2 | tr -d ,) is running with the runtime catalog at runtimes/ (log: $dir/vault.log).
 
   export VAULT_ADDR=http://$addr VAULT_TOKEN=root PATH="$(dirname "$vault"):\$PATH"
 
