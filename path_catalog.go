@@ -255,21 +255,12 @@ func (b *backend) pathRuntimePatch(ctx context.Context, req *logical.Request, d 
 	})
 }
 
-// applyRuntimeFields copies the settings sent in the request onto r. A field
-// sent as null (JSON merge patch) is reset to its zero value.
+// runtimeSettings are the fields of a runtime a request may set.
+var runtimeSettings = []string{"oci_runtime", "cgroup_parent", "cpu_nanos", "memory_bytes", "rootless"}
+
+// applyRuntimeFields copies the settings sent in the request onto r.
 func applyRuntimeFields(r *runtimeEntry, d *framework.FieldData) error {
-	for field := range runtimeFieldSchemas() {
-		raw, sent := d.Raw[field]
-		if !sent {
-			continue
-		}
-		var v interface{}
-		if raw != nil {
-			var err error
-			if v, _, err = d.GetOkErr(field); err != nil {
-				return err
-			}
-		}
+	return eachSentField(d, runtimeSettings, func(field string, v interface{}) {
 		switch field {
 		case "oci_runtime":
 			r.OCIRuntime, _ = v.(string)
@@ -282,8 +273,7 @@ func applyRuntimeFields(r *runtimeEntry, d *framework.FieldData) error {
 		case "rootless":
 			r.Rootless, _ = v.(bool)
 		}
-	}
-	return nil
+	})
 }
 
 // storeRuntime validates and stores the runtime that build derives from the
@@ -301,10 +291,7 @@ func (b *backend) storeRuntime(ctx context.Context, s logical.Storage, name stri
 	}
 	r, err := build(b.index.runtime(name))
 	if err != nil {
-		if coded, ok := err.(logical.HTTPCodedError); ok {
-			return nil, coded
-		}
-		return logical.ErrorResponse(err.Error()), nil
+		return buildFailure(err)
 	}
 	if err := r.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil

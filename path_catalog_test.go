@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -415,5 +416,23 @@ func TestStoredFormatIsVersioned(t *testing.T) {
 	want := `runtime "runtime/container/future" is stored in format 2; this plugin reads format 1`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
+	}
+}
+
+// Every settable field has a schema and is applied: the two lists cannot
+// drift apart unnoticed.
+func TestSettableFieldsMatchSchemas(t *testing.T) {
+	for _, tc := range []struct {
+		fields  []string
+		schemas map[string]*framework.FieldSchema
+	}{{runtimeSettings, runtimeFieldSchemas()}, {pluginSettings, pluginFieldSchemas()}} {
+		if len(tc.fields) != len(tc.schemas) {
+			t.Errorf("settable %v, schemas %d", tc.fields, len(tc.schemas))
+		}
+		for _, f := range tc.fields {
+			if tc.schemas[f] == nil {
+				t.Errorf("no schema for %s", f)
+			}
+		}
 	}
 }

@@ -220,21 +220,12 @@ func (b *backend) pathPluginPatch(ctx context.Context, req *logical.Request, d *
 	})
 }
 
-// applyPluginFields copies the fields sent in the request onto p; a field
-// sent as null is reset.
+// pluginSettings are the fields of a plugin a request may set.
+var pluginSettings = []string{"oci_image", "version", "sha256", "command", "args", "env", "runtime"}
+
+// applyPluginFields copies the fields sent in the request onto p.
 func applyPluginFields(p *pluginEntry, d *framework.FieldData) error {
-	for field := range pluginFieldSchemas() {
-		raw, sent := d.Raw[field]
-		if !sent {
-			continue
-		}
-		var v interface{}
-		if raw != nil {
-			var err error
-			if v, _, err = d.GetOkErr(field); err != nil {
-				return err
-			}
-		}
+	return eachSentField(d, pluginSettings, func(field string, v interface{}) {
 		switch field {
 		case "oci_image":
 			p.OCIImage, _ = v.(string)
@@ -251,8 +242,7 @@ func applyPluginFields(p *pluginEntry, d *framework.FieldData) error {
 		case "runtime":
 			p.Runtime, _ = v.(string)
 		}
-	}
-	return nil
+	})
 }
 
 // storePlugin validates and stores the plugin that build derives from the
@@ -273,10 +263,7 @@ func (b *backend) storePlugin(ctx context.Context, s logical.Storage, id string,
 	}
 	p, err := build(b.index.plugin(id))
 	if err != nil {
-		if coded, ok := err.(logical.HTTPCodedError); ok {
-			return nil, coded
-		}
-		return logical.ErrorResponse(err.Error()), nil
+		return buildFailure(err)
 	}
 	if err := p.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
