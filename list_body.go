@@ -85,3 +85,16 @@ func rawListResponse(requestID, encodedRest string) *logical.Response {
 		logical.HTTPRawBody:     base64.StdEncoding.EncodeToString([]byte(start)) + encodedRest,
 	}}
 }
+
+// wrappable makes a list response one Vault can wrap. Vault wraps a list
+// only if its "keys" is a []string, which a response from an external plugin
+// never is after crossing gRPC as JSON, so a wrapped list from any external
+// plugin fails with "unsupported path". Without "keys" Vault wraps the rest,
+// as it does for its own catalog, which has no keys; the names are in
+// key_info.
+func wrappable(req *logical.Request, resp *logical.Response) *logical.Response {
+	if req.Operation == logical.ListOperation && req.WrapInfo != nil {
+		delete(resp.Data, "keys")
+	}
+	return resp
+}

@@ -197,7 +197,7 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 	}
 	resp := logical.ListResponseWithInfo(keys, keyInfo)
 	resp.Data["runtimes"] = runtimes
-	return resp, nil
+	return wrappable(req, resp), nil
 }
 
 // runtimeFromPath validates the type and name captured from the path.

@@ -163,7 +163,7 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 		plugins = []map[string]interface{}{}
 	}
 	resp.Data["plugins"] = plugins
-	return resp, nil
+	return wrappable(req, resp), nil
 }
 
 // pluginFromPath validates the type and name captured from the path.
