@@ -59,44 +59,98 @@ func (ix *catalogIndex) ensure(ctx context.Context, s logical.Storage) error {
 	return nil
 }
 
+// loadConcurrency is how many storage reads loading runs at once. For an
+// external plugin each read is a gRPC call back into Vault: one at a time,
+// 10,000 runtimes took 2.7 s to load here.
+const loadConcurrency = 16
+
 func (ix *catalogIndex) loadLocked(ctx context.Context, s logical.Storage) error {
-	runtimes := map[string]*runtimeEntry{}
-	prefix := runtimeStoragePrefix + runtimeTypeContainer + "/"
-	names, err := s.List(ctx, prefix)
+	runtimeKeys, err := listKeysUnder(ctx, s, runtimeStoragePrefix+runtimeTypeContainer+"/")
 	if err != nil {
 		return fmt.Errorf("listing runtimes: %w", err)
 	}
-	for _, name := range names {
-		r, err := decodeRuntime(s.Get(ctx, prefix+name))
-		if err != nil {
-			return err
-		}
-		if r != nil {
-			runtimes[r.Name] = r
-		}
-	}
-	ix.runtimes = runtimes
-	ix.changedLocked()
-	ix.plugins, ix.sortedPlugins, ix.users = map[string]*pluginEntry{}, nil, map[string]map[string]struct{}{}
+	var pluginKeys []string
 	for _, pluginType := range pluginTypes {
-		prefix := pluginStoragePrefix + pluginType + "/"
-		names, err := s.List(ctx, prefix)
+		keys, err := listKeysUnder(ctx, s, pluginStoragePrefix+pluginType+"/")
 		if err != nil {
 			return fmt.Errorf("listing plugins: %w", err)
 		}
-		for _, name := range names {
-			p, err := decodePlugin(s.Get(ctx, prefix+name))
+		pluginKeys = append(pluginKeys, keys...)
+	}
+	entries, err := getAll(ctx, s, append(runtimeKeys, pluginKeys...))
+	if err != nil {
+		return err
+	}
+
+	ix.runtimes = make(map[string]*runtimeEntry, len(runtimeKeys))
+	ix.plugins, ix.sortedPlugins, ix.users = map[string]*pluginEntry{}, nil, map[string]map[string]struct{}{}
+	for i, se := range entries {
+		if i < len(runtimeKeys) {
+			r, err := decodeRuntime(se, nil)
 			if err != nil {
 				return err
 			}
-			if p != nil {
-				ix.setPluginLocked(p)
+			if r != nil {
+				ix.runtimes[r.Name] = r
 			}
+			continue
+		}
+		p, err := decodePlugin(se, nil)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			ix.setPluginLocked(p)
 		}
 	}
+	ix.changedLocked()
 	ix.stale = map[string]struct{}{}
 	ix.loaded = true
 	return nil
+}
+
+// listKeysUnder returns the full keys of the entries directly under prefix.
+func listKeysUnder(ctx context.Context, s logical.Storage, prefix string) ([]string, error) {
+	names, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(names))
+	for _, name := range names {
+		if !strings.HasSuffix(name, "/") {
+			keys = append(keys, prefix+name)
+		}
+	}
+	return keys, nil
+}
+
+// getAll reads keys with loadConcurrency reads at once; entries[i] is keys[i]
+// (nil if it vanished meanwhile).
+func getAll(ctx context.Context, s logical.Storage, keys []string) ([]*logical.StorageEntry, error) {
+	entries := make([]*logical.StorageEntry, len(keys))
+	errs := make([]error, len(keys))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < loadConcurrency && w < len(keys); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				entries[i], errs[i] = s.Get(ctx, keys[i])
+			}
+		}()
+	}
+	for i := range keys {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", keys[i], err)
+		}
+	}
+	return entries, nil
 }
 
 // refreshLocked re-reads one storage key into the index.
