@@ -71,26 +71,7 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 				t.Fatalf("labels: %v", info.Config.Labels)
 			}
 
-			cgroup := func(controller, file string) string {
-				p := filepath.Join("/sys/fs/cgroup", controller, parent, running.Runner.ID(), file)
-				data, err := os.ReadFile(p)
-				if err != nil {
-					t.Fatalf("reading the container's cgroup: %v", err)
-				}
-				return strings.TrimSpace(string(data))
-			}
-			if got := cgroup("memory", "memory.limit_in_bytes"); got != strconv.Itoa(memory) {
-				t.Errorf("memory.limit_in_bytes = %s, want %d", got, memory)
-			}
-			quota, period := cgroup("cpu", "cpu.cfs_quota_us"), cgroup("cpu", "cpu.cfs_period_us")
-			q, _ := strconv.Atoi(quota)
-			p, _ := strconv.Atoi(period)
-			if p == 0 || q*1_000_000_000/p != nanoCPUs {
-				t.Errorf("cpu.cfs_quota_us %s / cpu.cfs_period_us %s is not %d nano CPUs", quota, period, nanoCPUs)
-			}
-			if got := cgroup("pids", "pids.max"); got != strconv.Itoa(runtime.DefaultPidsLimit) {
-				t.Errorf("pids.max = %s, want %d", got, runtime.DefaultPidsLimit)
-			}
+			assertCgroupLimits(t, parent, running.Runner.ID(), nanoCPUs, memory, runtime.DefaultPidsLimit)
 		})
 	}
 }
@@ -140,5 +121,44 @@ func TestStartFailuresSayWhy(t *testing.T) {
 			}
 			testimage.AssertNoContainers(t, docker)
 		})
+	}
+}
+
+// assertCgroupLimits reads the container's cgroup files on the host, under
+// cgroup v1 (one hierarchy per controller) or v2 (one unified hierarchy),
+// with Docker's cgroupfs driver: <root>/<parent>/<container id>.
+func assertCgroupLimits(t *testing.T, parent, id string, nanoCPUs, memory, pids int64) {
+	t.Helper()
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	v2 := err == nil
+	read := func(controller, file string) string {
+		dir := filepath.Join("/sys/fs/cgroup", controller, parent, id)
+		if v2 {
+			dir = filepath.Join("/sys/fs/cgroup", parent, id)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatalf("reading the container's cgroup: %v", err)
+		}
+		return strings.TrimSpace(string(data))
+	}
+	var memLimit, quota, period, pidsMax string
+	if v2 {
+		memLimit, pidsMax = read("", "memory.max"), read("", "pids.max")
+		quota, period, _ = strings.Cut(read("", "cpu.max"), " ")
+	} else {
+		memLimit, pidsMax = read("memory", "memory.limit_in_bytes"), read("pids", "pids.max")
+		quota, period = read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")
+	}
+	if memLimit != strconv.FormatInt(memory, 10) {
+		t.Errorf("memory limit = %s, want %d", memLimit, memory)
+	}
+	q, _ := strconv.ParseInt(quota, 10, 64)
+	p, _ := strconv.ParseInt(period, 10, 64)
+	if p == 0 || q*1_000_000_000/p != nanoCPUs {
+		t.Errorf("CPU quota %s per period %s is not %d nano CPUs", quota, period, nanoCPUs)
+	}
+	if pidsMax != strconv.FormatInt(pids, 10) {
+		t.Errorf("pids.max = %s, want %d", pidsMax, pids)
 	}
 }
