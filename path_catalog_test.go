@@ -2,6 +2,7 @@ package runtimecatalog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -433,6 +434,31 @@ func TestSettableFieldsMatchSchemas(t *testing.T) {
 			if tc.schemas[f] == nil {
 				t.Errorf("no schema for %s", f)
 			}
+		}
+	}
+}
+
+// A runtime reads the same in a list (view, encoded once per change) as on
+// its own (toResponseData): the two forms cannot drift apart.
+func TestRuntimeViewMatchesResponseData(t *testing.T) {
+	for _, r := range []*runtimeEntry{
+		{Name: "a", Type: "container"},
+		{Name: "b", Type: "container", OCIRuntime: "runc", CgroupParent: "/x/", CPUNanos: 1, MemoryBytes: minMemoryBytes, Rootless: true},
+	} {
+		fromView, err := json.Marshal(r.view())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, want map[string]interface{}
+		if err := json.Unmarshal(fromView, &got); err != nil {
+			t.Fatal(err)
+		}
+		fromData, _ := json.Marshal(r.toResponseData())
+		if err := json.Unmarshal(fromData, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("view %v != response data %v", got, want)
 		}
 	}
 }
