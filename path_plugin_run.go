@@ -128,9 +128,7 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, req *logical.Request,
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	sys := b.System()
-	clusterID, _ := sys.ClusterID(ctx) // informational: empty when Vault has none
-	vaultVersion, _ := sys.VaultVersion(ctx)
+	clusterID, vaultVersion, mlock := b.vaultHost(ctx)
 	// go-plugin's handshake variables, as its client adds them at start.
 	goPluginEnv := []string{
 		vaultplugin.HandshakeConfig.MagicCookieKey + "=" + vaultplugin.HandshakeConfig.MagicCookieValue,
@@ -141,8 +139,8 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, req *logical.Request,
 		plugin.EnvUnixSocketDir + "=" + placeholderSocketDir,
 	}
 	rc, err := runtime.BuildRunConfig(p.toRuntime(), rt, runtime.Host{
-		PID: os.Getpid(), ClusterID: clusterID, GroupID: os.Getegid(), MLock: sys.MlockEnabled(),
-		BaseEnv: goPluginEnv, SDKEnv: runtime.SDKEnv(vaultVersion, sys.MlockEnabled()), SocketDir: placeholderSocketDir,
+		PID: os.Getpid(), ClusterID: clusterID, GroupID: os.Getegid(), MLock: mlock,
+		BaseEnv: goPluginEnv, SDKEnv: runtime.SDKEnv(vaultVersion, mlock), SocketDir: placeholderSocketDir,
 	}, runtime.DefaultHardening)
 	if err != nil {
 		return nil, err
@@ -169,12 +167,10 @@ func (b *backend) pathPluginCheck(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, logical.CodedError(http.StatusBadGateway, "connecting to the Docker Engine: "+err.Error())
 	}
-	sys := b.System()
-	clusterID, _ := sys.ClusterID(ctx)
-	vaultVersion, _ := sys.VaultVersion(ctx)
+	clusterID, vaultVersion, mlock := b.vaultHost(ctx)
 	plug := p.toRuntime()
 	result, err := runtime.Check(ctx, docker, plug, rt, runtime.CheckOptions{
-		ClusterID: clusterID, VaultVersion: vaultVersion, MLock: sys.MlockEnabled(),
+		ClusterID: clusterID, VaultVersion: vaultVersion, MLock: mlock,
 		Hardening: runtime.DefaultHardening, Logger: b.Logger().Named("check"),
 	})
 	if err != nil {
@@ -197,6 +193,16 @@ func (b *backend) pathPluginCheck(ctx context.Context, req *logical.Request, d *
 		"handshake_ms":   ms(result.Handshake),
 		"total_ms":       ms(result.Total),
 	}}, nil
+}
+
+// vaultHost is what the Vault running this plugin tells containers: its
+// cluster ID and version (informational: empty when Vault has none) and
+// whether mlock is on.
+func (b *backend) vaultHost(ctx context.Context) (clusterID, vaultVersion string, mlock bool) {
+	sys := b.System()
+	clusterID, _ = sys.ClusterID(ctx)
+	vaultVersion, _ = sys.VaultVersion(ctx)
+	return clusterID, vaultVersion, sys.MlockEnabled()
 }
 
 // dockerOnce holds the backend's Docker client, made on first use: mounts

@@ -46,11 +46,6 @@ func (p *pluginEntry) id() string {
 	return p.Type + "/" + p.Name
 }
 
-// imageTag is the tag of the plugin's image: its version without the "v".
-func (p *pluginEntry) imageTag() string {
-	return strings.TrimPrefix(p.Version, "v")
-}
-
 // envKeys are the names of the plugin's environment variables; a read never
 // returns their values, which may be secrets.
 func (p *pluginEntry) envKeys() []string {

@@ -15,10 +15,6 @@ const (
 	// runtimeTypeContainer is the only plugin runtime type Vault defines.
 	runtimeTypeContainer = "container"
 
-	// defaultOCIRuntime is what Vault runs containers with when a runtime
-	// names none: gVisor's runsc.
-	defaultOCIRuntime = "runsc"
-
 	// minMemoryBytes is the smallest memory limit Docker Engine accepts
 	// ("Minimum memory limit allowed is 6MB"); anything below it would only
 	// fail when a plugin starts.
@@ -36,7 +32,7 @@ const (
 type runtimeEntry struct {
 	Name         string `json:"name"`
 	Type         string `json:"type"`
-	OCIRuntime   string `json:"oci_runtime"` // "" means defaultOCIRuntime, applied at start
+	OCIRuntime   string `json:"oci_runtime"` // "" means runtime.DefaultOCIRuntime, applied at start
 	CgroupParent string `json:"cgroup_parent"`
 	CPUNanos     int64  `json:"cpu_nanos"`
 	MemoryBytes  int64  `json:"memory_bytes"`
@@ -51,12 +47,10 @@ type storedRuntime struct {
 	runtimeEntry
 }
 
-// effectiveOCIRuntime is the OCI runtime containers really get.
+// effectiveOCIRuntime is the OCI runtime containers really get; the
+// runtime package, which starts them, owns the default.
 func (r *runtimeEntry) effectiveOCIRuntime() string {
-	if r.OCIRuntime == "" {
-		return defaultOCIRuntime
-	}
-	return r.OCIRuntime
+	return r.toRuntime().EffectiveOCIRuntime()
 }
 
 func (r *runtimeEntry) hasCgroupLimits() bool {
