@@ -6,6 +6,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -34,28 +35,34 @@ const (
 	LabelManagedBy      = "io.github.vault-plugin-runtime-catalog.managed-by"
 	LabelPluginRuntime  = "io.github.vault-plugin-runtime-catalog.runtime"
 	managedByThisPlugin = "vault-plugin-runtime-catalog"
+
+	envProtocolVersions = "PLUGIN_PROTOCOL_VERSIONS"
 )
 
 // Plugin is what the runtime package needs of a registered container plugin.
+// The JSON names are those of Vault's plugin catalog API, so that the
+// catalog can embed a Plugin as its entity and name each field once.
 type Plugin struct {
-	Name    string
-	Type    string // auth, database or secret
-	Version string // the image tag is Version without its leading "v"
-	Image   string // without a tag
-	SHA256  string // hex image ID, optional
-	Command string
-	Args    []string
-	Env     []string // KEY=VALUE
+	Name    string   `json:"name"`
+	Type    string   `json:"type"`      // auth, database or secret
+	Image   string   `json:"oci_image"` // without a tag
+	Version string   `json:"version"`   // the image tag is Version without its leading "v"
+	SHA256  string   `json:"sha256"`    // hex image ID, optional
+	Command string   `json:"command"`
+	Args    []string `json:"args"`
+	Env     []string `json:"env"` // KEY=VALUE
 }
 
 // Runtime is a plugin runtime's settings; the zero value is "no runtime".
+// The JSON names are those of Vault's plugin runtime API, for the same
+// reason as Plugin's.
 type Runtime struct {
-	Name         string
-	OCIRuntime   string // "" means DefaultOCIRuntime
-	CgroupParent string
-	NanoCPUs     int64
-	MemoryBytes  int64
-	Rootless     bool
+	Name         string `json:"name"`
+	OCIRuntime   string `json:"oci_runtime"` // "" means DefaultOCIRuntime
+	CgroupParent string `json:"cgroup_parent"`
+	NanoCPUs     int64  `json:"cpu_nanos"`
+	MemoryBytes  int64  `json:"memory_bytes"`
+	Rootless     bool   `json:"rootless"`
 }
 
 // Host is what comes from the process that runs the plugin.
@@ -77,8 +84,12 @@ type Hardening struct {
 	PidsLimit       int64 // 0: no limit
 }
 
-// DefaultHardening is used unless a caller asks otherwise.
-var DefaultHardening = Hardening{NoNewPrivileges: true, ReadonlyRootfs: true, PidsLimit: DefaultPidsLimit}
+// DefaultHardening is what every plugin container gets: no privilege
+// escalation, a read-only root filesystem and a bound on its processes. A
+// function, not a variable, so no caller can change it for every other.
+func DefaultHardening() Hardening {
+	return Hardening{NoNewPrivileges: true, ReadonlyRootfs: true, PidsLimit: DefaultPidsLimit}
+}
 
 // RunConfig is a complete Docker Engine API container create request.
 type RunConfig struct {
@@ -191,7 +202,29 @@ func containerEnv(p Plugin, h Host) []string {
 	all = append(all, h.SDKEnv...)
 	all = append(all, h.BaseEnv...)
 	all = append(all, "PLUGIN_UNIX_SOCKET_DIR="+PluginSocketDir)
-	return DedupEnv(all)
+	return sortProtocolVersions(DedupEnv(all))
+}
+
+// sortProtocolVersions puts PLUGIN_PROTOCOL_VERSIONS in ascending order.
+// go-plugin joins them from a map, so their order changes from one start to
+// the next; the plugin takes the highest it supports whatever the order, and
+// a stable order lets run-config show exactly what a start sends.
+func sortProtocolVersions(env []string) []string {
+	for i, kv := range env {
+		if versions, ok := strings.CutPrefix(kv, envProtocolVersions+"="); ok {
+			list := strings.Split(versions, ",")
+			sort.Slice(list, func(a, b int) bool {
+				x, errX := strconv.Atoi(list[a])
+				y, errY := strconv.Atoi(list[b])
+				if errX != nil || errY != nil {
+					return list[a] < list[b]
+				}
+				return x < y
+			})
+			env[i] = envProtocolVersions + "=" + strings.Join(list, ",")
+		}
+	}
+	return env
 }
 
 // DedupEnv keeps, for each key, only its last KEY=VALUE, in the order of

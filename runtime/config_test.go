@@ -26,7 +26,7 @@ func testHost() Host {
 
 func TestBuildRunConfigFieldByField(t *testing.T) {
 	rt := Runtime{Name: "limited", OCIRuntime: "runc", CgroupParent: "/vault/", NanoCPUs: 500_000_000, MemoryBytes: 64 << 20}
-	rc, err := BuildRunConfig(testPlugin(), rt, testHost(), DefaultHardening)
+	rc, err := BuildRunConfig(testPlugin(), rt, testHost(), DefaultHardening())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,11 +112,11 @@ func TestBuildRunConfigDefaultsAndOptions(t *testing.T) {
 func TestBuildRunConfigErrors(t *testing.T) {
 	p := testPlugin()
 	p.Image = "example/kv:1"
-	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening); err == nil || err.Error() != `image "example/kv:1" must not contain ':': the tag comes from the version` {
+	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || err.Error() != `image "example/kv:1" must not contain ':': the tag comes from the version` {
 		t.Errorf("tagged image: %v", err)
 	}
 	p.Image = ""
-	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening); err == nil || err.Error() != "plugin has no image" {
+	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || err.Error() != "plugin has no image" {
 		t.Errorf("no image: %v", err)
 	}
 }

@@ -5,16 +5,18 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
-func checkOptions() runtime.CheckOptions {
-	return runtime.CheckOptions{ClusterID: "test-cluster", VaultVersion: "1.21.0", Hardening: runtime.DefaultHardening}
+func checkOptions() runtime.Options {
+	return runtime.Options{ClusterID: "test-cluster", VaultVersion: "1.21.0"}
 }
 
 func TestCheckHandshakeUnderEachRuntime(t *testing.T) {
@@ -109,7 +111,10 @@ func TestStartFailuresSayWhy(t *testing.T) {
 			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := runtime.Check(context.Background(), docker, tc.plugin, tc.runtime, checkOptions())
+			// A failed start leaves no socket directory behind either.
+			o := checkOptions()
+			o.SocketRoot = vaulttest.ShortTempDir(t)
+			_, err := runtime.Check(context.Background(), docker, tc.plugin, tc.runtime, o)
 			if !errors.Is(err, tc.is) {
 				t.Fatalf("error %v is not %v", err, tc.is)
 			}
@@ -120,7 +125,86 @@ func TestStartFailuresSayWhy(t *testing.T) {
 				}
 			}
 			testimage.AssertNoContainers(t, docker)
+			if left, _ := os.ReadDir(o.SocketRoot); len(left) != 0 {
+				t.Errorf("a failed start left %d entries in the socket root, the first %s", len(left), left[0].Name())
+			}
 		})
+	}
+}
+
+// run-config is what a start really sends: the preview and docker inspect of
+// a started container agree field by field, except the values that only
+// exist at start, which the preview names.
+func TestPreviewMatchesStartedContainer(t *testing.T) {
+	docker := testimage.Docker(t)
+	id := testimage.Build(t, docker)
+	ctx := context.Background()
+	p := testimage.Plugin(id)
+	p.Env = []string{"MODE=fast", "MODE=slow", "TOKEN=x"}
+	p.Command, p.Args = "/plugin", []string{"-tls-skip-verify"}
+	rt := runtime.Runtime{Name: "limited", OCIRuntime: "runc", CgroupParent: "/rc-preview", NanoCPUs: 250_000_000, MemoryBytes: 32 << 20}
+
+	preview, err := runtime.PreviewRunConfig(p, rt, checkOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, err := runtime.Start(ctx, docker, p, rt, checkOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		running.Stop(ctx)
+		testimage.AssertNoContainers(t, docker)
+	}()
+	info, err := docker.ContainerInspect(ctx, running.Runner.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The engine adds a default PATH to an image that sets none (ours is
+	// FROM scratch): not part of the request.
+	var env []string
+	for _, kv := range info.Config.Env {
+		if strings.HasPrefix(kv, "PLUGIN_CLIENT_CERT=") {
+			kv = "PLUGIN_CLIENT_CERT=" + runtime.PlaceholderClientCert
+		}
+		if strings.HasPrefix(kv, "PATH=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	want, got := preview.Config, info.Config
+	hw, hg := preview.HostConfig, info.HostConfig
+	for _, f := range []struct {
+		name      string
+		want, got interface{}
+	}{
+		{"Image", want.Image, got.Image},
+		{"Env", want.Env, env},
+		{"Entrypoint", []string(want.Entrypoint), []string(got.Entrypoint)},
+		{"Cmd", []string(want.Cmd), []string(got.Cmd)},
+		{"Labels", want.Labels, got.Labels},
+		{"Runtime", hw.Runtime, hg.Runtime},
+		{"AutoRemove", hw.AutoRemove, hg.AutoRemove},
+		{"RestartPolicy", hw.RestartPolicy.Name, hg.RestartPolicy.Name},
+		{"CapDrop", []string(hw.CapDrop), []string(hg.CapDrop)},
+		{"CapAdd", []string(hw.CapAdd), []string(hg.CapAdd)},
+		{"GroupAdd", hw.GroupAdd, hg.GroupAdd},
+		{"SecurityOpt", hw.SecurityOpt, hg.SecurityOpt},
+		{"ReadonlyRootfs", hw.ReadonlyRootfs, hg.ReadonlyRootfs},
+		{"NanoCPUs", hw.NanoCPUs, hg.NanoCPUs},
+		{"Memory", hw.Memory, hg.Memory},
+		{"CgroupParent", hw.CgroupParent, hg.CgroupParent},
+		{"PidsLimit", *hw.PidsLimit, *hg.PidsLimit},
+		{"Mounts", len(hw.Mounts), len(hg.Mounts)},
+		{"Mounts[0].Target", hw.Mounts[0].Target, hg.Mounts[0].Target},
+		{"Mounts[0].Type", hw.Mounts[0].Type, hg.Mounts[0].Type},
+		{"Mounts[0].BindOptions", *hw.Mounts[0].BindOptions, *hg.Mounts[0].BindOptions},
+		{"Mounts[0].Source", hw.Mounts[0].Source, runtime.PlaceholderSocketDir},
+	} {
+		if !reflect.DeepEqual(f.want, f.got) {
+			t.Errorf("%s: run-config %#v, started container %#v", f.name, f.want, f.got)
+		}
 	}
 }
 

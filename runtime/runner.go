@@ -16,7 +16,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 	hclog "github.com/hashicorp/go-hclog"
@@ -39,20 +38,22 @@ const logTailLines = 20
 // Runner runs one plugin container for go-plugin (runner.Runner) through
 // the Docker Engine API.
 type Runner struct {
-	docker    *client.Client
+	engine    Engine
 	logger    hclog.Logger
 	plugin    Plugin
 	run       *RunConfig
 	socketDir string
 	rootless  bool
 
-	id      string
-	stdout  io.ReadCloser
-	stderr  io.ReadCloser
-	tail    *lineTail
-	exited  chan struct{} // closed when the container has exited and is removed
-	exit    container.WaitResponse
-	waitErr error
+	id     string
+	stdout io.ReadCloser
+	stderr io.ReadCloser
+	tail   *lineTail
+	exited chan struct{} // closed when the container has exited and is removed, and its output is read
+	// outputDone is closed when the container's output stream has ended.
+	outputDone chan struct{}
+	exit       container.WaitResponse
+	waitErr    error
 
 	// Created and Started are how long ContainerCreate and ContainerStart took.
 	Created, Started time.Duration
@@ -62,10 +63,10 @@ var _ runner.Runner = (*Runner)(nil)
 
 // NewRunner prepares a runner for the container rc describes; nothing
 // touches the engine until Start.
-func NewRunner(docker *client.Client, logger hclog.Logger, p Plugin, rc *RunConfig, socketDir string, rootless bool) *Runner {
+func NewRunner(engine Engine, logger hclog.Logger, p Plugin, rc *RunConfig, socketDir string, rootless bool) *Runner {
 	return &Runner{
-		docker: docker, logger: logger, plugin: p, run: rc, socketDir: socketDir, rootless: rootless,
-		tail: newLineTail(logTailLines), exited: make(chan struct{}),
+		engine: engine, logger: logger, plugin: p, run: rc, socketDir: socketDir, rootless: rootless,
+		tail: newLineTail(logTailLines), exited: make(chan struct{}), outputDone: make(chan struct{}),
 	}
 }
 
@@ -82,7 +83,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 
 	began := time.Now()
-	created, err := r.docker.ContainerCreate(ctx, r.run.Config, r.run.HostConfig, r.run.NetworkingConfig, nil, "")
+	created, err := r.engine.ContainerCreate(ctx, r.run.Config, r.run.HostConfig, r.run.NetworkingConfig, nil, "")
 	r.Created = time.Since(began)
 	if err != nil {
 		return r.explainCreateError(ctx, err)
@@ -91,26 +92,29 @@ func (r *Runner) Start(ctx context.Context) error {
 
 	// Attach and wait before starting: the container removes itself when it
 	// exits, so output and exit code must be caught from the first instant.
-	attached, err := r.docker.ContainerAttach(ctx, r.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	attached, err := r.engine.ContainerAttach(ctx, r.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
 		r.remove()
 		return fmt.Errorf("attaching to container %s: %w", short(r.id), err)
 	}
-	waitC, waitErrC := r.docker.ContainerWait(context.Background(), r.id, container.WaitConditionRemoved)
+	waitC, waitErrC := r.engine.ContainerWait(context.Background(), r.id, container.WaitConditionRemoved)
 	go r.awaitExit(waitC, waitErrC)
 
 	stdoutR, stdoutW := io.Pipe()
 	stderrR, stderrW := io.Pipe()
 	r.stdout, r.stderr = stdoutR, stderrR
 	go func() {
+		defer close(r.outputDone)
 		defer attached.Close()
-		_, err := stdcopy.StdCopy(io.MultiWriter(stdoutW, r.tail), io.MultiWriter(stderrW, r.tail), attached.Reader)
+		// The tail first: it must hold the last lines even when nobody reads
+		// the pipes any more.
+		_, err := stdcopy.StdCopy(io.MultiWriter(r.tail, stdoutW), io.MultiWriter(r.tail, stderrW), attached.Reader)
 		stdoutW.CloseWithError(err)
 		stderrW.CloseWithError(err)
 	}()
 
 	began = time.Now()
-	err = r.docker.ContainerStart(ctx, r.id, container.StartOptions{})
+	err = r.engine.ContainerStart(ctx, r.id, container.StartOptions{})
 	r.Started = time.Since(began)
 	if err != nil {
 		r.remove()
@@ -124,7 +128,7 @@ func (r *Runner) Start(ctx context.Context) error {
 // the named image has exactly that ID. Images are never pulled.
 func (r *Runner) checkImage(ctx context.Context) error {
 	ref := r.plugin.TaggedImage()
-	images, err := r.docker.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", ref))})
+	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", ref))})
 	if err != nil {
 		return fmt.Errorf("listing images named %s: %w", ref, err)
 	}
@@ -149,7 +153,7 @@ func (r *Runner) explainCreateError(ctx context.Context, err error) error {
 	msg := err.Error()
 	if strings.Contains(strings.ToLower(msg), "unknown runtime") {
 		known := "unknown"
-		if info, infoErr := r.docker.Info(ctx); infoErr == nil {
+		if info, infoErr := r.engine.Info(ctx); infoErr == nil {
 			names := make([]string, 0, len(info.Runtimes))
 			for name := range info.Runtimes {
 				names = append(names, name)
@@ -174,6 +178,9 @@ func (r *Runner) explainStartError(ctx context.Context, err error) error {
 	return fmt.Errorf("starting the plugin container (image %s, OCI runtime %s): %w", r.run.Config.Image, r.run.HostConfig.Runtime, err)
 }
 
+// outputGrace bounds how long an exit waits for the last of the output.
+const outputGrace = 2 * time.Second
+
 func (r *Runner) awaitExit(waitC <-chan container.WaitResponse, errC <-chan error) {
 	defer close(r.exited)
 	select {
@@ -181,6 +188,12 @@ func (r *Runner) awaitExit(waitC <-chan container.WaitResponse, errC <-chan erro
 		r.exit = resp
 	case err := <-errC:
 		r.waitErr = err
+	}
+	// The exit can be reported before the last output is read: a failure
+	// report quotes it, so wait for the stream's end (briefly).
+	select {
+	case <-r.outputDone:
+	case <-time.After(outputGrace):
 	}
 }
 
@@ -232,7 +245,7 @@ func (r *Runner) Kill(ctx context.Context) error {
 		return nil
 	}
 	timeout := 5
-	err := r.docker.ContainerStop(ctx, r.id, container.StopOptions{Timeout: &timeout})
+	err := r.engine.ContainerStop(ctx, r.id, container.StopOptions{Timeout: &timeout})
 	if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(strings.ToLower(err.Error()), "is already in progress") {
 		r.remove()
 		return fmt.Errorf("stopping container %s: %w", short(r.id), err)
@@ -262,7 +275,7 @@ func (r *Runner) remove() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := r.docker.ContainerRemove(ctx, r.id, container.RemoveOptions{Force: true})
+	err := r.engine.ContainerRemove(ctx, r.id, container.RemoveOptions{Force: true})
 	if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
 		r.logger.Error("removing plugin container", "id", short(r.id), "error", err)
 	}

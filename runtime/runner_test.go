@@ -1,0 +1,218 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/pkg/stdcopy"
+	hclog "github.com/hashicorp/go-hclog"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// memEngine is an in-memory Engine: one container at a time, which prints
+// output and exits with exitCode as soon as it starts, and removes itself
+// (AutoRemove). For the runner's unit tests only; the integration tests run
+// the real engine.
+type memEngine struct {
+	images    []image.Summary
+	runtimes  []string
+	createErr error
+	startErr  error
+	output    string
+	exitCode  int64
+	// serves: the container runs until it is stopped, instead of exiting
+	// once it has printed its output.
+	serves bool
+
+	mu      sync.Mutex
+	created []string
+	removed []string
+	stopped []string
+	waitC   chan container.WaitResponse
+	pipe    net.Conn
+}
+
+var _ Engine = (*memEngine)(nil)
+
+func (e *memEngine) ImageList(context.Context, image.ListOptions) ([]image.Summary, error) {
+	return e.images, nil
+}
+
+func (e *memEngine) ContainerCreate(context.Context, *container.Config, *container.HostConfig, *network.NetworkingConfig, *ocispec.Platform, string) (container.CreateResponse, error) {
+	if e.createErr != nil {
+		return container.CreateResponse{}, e.createErr
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.created = append(e.created, "c0ffee")
+	e.waitC = make(chan container.WaitResponse, 1)
+	return container.CreateResponse{ID: "c0ffee"}, nil
+}
+
+func (e *memEngine) ContainerAttach(context.Context, string, container.AttachOptions) (types.HijackedResponse, error) {
+	ours, theirs := net.Pipe()
+	e.pipe = theirs
+	return types.HijackedResponse{Conn: ours, Reader: bufio.NewReader(ours)}, nil
+}
+
+func (e *memEngine) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
+	return e.waitC, make(chan error)
+}
+
+func (e *memEngine) ContainerStart(_ context.Context, id string, _ container.StartOptions) error {
+	if e.startErr != nil {
+		return e.startErr
+	}
+	go func() {
+		stdcopy.NewStdWriter(e.pipe, stdcopy.Stdout).Write([]byte(e.output))
+		if !e.serves {
+			e.pipe.Close()
+			e.exit(id)
+		}
+	}()
+	return nil
+}
+
+func (e *memEngine) exit(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.removed) == 0 {
+		e.removed = append(e.removed, id)
+		e.waitC <- container.WaitResponse{StatusCode: e.exitCode}
+	}
+}
+
+func (e *memEngine) ContainerStop(_ context.Context, id string, _ container.StopOptions) error {
+	e.mu.Lock()
+	e.stopped = append(e.stopped, id)
+	e.mu.Unlock()
+	e.pipe.Close()
+	e.exit(id)
+	return nil
+}
+
+func (e *memEngine) ContainerRemove(_ context.Context, id string, _ container.RemoveOptions) error {
+	e.exit(id)
+	return nil
+}
+
+func (e *memEngine) Info(context.Context) (system.Info, error) {
+	info := system.Info{Runtimes: map[string]system.RuntimeWithStatus{}}
+	for _, name := range e.runtimes {
+		info.Runtimes[name] = system.RuntimeWithStatus{}
+	}
+	return info, nil
+}
+
+const (
+	memImageID = "sha256:" + "ab" + "abababababababababababababababababababababababababababababababab"
+	otherID    = "sha256:" + "cd" + "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+)
+
+func memRunner(e *memEngine, sha string) *Runner {
+	p := testPlugin()
+	p.SHA256 = sha
+	rc, err := BuildRunConfig(p, Runtime{OCIRuntime: "nope"}, testHost(), DefaultHardening())
+	if err != nil {
+		panic(err)
+	}
+	return NewRunner(e, hclog.NewNullLogger(), p, rc, "/tmp/plugin-dir123", false)
+}
+
+func TestRunnerFailuresSayWhy(t *testing.T) {
+	present := []image.Summary{{ID: memImageID}}
+	for _, tc := range []struct {
+		name    string
+		engine  *memEngine
+		sha     string
+		is      error
+		says    string
+		created bool
+	}{
+		{"unknown OCI runtime", &memEngine{images: present, runtimes: []string{"runsc", "runc"},
+			createErr: errors.New("Error response from daemon: Unknown runtime specified nope")}, "",
+			ErrUnknownOCIRuntime, `unknown OCI runtime: the Docker Engine has no OCI runtime "nope" (it has: runc, runsc); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime`, false},
+		{"missing image", &memEngine{}, "", ErrImageMissing,
+			"missing image: no image example/kv:1.2.3 on the Docker Engine (images are never pulled: build or load it there)", false},
+		{"SHA256 mismatch", &memEngine{images: []image.Summary{{ID: otherID}}}, memImageID, ErrSHA256Mismatch,
+			"SHA256 mismatch: image example/kv:1.2.3 is " + otherID + ", not the registered sha256 " + memImageID, false},
+		{"start refused", &memEngine{images: present, startErr: errors.New("OCI runtime create failed")}, "", nil,
+			"starting the plugin container (image example/kv:1.2.3, OCI runtime nope): OCI runtime create failed", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := memRunner(tc.engine, tc.sha).Start(context.Background())
+			if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || err.Error() != tc.says {
+				t.Fatalf("error %v, want %q (is %v)", err, tc.says, tc.is)
+			}
+			if tc.created != (len(tc.engine.created) == 1) {
+				t.Fatalf("created %v", tc.engine.created)
+			}
+			// Whatever was created was removed again.
+			if len(tc.engine.removed) != len(tc.engine.created) {
+				t.Fatalf("created %v, removed %v", tc.engine.created, tc.engine.removed)
+			}
+		})
+	}
+}
+
+func TestRunnerExitReportsCodeAndOutput(t *testing.T) {
+	e := &memEngine{images: []image.Summary{{ID: memImageID}}, exitCode: 2,
+		output: "starting\nflag provided but not defined: -x\nUsage of /plugin:\n"}
+	r := memRunner(e, memImageID)
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // go-plugin reads the plugin's stdout
+		buf := make([]byte, 1024)
+		for {
+			if _, err := r.Stdout().Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Wait(ctx); !errors.Is(err, ErrContainerExited) || err.Error() != "plugin container exited with code 2" {
+		t.Fatalf("Wait = %v", err)
+	}
+	// go-plugin's own complaint is replaced by what the container said.
+	err := r.Failure(errors.New("Unrecognized remote plugin message: starting"))
+	want := "plugin container exited with code 2 before the plugin handshake; last output:\nstarting\nflag provided but not defined: -x\nUsage of /plugin:"
+	if !errors.Is(err, ErrContainerExited) || err.Error() != want {
+		t.Fatalf("Failure = %q, want %q", err, want)
+	}
+	if done, code := r.Exited(); !done || code != 2 {
+		t.Fatalf("Exited = %v %d", done, code)
+	}
+}
+
+func TestRunnerKillStopsAndWaitsForRemoval(t *testing.T) {
+	e := &memEngine{images: []image.Summary{{ID: memImageID}}, serves: true}
+	r := memRunner(e, "")
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if done, _ := r.Exited(); done {
+		t.Fatal("a serving container exited before Kill")
+	}
+	if err := r.Kill(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(e.stopped, ",") != "c0ffee" || strings.Join(e.removed, ",") != "c0ffee" {
+		t.Fatalf("removed %v", e.removed)
+	}
+	if done, _ := r.Exited(); !done {
+		t.Fatal("Kill returned before the container was gone")
+	}
+}

@@ -1,0 +1,271 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+	"github.com/hashicorp/vault/sdk/helper/pluginutil"
+	"github.com/hashicorp/vault/sdk/logical"
+	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// Options are the host's side of starting a plugin.
+type Options struct {
+	ClusterID    string
+	VaultVersion string
+	MLock        bool
+	// Hardening is what the container gets beyond Vault's settings; nil
+	// means DefaultHardening().
+	Hardening *Hardening
+	// SocketRoot is where go-plugin makes the socket directory; keep it
+	// short, Unix socket paths are limited to about 108 bytes. Default /tmp.
+	SocketRoot   string
+	StartTimeout time.Duration // default 30s
+	Logger       hclog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Hardening == nil {
+		h := DefaultHardening()
+		o.Hardening = &h
+	}
+	if o.SocketRoot == "" {
+		o.SocketRoot = "/tmp"
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}
+
+// Placeholders stand in PreviewRunConfig's result for what only exists once
+// a plugin starts.
+const (
+	PlaceholderSocketDir  = "<socket directory, created at start>"
+	PlaceholderClientCert = "<client certificate, generated at start>"
+	envClientCert         = "PLUGIN_CLIENT_CERT"
+)
+
+// SetAtStart names the values PreviewRunConfig shows as placeholders.
+var SetAtStart = []string{
+	envClientCert + " (a fresh client certificate for go-plugin's mTLS)",
+	"host_config.Mounts[0].Source (the socket directory)",
+}
+
+// errPreviewed stops go-plugin once it has handed over the environment.
+var errPreviewed = errors.New("run config previewed")
+
+// PreviewRunConfig is the create request that starting p with r sends,
+// produced by the same code as a start (go-plugin builds the environment
+// and calls the same runner function), stopped before anything reaches an
+// engine. What only exists at start is replaced by the placeholders above.
+func PreviewRunConfig(p Plugin, r Runtime, o Options) (*RunConfig, error) {
+	o = o.withDefaults()
+	var rc *RunConfig
+	client := plugin.NewClient(clientConfig(p, r, o, func(built *RunConfig, socketDir string) (runner.Runner, error) {
+		rc = built
+		return nil, errPreviewed
+	}, nil))
+	_, err := client.Start()
+	if rc == nil {
+		return nil, err
+	}
+	for i, kv := range rc.Config.Env {
+		if strings.HasPrefix(kv, envClientCert+"=") {
+			rc.Config.Env[i] = envClientCert + "=" + PlaceholderClientCert
+		}
+	}
+	for i := range rc.HostConfig.Mounts {
+		rc.HostConfig.Mounts[i].Source = PlaceholderSocketDir
+	}
+	return rc, nil
+}
+
+// sdkEnv is the environment Vault's SDK gives a containerized plugin.
+func sdkEnv(vaultVersion string, mlock bool) []string {
+	env := []string{
+		pluginutil.PluginVaultVersionEnv + "=" + vaultVersion,
+		pluginutil.PluginMetadataModeEnv + "=false",
+		pluginutil.PluginAutoMTLSEnv + "=true",
+	}
+	if mlock {
+		env = append(env, pluginutil.PluginMlockEnabled+"=true")
+	}
+	return env
+}
+
+// clientConfig is go-plugin's configuration for running p with r. newRunner
+// gets the create request built from go-plugin's environment and the socket
+// directory it made; every socket directory made is reported to made, so a
+// failed start can remove it (go-plugin removes it only after a container
+// existed).
+func clientConfig(p Plugin, r Runtime, o Options, newRunner func(*RunConfig, string) (runner.Runner, error), made func(string)) *plugin.ClientConfig {
+	return &plugin.ClientConfig{
+		HandshakeConfig: vaultplugin.HandshakeConfig,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			4: {"backend": &vaultplugin.GRPCBackendPlugin{}},
+			5: {"backend": &vaultplugin.GRPCBackendPlugin{MultiplexingSupport: true}},
+		},
+		RunnerFunc: func(logger hclog.Logger, cmd *exec.Cmd, socketDir string) (runner.Runner, error) {
+			if made != nil {
+				made(socketDir)
+			}
+			rc, err := BuildRunConfig(p, r, Host{
+				PID: os.Getpid(), ClusterID: o.ClusterID, GroupID: os.Getegid(), MLock: o.MLock,
+				BaseEnv: cmd.Env, SDKEnv: sdkEnv(o.VaultVersion, o.MLock), SocketDir: socketDir,
+			}, *o.Hardening)
+			if err != nil {
+				return nil, err
+			}
+			return newRunner(rc, socketDir)
+		},
+		UnixSocketConfig:    &plugin.UnixSocketConfig{Group: strconv.Itoa(os.Getegid()), TempDir: o.SocketRoot},
+		AllowedProtocols:    []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:            true,
+		SkipHostEnv:         true,
+		GRPCBrokerMultiplex: true,
+		StartTimeout:        o.StartTimeout,
+		Logger:              o.Logger,
+	}
+}
+
+// Running is a started plugin: its container and the go-plugin client that
+// completed the handshake with the Vault plugin inside. Backends are set up
+// in it with Backend, one per mount.
+type Running struct {
+	Runner *Runner
+	client *plugin.Client
+	rpc    plugin.ClientProtocol
+	conn   *grpc.ClientConn
+	name   string
+	// Handshake is the time from the container's start to the end of
+	// go-plugin's handshake.
+	Handshake time.Duration
+	stopOnce  sync.Once
+}
+
+// Start runs the plugin's container and completes the go-plugin handshake
+// with the Vault plugin inside. On failure nothing is left, neither
+// container nor socket directory, and the error says why: unknown OCI
+// runtime, missing image, SHA256 mismatch, or the exit code with the last
+// output lines.
+func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (*Running, error) {
+	began := time.Now()
+	o = o.withDefaults()
+	running := &Running{name: p.Name}
+	var socketDir string
+	running.client = plugin.NewClient(clientConfig(p, r, o, func(rc *RunConfig, dir string) (runner.Runner, error) {
+		running.Runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
+		return running.Runner, nil
+	}, func(dir string) { socketDir = dir }))
+
+	rpc, err := running.client.Client()
+	if err != nil {
+		run := running.Runner
+		running.Stop(ctx)
+		if socketDir != "" {
+			os.RemoveAll(socketDir)
+		}
+		if run == nil || run.ID() == "" { // failed before or at create: the error says why
+			return nil, err
+		}
+		return nil, run.Failure(err)
+	}
+	running.rpc = rpc
+	if grpcClient, ok := rpc.(*plugin.GRPCClient); ok {
+		running.conn = grpcClient.Conn
+	} else {
+		running.Stop(ctx)
+		return nil, fmt.Errorf("the plugin speaks %T, not gRPC", rpc)
+	}
+	running.Handshake = time.Since(began) - running.Runner.Created - running.Runner.Started
+	return running, nil
+}
+
+// Multiplexed reports whether the plugin serves several backends at once
+// (it called ServeMultiplex), so several mounts can share its container.
+func (r *Running) Multiplexed(ctx context.Context) (bool, error) {
+	return pluginutil.MultiplexingSupported(ctx, r.conn, r.name)
+}
+
+// Backend sets up a backend in the plugin for one mount. Every call it makes
+// carries id as its multiplexing ID, so a multiplexed plugin keeps each
+// mount's backend apart; a plugin that is not multiplexed has one backend,
+// the last set up. Cleaning the backend up does not stop the container:
+// that is Stop's.
+func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendConfig) (logical.Backend, error) {
+	b, err := vaultplugin.Dispense(r.rpc, &muxClient{ClientProtocol: r.rpc, conn: muxConn{r.conn, id}})
+	if err != nil {
+		return nil, fmt.Errorf("handshake done, but the plugin serves no Vault backend: %w", err)
+	}
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, fmt.Errorf("setting up the plugin's backend: %w", err)
+	}
+	return b, nil
+}
+
+// Exited reports whether the plugin's process has ended (its container
+// exited or was killed).
+func (r *Running) Exited() bool {
+	return r.client.Exited()
+}
+
+// Stop ends the plugin and waits until the engine has removed its
+// container. It may be called more than once.
+func (r *Running) Stop(ctx context.Context) {
+	r.stopOnce.Do(func() {
+		r.client.Kill() // asks the plugin to exit, then stops the container
+		if r.Runner != nil {
+			r.Runner.awaitRemoval(30 * time.Second)
+		}
+	})
+}
+
+// muxClient is the pluginutil.PluginClient that Vault's SDK dispenses a
+// backend from: the shared connection, seen through one mount's ID.
+type muxClient struct {
+	plugin.ClientProtocol
+	conn muxConn
+}
+
+func (c *muxClient) Conn() grpc.ClientConnInterface { return c.conn }
+
+// Reload is what a backend's Cleanup calls on a plugin reload; restarting is
+// the owner's business here.
+func (c *muxClient) Reload() error { return nil }
+
+// Close is what a backend's Cleanup calls; the container is shared, so it
+// stays until its owner calls Stop.
+func (c *muxClient) Close() error { return nil }
+
+// muxConn adds a multiplexing ID to every call, as Vault's plugin catalog
+// does for each mount of a multiplexed plugin.
+type muxConn struct {
+	*grpc.ClientConn
+	id string
+}
+
+func (c muxConn) Invoke(ctx context.Context, method string, args, reply interface{}, opts ...grpc.CallOption) error {
+	ctx = metadata.AppendToOutgoingContext(ctx, pluginutil.MultiplexingCtxKey, c.id)
+	return c.ClientConn.Invoke(ctx, method, args, reply, opts...)
+}
+
+func (c muxConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, pluginutil.MultiplexingCtxKey, c.id)
+	return c.ClientConn.NewStream(ctx, desc, method, opts...)
+}
