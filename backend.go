@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Version is the plugin's version, reported to Vault; set at build time.
 var Version = "v0.1.0"
+
+// operationPrefix starts every operation ID in the plugin's OpenAPI.
+const operationPrefix = "runtime-catalog"
 
 const backendHelp = `
 The runtime catalog keeps plugin runtimes: how the containers of
@@ -23,37 +25,30 @@ It answers like Vault's own sys/plugins/runtimes/catalog and
 sys/plugins/catalog, and every path needs the sudo capability.
 `
 
-// backend is one mount of the runtime catalog.
+// backend is one mount of the runtime catalog. Its handlers parse requests
+// and shape answers; the catalog owns the state and its rules.
 type backend struct {
 	*framework.Backend
 
-	index *catalogIndex
-	// runtimeLocks serialise the writes to one runtime name, so a write is
-	// checked and applied without another write to the same name between.
-	runtimeLocks []*locksutil.LockEntry
-	// pluginLocks do the same for plugins, by "type/name". A separate set:
-	// a plugin write holds its plugin lock and then a runtime lock, and
-	// shared stripes could make two such writes wait on each other.
-	pluginLocks []*locksutil.LockEntry
-
-	docker dockerOnce
+	catalog     *catalog
+	runtimeList listBodyCache // the encoded runtime list, per catalog generation
+	docker      engineOnce
 }
 
 // Factory creates a new backend for a mount.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend()
+	b := newBackend(conf.StorageView)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-func newBackend() *backend {
-	b := &backend{
-		index:        newCatalogIndex(),
-		runtimeLocks: locksutil.CreateLocks(),
-		pluginLocks:  locksutil.CreateLocks(),
-	}
+// newBackend makes a backend whose catalog lives in s, the mount's storage
+// (for an external plugin, the same connection back to Vault as every
+// request's storage).
+func newBackend(s logical.Storage) *backend {
+	b := &backend{catalog: newCatalog(s)}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -64,16 +59,11 @@ func newBackend() *backend {
 		// run-config and check come before the plugin path, whose name
 		// pattern would take them in: the first matching pattern wins.
 		Paths:          append(append(pathCatalog(b), pathPluginRun(b)...), pathPlugins(b)...),
-		Invalidate:     b.invalidate,
+		Invalidate:     func(_ context.Context, key string) { b.catalog.invalidate(key) },
 		Clean:          b.clean,
 		RunningVersion: Version,
 	}
 	return b
-}
-
-// invalidate is called by Vault when another node changed a storage key.
-func (b *backend) invalidate(_ context.Context, key string) {
-	b.index.invalidate(key)
 }
 
 // clean releases the Docker client when the mount goes away.

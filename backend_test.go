@@ -14,8 +14,9 @@ import (
 
 func newTestBackend(t testing.TB) (*backend, logical.Storage) {
 	t.Helper()
-	b := newBackend()
-	conf := &logical.BackendConfig{System: logical.TestSystemView(), StorageView: &logical.InmemStorage{}}
+	storage := &logical.InmemStorage{}
+	b := newBackend(storage)
+	conf := &logical.BackendConfig{System: logical.TestSystemView(), StorageView: storage}
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
 	}

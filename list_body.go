@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -15,49 +16,21 @@ import (
 // list slower than Vault's own. Instead the index keeps the list's JSON
 // body, encoded once per change, and it is returned as a raw response, which
 // Vault passes through as it is (base64 across gRPC, decoded by Vault).
+// The body is kept in a listBodyCache until the catalog's next change.
 // The body is the envelope Vault itself writes, so every client reads it
 // as usual.
 
 // envelopeEnd closes the response envelope after "data".
 const envelopeEnd = `,"wrap_info":null,"warnings":null,"auth":null,"mount_type":""}`
 
-// runtimeView is a runtime as responses show it.
-type runtimeView struct {
-	Name         string `json:"name"`
-	Type         string `json:"type"`
-	OCIRuntime   string `json:"oci_runtime"`
-	CgroupParent string `json:"cgroup_parent"`
-	CPUNanos     int64  `json:"cpu_nanos"`
-	MemoryBytes  int64  `json:"memory_bytes"`
-	Rootless     bool   `json:"rootless"`
-}
-
-func (r *runtimeEntry) view() runtimeView {
-	return runtimeView{
-		Name: r.Name, Type: r.Type, OCIRuntime: r.effectiveOCIRuntime(), CgroupParent: r.CgroupParent,
-		CPUNanos: r.CPUNanos, MemoryBytes: r.MemoryBytes, Rootless: r.Rootless,
-	}
-}
-
-// runtimeSummary is a runtime's key_info: a summary per name, as Vault's
-// key_info conventionally is. The full settings are in "runtimes"; repeating
-// them here doubled the bytes of a list, and its time.
-type runtimeSummary struct {
-	OCIRuntime string `json:"oci_runtime"`
-}
-
-func (r *runtimeEntry) summary() runtimeSummary {
-	return runtimeSummary{OCIRuntime: r.effectiveOCIRuntime()}
-}
-
 // encodeRuntimeList returns base64 of the list's data object followed by the
 // envelope's end, for runtimes sorted by name.
 func encodeRuntimeList(sorted []*runtimeEntry) (string, error) {
 	data := struct {
-		Runtimes []runtimeView             `json:"runtimes"`
+		Runtimes []runtimeEntry            `json:"runtimes"`
 		Keys     []string                  `json:"keys"`
 		KeyInfo  map[string]runtimeSummary `json:"key_info"`
-	}{make([]runtimeView, len(sorted)), make([]string, len(sorted)), make(map[string]runtimeSummary, len(sorted))}
+	}{make([]runtimeEntry, len(sorted)), make([]string, len(sorted)), make(map[string]runtimeSummary, len(sorted))}
 	for i, r := range sorted {
 		data.Runtimes[i], data.Keys[i] = r.view(), r.Name
 		data.KeyInfo[r.Name] = r.summary()
@@ -97,4 +70,34 @@ func wrappable(req *logical.Request, resp *logical.Response) *logical.Response {
 		delete(resp.Data, "keys")
 	}
 	return resp
+}
+
+// listBodyCache keeps one encoded list body for the catalog generation it
+// was encoded from, so a list costs an encoding only after a change.
+type listBodyCache struct {
+	mu         sync.Mutex
+	generation uint64
+	body       string
+}
+
+// get returns the body for generation gen, encoding it when the cached one
+// is of another generation. Encoding happens outside the lock: concurrent
+// lists of a new generation may each encode it, none waits on another.
+func (lc *listBodyCache) get(gen uint64, encode func() (string, error)) (string, error) {
+	lc.mu.Lock()
+	body, cachedGen := lc.body, lc.generation
+	lc.mu.Unlock()
+	if body != "" && cachedGen == gen {
+		return body, nil
+	}
+	body, err := encode()
+	if err != nil {
+		return "", err
+	}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if gen >= lc.generation { // never replace a newer body with an older one
+		lc.body, lc.generation = body, gen
+	}
+	return body, nil
 }

@@ -1,7 +1,6 @@
 package runtimecatalog
 
 import (
-	"fmt"
 	"regexp"
 )
 
@@ -16,10 +15,10 @@ var nameRegex = regexp.MustCompile(`^\w(([\w.-]+)?\w)?$`)
 // validateName checks a runtime or plugin name; kind is "runtime" or "plugin".
 func validateName(kind, name string) error {
 	if name == "" {
-		return fmt.Errorf("missing %s name", kind)
+		return badRequestf("missing %s name", kind)
 	}
 	if len(name) > maxNameLength || !nameRegex.MatchString(name) {
-		return fmt.Errorf("invalid %s name %q: a name has at most %d characters, "+
+		return badRequestf("invalid %s name %q: a name has at most %d characters, "+
 			"letters, digits and '_', with '-' and '.' allowed only inside it", kind, name, maxNameLength)
 	}
 	return nil

@@ -2,11 +2,9 @@ package runtimecatalog
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -98,7 +96,7 @@ func pathCatalog(b *backend) []*framework.Path {
 		{
 			Pattern: "catalog/?$",
 			DisplayAttrs: &framework.DisplayAttributes{
-				OperationPrefix: "runtime-catalog",
+				OperationPrefix: operationPrefix,
 				OperationSuffix: "runtimes",
 			},
 			Fields: map[string]*framework.FieldSchema{
@@ -122,7 +120,7 @@ func pathCatalog(b *backend) []*framework.Path {
 		{
 			Pattern: "catalog/" + framework.GenericNameRegex("type") + "/?$",
 			DisplayAttrs: &framework.DisplayAttributes{
-				OperationPrefix: "runtime-catalog",
+				OperationPrefix: operationPrefix,
 				OperationSuffix: "runtimes-of-type",
 			},
 			Fields: map[string]*framework.FieldSchema{"type": runtimeTypeField()},
@@ -139,11 +137,16 @@ func pathCatalog(b *backend) []*framework.Path {
 			// what a name may contain, not a bare 404.
 			Pattern: "catalog/" + framework.GenericNameRegex("type") + "/(?P<name>.+)",
 			DisplayAttrs: &framework.DisplayAttributes{
-				OperationPrefix: "runtime-catalog",
+				OperationPrefix: operationPrefix,
 				OperationSuffix: "runtime",
 			},
-			Fields: runtimeFields,
+			Fields:         runtimeFields,
+			ExistenceCheck: b.runtimeExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{
+					Callback: b.pathRuntimeWrite, Summary: "Register a plugin runtime.",
+					Responses: noContent,
+				},
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathRuntimeWrite, Summary: "Register a plugin runtime, or replace it whole.",
 					Responses: noContent,
@@ -172,164 +175,118 @@ func pathCatalog(b *backend) []*framework.Path {
 func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if t := d.Get("type").(string); t != "" {
 		if err := validateRuntimeType(t); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
+			return respondError(err)
 		}
 	}
-	if err := b.index.ensure(ctx, req.Storage); err != nil {
+	sorted, generation, err := b.catalog.Runtimes(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.WrapInfo == nil {
-		body, err := b.index.runtimeListBody()
+		body, err := b.runtimeList.get(generation, func() (string, error) { return encodeRuntimeList(sorted) })
 		if err != nil {
 			return nil, err
 		}
 		return rawListResponse(req.ID, body), nil
 	}
 	// A wrapped response must be ordinary data for Vault to store.
-	sorted := b.index.sortedRuntimes()
 	runtimes := make([]map[string]interface{}, len(sorted))
 	keys := make([]string, len(sorted))
 	keyInfo := make(map[string]interface{}, len(sorted))
 	for i, r := range sorted {
-		runtimes[i] = r.toResponseData()
-		keys[i] = r.Name
-		keyInfo[r.Name] = map[string]interface{}{"oci_runtime": r.effectiveOCIRuntime()}
+		summary := r.summary()
+		runtimes[i], keys[i], keyInfo[r.Name] = r.toResponseData(), r.Name, fieldData(&summary)
 	}
 	resp := logical.ListResponseWithInfo(keys, keyInfo)
 	resp.Data["runtimes"] = runtimes
 	return wrappable(req, resp), nil
 }
 
-// runtimeFromPath validates the type and name captured from the path.
-func runtimeFromPath(d *framework.FieldData) (runtimeType, name string, err error) {
-	runtimeType, name = d.Get("type").(string), d.Get("name").(string)
-	if err := validateRuntimeType(runtimeType); err != nil {
-		return "", "", err
+// runtimeName validates the type and name captured from the path.
+func runtimeName(d *framework.FieldData) (string, error) {
+	if err := validateRuntimeType(d.Get("type").(string)); err != nil {
+		return "", err
 	}
-	if err := validateName("runtime", name); err != nil {
-		return "", "", err
-	}
-	return runtimeType, name, nil
+	name := d.Get("name").(string)
+	return name, validateName("runtime", name)
 }
 
-func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	_, name, err := runtimeFromPath(d)
+// runtimeExists tells Vault whether a write creates or updates, so that a
+// policy can grant one without the other.
+func (b *backend) runtimeExists(ctx context.Context, _ *logical.Request, d *framework.FieldData) (bool, error) {
+	name, err := runtimeName(d)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return false, nil // the write itself refuses the name
 	}
-	if err := b.index.ensure(ctx, req.Storage); err != nil {
+	r, err := b.catalog.Runtime(ctx, name)
+	return r != nil, err
+}
+
+func (b *backend) pathRuntimeRead(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, err := runtimeName(d)
+	if err != nil {
+		return respondError(err)
+	}
+	r, err := b.catalog.Runtime(ctx, name)
+	if err != nil || r == nil {
 		return nil, err
 	}
-	r := b.index.runtime(name)
-	if r == nil {
-		return nil, nil
+	users, err := b.catalog.PluginsUsing(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	data := r.toResponseData()
-	data["plugins"] = b.index.pluginsUsing(name)
+	plugins := make([]string, len(users))
+	for i, id := range users {
+		plugins[i] = id.String()
+	}
+	data["plugins"] = plugins
 	return &logical.Response{Data: data}, nil
 }
 
-func (b *backend) pathRuntimeWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	runtimeType, name, err := runtimeFromPath(d)
+func (b *backend) pathRuntimeWrite(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, err := runtimeName(d)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return respondError(err)
 	}
-	r := &runtimeEntry{Name: name, Type: runtimeType}
-	if err := applyRuntimeFields(r, d); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	return b.storeRuntime(ctx, req.Storage, name, func(*runtimeEntry) (*runtimeEntry, error) { return r, nil })
+	return b.writeRuntime(ctx, name, func(*runtimeEntry) (*runtimeEntry, error) {
+		r := newRuntimeEntry(name)
+		return r, applySentFields(r, d, runtimeFieldSchemas())
+	})
 }
 
-func (b *backend) pathRuntimePatch(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	_, name, err := runtimeFromPath(d)
+func (b *backend) pathRuntimePatch(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, err := runtimeName(d)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return respondError(err)
 	}
-	return b.storeRuntime(ctx, req.Storage, name, func(existing *runtimeEntry) (*runtimeEntry, error) {
+	return b.writeRuntime(ctx, name, func(existing *runtimeEntry) (*runtimeEntry, error) {
 		if existing == nil {
 			return nil, logical.CodedError(http.StatusNotFound, "no runtime named "+name+" to patch")
 		}
 		patched := *existing
-		return &patched, applyRuntimeFields(&patched, d)
+		return &patched, applySentFields(&patched, d, runtimeFieldSchemas())
 	})
 }
 
-// runtimeSettings are the fields of a runtime a request may set.
-var runtimeSettings = []string{"oci_runtime", "cgroup_parent", "cpu_nanos", "memory_bytes", "rootless"}
-
-// applyRuntimeFields copies the settings sent in the request onto r.
-func applyRuntimeFields(r *runtimeEntry, d *framework.FieldData) error {
-	return eachSentField(d, runtimeSettings, func(field string, v interface{}) {
-		switch field {
-		case "oci_runtime":
-			r.OCIRuntime, _ = v.(string)
-		case "cgroup_parent":
-			r.CgroupParent, _ = v.(string)
-		case "cpu_nanos":
-			r.CPUNanos, _ = v.(int64)
-		case "memory_bytes":
-			r.MemoryBytes, _ = v.(int64)
-		case "rootless":
-			r.Rootless, _ = v.(bool)
-		}
-	})
-}
-
-// storeRuntime validates and stores the runtime that build derives from the
-// current one (nil when there is none), holding the name's lock throughout so
-// no other write to the name comes between.
-func (b *backend) storeRuntime(ctx context.Context, s logical.Storage, name string,
-	build func(existing *runtimeEntry) (*runtimeEntry, error),
-) (*logical.Response, error) {
-	lock := locksutil.LockForKey(b.runtimeLocks, name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	if err := b.index.ensure(ctx, s); err != nil {
-		return nil, err
-	}
-	r, err := build(b.index.runtime(name))
+func (b *backend) writeRuntime(ctx context.Context, name string, build func(*runtimeEntry) (*runtimeEntry, error)) (*logical.Response, error) {
+	r, err := b.catalog.WriteRuntime(ctx, name, build)
 	if err != nil {
-		return buildFailure(err)
+		return respondError(err)
 	}
-	if err := r.validate(); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if err := putRuntime(ctx, s, r); err != nil {
-		return nil, err
-	}
-	b.index.setRuntime(r)
-
 	if warnings := r.warnings(); len(warnings) > 0 {
 		return &logical.Response{Warnings: warnings}, nil
 	}
 	return nil, nil
 }
 
-func (b *backend) pathRuntimeDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	runtimeType, name, err := runtimeFromPath(d)
+func (b *backend) pathRuntimeDelete(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, err := runtimeName(d)
+	if err == nil {
+		err = b.catalog.DeleteRuntime(ctx, name)
+	}
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return respondError(err)
 	}
-	lock := locksutil.LockForKey(b.runtimeLocks, name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	if err := b.index.ensure(ctx, req.Storage); err != nil {
-		return nil, err
-	}
-	if b.index.runtime(name) == nil {
-		return nil, nil // deleting what is not there succeeds, as DELETE should
-	}
-	// Plugin registrations hold this runtime's lock too, so the users seen
-	// here are all there are until the runtime is gone.
-	if users := b.index.pluginsUsing(name); len(users) > 0 {
-		return logical.ErrorResponse(fmt.Sprintf("unable to delete %q runtime. Registered plugins=%v are referencing it.", name, users)), nil
-	}
-	if err := deleteRuntime(ctx, req.Storage, runtimeType, name); err != nil {
-		return nil, err
-	}
-	b.index.removeRuntime(name)
 	return nil, nil
 }

@@ -1,7 +1,9 @@
 package runtimecatalog
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +48,7 @@ func TestRuntimeDefaultOCIRuntimeReadsAsRunsc(t *testing.T) {
 		t.Fatalf("oci_runtime = %v, want the effective default runsc", got["oci_runtime"])
 	}
 	// The default is applied when read, never stored.
-	stored, err := getRuntime(context.Background(), s, "container", "plain")
+	stored, err := decodeRuntime(s.Get(context.Background(), runtimeKey("plain")))
 	if err != nil || stored.OCIRuntime != "" {
 		t.Fatalf("stored oci_runtime = %q (err %v), want empty", stored.OCIRuntime, err)
 	}
@@ -146,6 +148,12 @@ func TestRuntimeAcceptedValues(t *testing.T) {
 	} {
 		b, s := newTestBackend(t)
 		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/a.b-c_d", data)
+		got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/a.b-c_d", nil).Data
+		for field, want := range data {
+			if fmt.Sprint(got[field]) != fmt.Sprint(want) {
+				t.Errorf("%s: wrote %v, read back %v", field, want, got[field])
+			}
+		}
 	}
 }
 
@@ -172,7 +180,7 @@ func TestRuntimeDelete(t *testing.T) {
 	if resp := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil); resp != nil {
 		t.Fatalf("deleted runtime still reads: %#v", resp)
 	}
-	if se, _ := s.Get(context.Background(), runtimeStorageKey("container", "r")); se != nil {
+	if se, _ := s.Get(context.Background(), runtimeKey("r")); se != nil {
 		t.Fatal("deleted runtime still stored")
 	}
 }
@@ -298,10 +306,8 @@ func TestRuntimeListFollowsChanges(t *testing.T) {
 	if got := keys(); !reflect.DeepEqual(got, []string{"b"}) {
 		t.Fatalf("keys = %v", got)
 	}
-	if err := putRuntime(ctx, s, &runtimeEntry{Name: "c", Type: "container"}); err != nil {
-		t.Fatal(err)
-	}
-	b.InvalidateKey(ctx, runtimeStorageKey("container", "c"))
+	storeRuntimeBehindTheBackend(t, s, newRuntimeEntry("c"))
+	b.InvalidateKey(ctx, runtimeKey("c"))
 	if got := keys(); !reflect.DeepEqual(got, []string{"b", "c"}) {
 		t.Fatalf("keys after invalidation = %v", got)
 	}
@@ -339,12 +345,16 @@ func TestRuntimeConcurrentWritesLoseNothing(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			mustDo(t, b, s, logical.UpdateOperation, fmt.Sprintf("catalog/container/r%03d", i), map[string]interface{}{"cpu_nanos": i})
+			req := &logical.Request{Operation: logical.UpdateOperation, Path: fmt.Sprintf("catalog/container/r%03d", i),
+				Storage: s, Data: map[string]interface{}{"cpu_nanos": i}}
+			if resp, err := b.HandleRequest(context.Background(), req); err != nil || resp != nil {
+				t.Errorf("write %d: %v %#v", i, err, resp) // Errorf, not Fatal: this is another goroutine
+			}
 		}(i)
 	}
 	wg.Wait()
 
-	keys, err := s.List(context.Background(), runtimeStoragePrefix+"container/")
+	keys, err := s.List(context.Background(), runtimeStoragePrefix)
 	if err != nil || len(keys) != n {
 		t.Fatalf("stored %d runtimes (err %v), want %d", len(keys), err, n)
 	}
@@ -355,26 +365,51 @@ func TestRuntimeConcurrentWritesLoseNothing(t *testing.T) {
 	assertIndexMatchesStorage(t, b, s)
 }
 
-// assertIndexMatchesStorage compares the in-memory index with a fresh read of
-// every stored runtime.
+// assertIndexMatchesStorage compares the backend's catalog with a fresh load
+// of storage.
 func assertIndexMatchesStorage(t *testing.T, b *backend, s logical.Storage) {
 	t.Helper()
-	fresh := newCatalogIndex()
-	if err := fresh.ensure(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.index.ensure(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	got, want := b.index.sortedRuntimes(), fresh.sortedRuntimes()
-	if len(got) != len(want) {
-		t.Fatalf("index holds %d runtimes, storage %d", len(got), len(want))
-	}
-	for i := range want {
-		if !reflect.DeepEqual(got[i], want[i]) {
-			t.Fatalf("index %#v != storage %#v", got[i], want[i])
+	ctx := context.Background()
+	fresh := newCatalog(s)
+	for _, c := range []*catalog{fresh, b.catalog} {
+		if err := c.ensure(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
+	got, _, _ := b.catalog.Runtimes(ctx)
+	want, _, _ := fresh.Runtimes(ctx)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("index holds runtimes %v, storage %v", got, want)
+	}
+	gotPlugins, _ := b.catalog.Plugins(ctx)
+	wantPlugins, _ := fresh.Plugins(ctx)
+	if !reflect.DeepEqual(gotPlugins, wantPlugins) {
+		t.Fatalf("index holds plugins %v, storage %v", gotPlugins, wantPlugins)
+	}
+	for _, r := range want {
+		gotUsers, _ := b.catalog.PluginsUsing(ctx, r.Name)
+		wantUsers, _ := fresh.PluginsUsing(ctx, r.Name)
+		if !reflect.DeepEqual(gotUsers, wantUsers) {
+			t.Fatalf("runtime %s: index says used by %v, storage %v", r.Name, gotUsers, wantUsers)
+		}
+	}
+}
+
+// storeBehindTheBackend writes storage directly, as another node would.
+func storeBehindTheBackend(t *testing.T, s logical.Storage, key string, v interface{}) {
+	t.Helper()
+	se, err := logical.StorageEntryJSON(key, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(context.Background(), se); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func storeRuntimeBehindTheBackend(t *testing.T, s logical.Storage, r *runtimeEntry) {
+	t.Helper()
+	storeBehindTheBackend(t, s, runtimeKey(r.Name), storedRuntime{runtimeEntryFormat, r})
 }
 
 func TestIndexFollowsInvalidation(t *testing.T) {
@@ -384,13 +419,11 @@ func TestIndexFollowsInvalidation(t *testing.T) {
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/gone", nil)
 
 	// Another node writes storage directly and Vault invalidates the keys.
-	if err := putRuntime(ctx, s, &runtimeEntry{Name: "kept", Type: "container", CPUNanos: 2}); err != nil {
-		t.Fatal(err)
-	}
-	if err := putRuntime(ctx, s, &runtimeEntry{Name: "new", Type: "container"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := deleteRuntime(ctx, s, "container", "gone"); err != nil {
+	kept := newRuntimeEntry("kept")
+	kept.NanoCPUs = 2
+	storeRuntimeBehindTheBackend(t, s, kept)
+	storeRuntimeBehindTheBackend(t, s, newRuntimeEntry("new"))
+	if err := s.Delete(ctx, runtimeKey("gone")); err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"runtime/container/kept", "runtime/container/new", "runtime/container/gone", "unrelated"} {
@@ -420,32 +453,76 @@ func TestStoredFormatIsVersioned(t *testing.T) {
 	}
 }
 
-// Every settable field has a schema and is applied: the two lists cannot
-// drift apart unnoticed.
-func TestSettableFieldsMatchSchemas(t *testing.T) {
+// Every settable field is applied by a write and a patch, and reads back:
+// a field with a schema that no code applies fails here.
+func TestEverySettableFieldIsApplied(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/rt", nil)
+	// A value for each field type that differs from its zero value and
+	// passes validation.
+	runtimeValues := map[string]interface{}{
+		"oci_runtime": "runc", "cgroup_parent": "/x/", "cpu_nanos": int64(7), "memory_bytes": int64(minMemoryBytes), "rootless": true,
+	}
+	pluginValues := map[string]interface{}{
+		"oci_image": "example/kv", "version": "1.2.3", "sha256": testSHA, "command": "/kv",
+		"args": []string{"-x"}, "env": []string{"K=v"}, "runtime": "rt",
+	}
 	for _, tc := range []struct {
-		fields  []string
+		path    string
 		schemas map[string]*framework.FieldSchema
-	}{{runtimeSettings, runtimeFieldSchemas()}, {pluginSettings, pluginFieldSchemas()}} {
-		if len(tc.fields) != len(tc.schemas) {
-			t.Errorf("settable %v, schemas %d", tc.fields, len(tc.schemas))
+		values  map[string]interface{}
+		base    map[string]interface{}
+	}{
+		{"catalog/container/r", runtimeFieldSchemas(), runtimeValues, nil},
+		{"plugins/catalog/secret/p", pluginFieldSchemas(), pluginValues, pluginData(nil)},
+	} {
+		if len(tc.values) != len(tc.schemas) {
+			t.Fatalf("%s: the test has values for %d fields, the schema %d: add the new field here", tc.path, len(tc.values), len(tc.schemas))
 		}
-		for _, f := range tc.fields {
-			if tc.schemas[f] == nil {
-				t.Errorf("no schema for %s", f)
+		for field := range tc.schemas {
+			for _, op := range []logical.Operation{logical.UpdateOperation, logical.PatchOperation} {
+				mustDo(t, b, s, logical.UpdateOperation, tc.path, tc.base)
+				data := map[string]interface{}{field: tc.values[field]}
+				if op == logical.UpdateOperation { // a full write: the rest as before
+					data = map[string]interface{}{}
+					for k, v := range tc.base {
+						data[k] = v
+					}
+					data[field] = tc.values[field]
+				}
+				mustDo(t, b, s, op, tc.path, data)
+				got := mustDo(t, b, s, logical.ReadOperation, tc.path, nil).Data[field]
+				want := tc.values[field]
+				if field == "env" {
+					want = []string{"K"} // reads show the names only
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s %s %s=%v: read back %#v", op, tc.path, field, tc.values[field], got)
+				}
 			}
 		}
+		mustDo(t, b, s, logical.DeleteOperation, tc.path, nil)
 	}
 }
 
 // A runtime reads the same in a list (view, encoded once per change) as on
 // its own (toResponseData): the two forms cannot drift apart.
 func TestRuntimeViewMatchesResponseData(t *testing.T) {
-	for _, r := range []*runtimeEntry{
-		{Name: "a", Type: "container"},
-		{Name: "b", Type: "container", OCIRuntime: "runc", CgroupParent: "/x/", CPUNanos: 1, MemoryBytes: minMemoryBytes, Rootless: true},
-	} {
-		fromView, err := json.Marshal(r.view())
+	limited := newRuntimeEntry("b")
+	limited.OCIRuntime, limited.CgroupParent, limited.NanoCPUs, limited.MemoryBytes, limited.Rootless = "runc", "/x/", 1, minMemoryBytes, true
+	for _, r := range []*runtimeEntry{newRuntimeEntry("a"), limited} {
+		encoded, err := encodeRuntimeList([]*runtimeEntry{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := base64.StdEncoding.DecodeString(encoded)
+		var list struct {
+			Runtimes []json.RawMessage `json:"runtimes"`
+		}
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&list); err != nil {
+			t.Fatal(err)
+		}
+		fromView := list.Runtimes[0]
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,14 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sync"
 
 	"github.com/docker/docker/client"
-	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
@@ -34,8 +31,6 @@ returning how long each step took. A failure says why: unknown OCI runtime,
 missing image, SHA256 mismatch, or the exit code with the last output
 lines. No container is left behind.
 `
-	placeholderSocketDir = "<socket directory, created at start>"
-	placeholderValue     = "<set by go-plugin at start>"
 )
 
 func pathPluginRun(b *backend) []*framework.Path {
@@ -43,7 +38,7 @@ func pathPluginRun(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "plugins/catalog/" + framework.GenericNameRegex("type") + "/" + framework.GenericNameRegex("name") + "/run-config$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "runtime-catalog", OperationSuffix: "plugin-run-config"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugin-run-config"},
 			Fields:       fields,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
@@ -60,7 +55,7 @@ func pathPluginRun(b *backend) []*framework.Path {
 		},
 		{
 			Pattern:      "plugins/catalog/" + framework.GenericNameRegex("type") + "/" + framework.GenericNameRegex("name") + "/check$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "runtime-catalog", OperationSuffix: "plugin-check"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugin-check"},
 			Fields:       fields,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
@@ -82,66 +77,22 @@ func pathPluginRun(b *backend) []*framework.Path {
 	}
 }
 
-// toRuntime is the plugin as the runtime package runs it.
-func (p *pluginEntry) toRuntime() runtime.Plugin {
-	return runtime.Plugin{
-		Name: p.Name, Type: p.Type, Version: p.Version, Image: p.OCIImage, SHA256: p.SHA256,
-		Command: p.Command, Args: p.Args, Env: p.Env,
-	}
-}
-
-// toRuntime is the runtime's settings as the runtime package uses them.
-func (r *runtimeEntry) toRuntime() runtime.Runtime {
-	return runtime.Runtime{
-		Name: r.Name, OCIRuntime: r.OCIRuntime, CgroupParent: r.CgroupParent,
-		NanoCPUs: r.CPUNanos, MemoryBytes: r.MemoryBytes, Rootless: r.Rootless,
-	}
-}
-
-// pluginAndRuntime looks up a plugin and the runtime it references, as they
-// are now: a runtime edited since registration applies at the next start.
-func (b *backend) pluginAndRuntime(ctx context.Context, req *logical.Request, d *framework.FieldData) (*pluginEntry, runtime.Runtime, *logical.Response, error) {
-	pluginType, name, err := pluginFromPath(d)
+// pluginToRun is the plugin the path names and its runtime, as they are now.
+func (b *backend) pluginToRun(ctx context.Context, d *framework.FieldData) (pluginID, runtime.Plugin, runtime.Runtime, error) {
+	id, err := pluginIDFromPath(d)
 	if err != nil {
-		return nil, runtime.Runtime{}, logical.ErrorResponse(err.Error()), nil
+		return id, runtime.Plugin{}, runtime.Runtime{}, err
 	}
-	if err := b.index.ensure(ctx, req.Storage); err != nil {
-		return nil, runtime.Runtime{}, nil, err
-	}
-	p := b.index.plugin(pluginType + "/" + name)
-	if p == nil {
-		return nil, runtime.Runtime{}, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("no plugin %s/%s", pluginType, name))
-	}
-	var rt runtime.Runtime
-	if p.Runtime != "" {
-		r := b.index.runtime(p.Runtime)
-		if r == nil {
-			return nil, runtime.Runtime{}, nil, fmt.Errorf("plugin %s references runtime %q, which does not exist", p.id(), p.Runtime)
-		}
-		rt = r.toRuntime()
-	}
-	return p, rt, nil, nil
+	p, rt, err := b.catalog.ToRun(ctx, id)
+	return id, p, rt, err
 }
 
-func (b *backend) pathPluginRunConfig(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	p, rt, resp, err := b.pluginAndRuntime(ctx, req, d)
-	if resp != nil || err != nil {
-		return resp, err
+func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	_, p, rt, err := b.pluginToRun(ctx, d)
+	if err != nil {
+		return respondError(err)
 	}
-	clusterID, vaultVersion, mlock := b.vaultHost(ctx)
-	// go-plugin's handshake variables, as its client adds them at start.
-	goPluginEnv := []string{
-		vaultplugin.HandshakeConfig.MagicCookieKey + "=" + vaultplugin.HandshakeConfig.MagicCookieValue,
-		"PLUGIN_PROTOCOL_VERSIONS=4,5",
-		"PLUGIN_CLIENT_CERT=" + placeholderValue,
-		"PLUGIN_MULTIPLEX_GRPC=true",
-		fmt.Sprintf("%s=%d", plugin.EnvUnixSocketGroup, os.Getegid()),
-		plugin.EnvUnixSocketDir + "=" + placeholderSocketDir,
-	}
-	rc, err := runtime.BuildRunConfig(p.toRuntime(), rt, runtime.Host{
-		PID: os.Getpid(), ClusterID: clusterID, GroupID: os.Getegid(), MLock: mlock,
-		BaseEnv: goPluginEnv, SDKEnv: runtime.SDKEnv(vaultVersion, mlock), SocketDir: placeholderSocketDir,
-	}, runtime.DefaultHardening)
+	rc, err := runtime.PreviewRunConfig(p, rt, b.runOptions(ctx, "run-config"))
 	if err != nil {
 		return nil, err
 	}
@@ -154,27 +105,22 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, req *logical.Request,
 	if err := json.Unmarshal(encoded, &data); err != nil {
 		return nil, err
 	}
-	data["set_at_start"] = []string{"PLUGIN_CLIENT_CERT (a fresh client certificate)", "the socket directory (bind mount source)"}
+	data["set_at_start"] = runtime.SetAtStart
 	return &logical.Response{Data: data}, nil
 }
 
-func (b *backend) pathPluginCheck(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	p, rt, resp, err := b.pluginAndRuntime(ctx, req, d)
-	if resp != nil || err != nil {
-		return resp, err
+func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	id, p, rt, err := b.pluginToRun(ctx, d)
+	if err != nil {
+		return respondError(err)
 	}
-	docker, err := b.dockerClient()
+	engine, err := b.engine()
 	if err != nil {
 		return nil, logical.CodedError(http.StatusBadGateway, "connecting to the Docker Engine: "+err.Error())
 	}
-	clusterID, vaultVersion, mlock := b.vaultHost(ctx)
-	plug := p.toRuntime()
-	result, err := runtime.Check(ctx, docker, plug, rt, runtime.CheckOptions{
-		ClusterID: clusterID, VaultVersion: vaultVersion, MLock: mlock,
-		Hardening: runtime.DefaultHardening, Logger: b.Logger().Named("check"),
-	})
+	result, err := runtime.Check(ctx, engine, p, rt, b.runOptions(ctx, "check"))
 	if err != nil {
-		msg := fmt.Sprintf("plugin %s did not start: %v", p.id(), err)
+		msg := fmt.Sprintf("plugin %s did not start: %v", id, err)
 		for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime, runtime.ErrContainerExited} {
 			if errors.Is(err, configErr) {
 				return logical.ErrorResponse(msg), nil // the registration or runtime is at fault
@@ -186,7 +132,7 @@ func (b *backend) pathPluginCheck(ctx context.Context, req *logical.Request, d *
 	return &logical.Response{Data: map[string]interface{}{
 		"plugin_version": result.PluginVersion,
 		"container_id":   result.ContainerID,
-		"image":          plug.ImageRef(),
+		"image":          p.ImageRef(),
 		"oci_runtime":    rt.EffectiveOCIRuntime(),
 		"create_ms":      ms(result.Create),
 		"start_ms":       ms(result.Start),
@@ -195,25 +141,28 @@ func (b *backend) pathPluginCheck(ctx context.Context, req *logical.Request, d *
 	}}, nil
 }
 
-// vaultHost is what the Vault running this plugin tells containers: its
-// cluster ID and version (informational: empty when Vault has none) and
-// whether mlock is on.
-func (b *backend) vaultHost(ctx context.Context) (clusterID, vaultVersion string, mlock bool) {
+// runOptions is what the Vault running this plugin tells the containers it
+// starts: its cluster ID and version (informational: empty when Vault has
+// none) and whether mlock is on.
+func (b *backend) runOptions(ctx context.Context, logName string) runtime.Options {
 	sys := b.System()
-	clusterID, _ = sys.ClusterID(ctx)
-	vaultVersion, _ = sys.VaultVersion(ctx)
-	return clusterID, vaultVersion, sys.MlockEnabled()
+	clusterID, _ := sys.ClusterID(ctx)
+	vaultVersion, _ := sys.VaultVersion(ctx)
+	return runtime.Options{
+		ClusterID: clusterID, VaultVersion: vaultVersion, MLock: sys.MlockEnabled(),
+		Logger: b.Logger().Named(logName),
+	}
 }
 
-// dockerOnce holds the backend's Docker client, made on first use: mounts
-// that never run a plugin never connect.
-type dockerOnce struct {
+// engineOnce holds the backend's Docker Engine client, made on first use:
+// mounts that never run a plugin never connect.
+type engineOnce struct {
 	once   sync.Once
 	client *client.Client
 	err    error
 }
 
-func (b *backend) dockerClient() (*client.Client, error) {
+func (b *backend) engine() (runtime.Engine, error) {
 	b.docker.once.Do(func() { b.docker.client, b.docker.err = runtime.NewDockerClient() })
 	return b.docker.client, b.docker.err
 }

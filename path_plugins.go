@@ -2,11 +2,9 @@ package runtimecatalog
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -97,7 +95,7 @@ func pathPlugins(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
 			Pattern:      "plugins/catalog/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "runtime-catalog", OperationSuffix: "plugins"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugins"},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins.", Responses: listResponses},
 				logical.ReadOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins.", Responses: listResponses},
@@ -107,7 +105,7 @@ func pathPlugins(b *backend) []*framework.Path {
 		},
 		{
 			Pattern:      "plugins/catalog/" + framework.GenericNameRegex("type") + "/?$",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "runtime-catalog", OperationSuffix: "plugins-of-type"},
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugins-of-type"},
 			Fields:       map[string]*framework.FieldSchema{"type": pluginTypeField()},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins of one type.", Responses: listResponses},
@@ -116,10 +114,12 @@ func pathPlugins(b *backend) []*framework.Path {
 			HelpDescription: pathPluginsHelpDesc,
 		},
 		{
-			Pattern:      "plugins/catalog/" + framework.GenericNameRegex("type") + "/(?P<name>.+)",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "runtime-catalog", OperationSuffix: "plugin"},
-			Fields:       fields,
+			Pattern:        "plugins/catalog/" + framework.GenericNameRegex("type") + "/(?P<name>.+)",
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugin"},
+			Fields:         fields,
+			ExistenceCheck: b.pluginExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathPluginWrite, Summary: "Register a container plugin.", Responses: noContent},
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathPluginWrite, Summary: "Register a container plugin, or replace it whole.", Responses: noContent},
 				logical.PatchOperation:  &framework.PathOperation{Callback: b.pathPluginPatch, Summary: "Change only the given settings of a container plugin.", Responses: noContent},
 				logical.ReadOperation: &framework.PathOperation{Callback: b.pathPluginRead, Summary: "Read a container plugin.", Responses: map[int][]framework.Response{
@@ -138,20 +138,21 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 	if raw, ok := d.GetOk("type"); ok {
 		onlyType = raw.(string)
 		if err := validatePluginType(onlyType); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
+			return respondError(err)
 		}
 	}
-	if err := b.index.ensure(ctx, req.Storage); err != nil {
+	all, err := b.catalog.Plugins(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var plugins []map[string]interface{}
+	plugins := []map[string]interface{}{}
 	var keys []string
 	keyInfo := map[string]interface{}{}
-	for _, p := range b.index.pluginsSorted() {
+	for _, p := range all {
 		if onlyType != "" && p.Type != onlyType {
 			continue
 		}
-		key := p.id()
+		key := p.id().String()
 		if onlyType != "" {
 			key = p.Name
 		}
@@ -159,149 +160,79 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 		plugins, keys, keyInfo[key] = append(plugins, data), append(keys, key), data
 	}
 	resp := logical.ListResponseWithInfo(keys, keyInfo)
-	if plugins == nil {
-		plugins = []map[string]interface{}{}
-	}
 	resp.Data["plugins"] = plugins
 	return wrappable(req, resp), nil
 }
 
-// pluginFromPath validates the type and name captured from the path.
-func pluginFromPath(d *framework.FieldData) (pluginType, name string, err error) {
-	pluginType, name = d.Get("type").(string), d.Get("name").(string)
-	if err := validatePluginType(pluginType); err != nil {
-		return "", "", err
+// pluginIDFromPath validates the type and name captured from the path.
+func pluginIDFromPath(d *framework.FieldData) (pluginID, error) {
+	id := pluginID{Type: d.Get("type").(string), Name: d.Get("name").(string)}
+	if err := validatePluginType(id.Type); err != nil {
+		return pluginID{}, err
 	}
-	if err := validateName("plugin", name); err != nil {
-		return "", "", err
-	}
-	return pluginType, name, nil
+	return id, validateName("plugin", id.Name)
 }
 
-func (b *backend) pathPluginRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	pluginType, name, err := pluginFromPath(d)
+// pluginExists tells Vault whether a write creates or updates.
+func (b *backend) pluginExists(ctx context.Context, _ *logical.Request, d *framework.FieldData) (bool, error) {
+	id, err := pluginIDFromPath(d)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return false, nil // the write itself refuses the name
 	}
-	if err := b.index.ensure(ctx, req.Storage); err != nil {
+	p, err := b.catalog.Plugin(ctx, id)
+	return p != nil, err
+}
+
+func (b *backend) pathPluginRead(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	id, err := pluginIDFromPath(d)
+	if err != nil {
+		return respondError(err)
+	}
+	p, err := b.catalog.Plugin(ctx, id)
+	if err != nil || p == nil {
 		return nil, err
-	}
-	p := b.index.plugin(pluginType + "/" + name)
-	if p == nil {
-		return nil, nil
 	}
 	return &logical.Response{Data: p.toResponseData()}, nil
 }
 
-func (b *backend) pathPluginWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	pluginType, name, err := pluginFromPath(d)
+func (b *backend) pathPluginWrite(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	id, err := pluginIDFromPath(d)
+	if err == nil {
+		_, err = b.catalog.WritePlugin(ctx, id, func(*pluginEntry) (*pluginEntry, error) {
+			p := newPluginEntry(id)
+			return p, applySentFields(p, d, pluginFieldSchemas())
+		})
+	}
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return respondError(err)
 	}
-	p := &pluginEntry{Name: name, Type: pluginType}
-	if err := applyPluginFields(p, d); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	return b.storePlugin(ctx, req.Storage, p.id(), func(*pluginEntry) (*pluginEntry, error) { return p, nil })
-}
-
-func (b *backend) pathPluginPatch(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	pluginType, name, err := pluginFromPath(d)
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	id := pluginType + "/" + name
-	return b.storePlugin(ctx, req.Storage, id, func(existing *pluginEntry) (*pluginEntry, error) {
-		if existing == nil {
-			return nil, logical.CodedError(http.StatusNotFound, "no plugin "+id+" to patch")
-		}
-		patched := *existing
-		return &patched, applyPluginFields(&patched, d)
-	})
-}
-
-// pluginSettings are the fields of a plugin a request may set.
-var pluginSettings = []string{"oci_image", "version", "sha256", "command", "args", "env", "runtime"}
-
-// applyPluginFields copies the fields sent in the request onto p.
-func applyPluginFields(p *pluginEntry, d *framework.FieldData) error {
-	return eachSentField(d, pluginSettings, func(field string, v interface{}) {
-		switch field {
-		case "oci_image":
-			p.OCIImage, _ = v.(string)
-		case "version":
-			p.Version, _ = v.(string)
-		case "sha256":
-			p.SHA256, _ = v.(string)
-		case "command":
-			p.Command, _ = v.(string)
-		case "args":
-			p.Args, _ = v.([]string)
-		case "env":
-			p.Env, _ = v.([]string)
-		case "runtime":
-			p.Runtime, _ = v.(string)
-		}
-	})
-}
-
-// storePlugin validates and stores the plugin that build derives from the
-// current one (nil when there is none). It holds the plugin's lock, and the
-// lock of the runtime it references while checking that the runtime exists
-// and storing: a runtime deletion takes that lock too, so no plugin can come
-// to reference a runtime that is being deleted. Locks are always taken plugin
-// first, then runtime; runtime writers never take a plugin lock.
-func (b *backend) storePlugin(ctx context.Context, s logical.Storage, id string,
-	build func(existing *pluginEntry) (*pluginEntry, error),
-) (*logical.Response, error) {
-	lock := locksutil.LockForKey(b.pluginLocks, id)
-	lock.Lock()
-	defer lock.Unlock()
-
-	if err := b.index.ensure(ctx, s); err != nil {
-		return nil, err
-	}
-	p, err := build(b.index.plugin(id))
-	if err != nil {
-		return buildFailure(err)
-	}
-	if err := p.validate(); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if p.Runtime != "" {
-		runtimeLock := locksutil.LockForKey(b.runtimeLocks, p.Runtime)
-		runtimeLock.Lock()
-		defer runtimeLock.Unlock()
-		if b.index.runtime(p.Runtime) == nil {
-			return logical.ErrorResponse(fmt.Sprintf("plugin runtime %q does not exist", p.Runtime)), nil
-		}
-	}
-	if err := putPlugin(ctx, s, p); err != nil {
-		return nil, err
-	}
-	b.index.setPlugin(p)
 	return nil, nil
 }
 
-func (b *backend) pathPluginDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	pluginType, name, err := pluginFromPath(d)
+func (b *backend) pathPluginPatch(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	id, err := pluginIDFromPath(d)
+	if err == nil {
+		_, err = b.catalog.WritePlugin(ctx, id, func(existing *pluginEntry) (*pluginEntry, error) {
+			if existing == nil {
+				return nil, logical.CodedError(http.StatusNotFound, "no plugin "+id.String()+" to patch")
+			}
+			patched := *existing
+			return &patched, applySentFields(&patched, d, pluginFieldSchemas())
+		})
+	}
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return respondError(err)
 	}
-	id := pluginType + "/" + name
-	lock := locksutil.LockForKey(b.pluginLocks, id)
-	lock.Lock()
-	defer lock.Unlock()
+	return nil, nil
+}
 
-	if err := b.index.ensure(ctx, req.Storage); err != nil {
-		return nil, err
+func (b *backend) pathPluginDelete(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	id, err := pluginIDFromPath(d)
+	if err == nil {
+		err = b.catalog.DeletePlugin(ctx, id)
 	}
-	if b.index.plugin(id) == nil {
-		return nil, nil
+	if err != nil {
+		return respondError(err)
 	}
-	if err := deletePlugin(ctx, req.Storage, pluginType, name); err != nil {
-		return nil, err
-	}
-	b.index.removePlugin(id)
 	return nil, nil
 }

@@ -1,9 +1,7 @@
 package runtimecatalog
 
 import (
-	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -11,77 +9,60 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/hashicorp/go-version"
-	"github.com/hashicorp/vault/sdk/logical"
-)
 
-const (
-	pluginStoragePrefix = "plugin/"
-	pluginEntryFormat   = 1
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // pluginTypes are the plugin types Vault's catalog knows, sorted.
 var pluginTypes = []string{"auth", "database", "secret"}
 
+// pluginID names a plugin across types.
+type pluginID struct {
+	Type, Name string
+}
+
+// String is how a plugin is named in keys, messages and storage: "secret/kv".
+func (id pluginID) String() string { return id.Type + "/" + id.Name }
+
 // pluginEntry is one container plugin: what image to run and with which
-// runtime, as Vault's sys/plugins/catalog registers it.
+// runtime, as Vault's sys/plugins/catalog registers it. What the container
+// runs is the runtime package's own Plugin, so what is stored is exactly
+// what a start uses.
 type pluginEntry struct {
-	Name     string   `json:"name"`
-	Type     string   `json:"type"`
-	OCIImage string   `json:"oci_image"`
-	Version  string   `json:"version"`
-	SHA256   string   `json:"sha256"` // lower-case hex image ID, no "sha256:" prefix
-	Command  string   `json:"command"`
-	Args     []string `json:"args"`
-	Env      []string `json:"env"`
-	Runtime  string   `json:"runtime"` // "" means no runtime: default settings with runsc
+	runtime.Plugin
+	Runtime string `json:"runtime"` // "" means no runtime: default settings with runsc
 }
 
-type storedPlugin struct {
-	Format int `json:"format"`
-	pluginEntry
+func newPluginEntry(id pluginID) *pluginEntry {
+	return &pluginEntry{Plugin: runtime.Plugin{Name: id.Name, Type: id.Type}}
 }
 
-// id is how a plugin is named across types: "secret/kv".
-func (p *pluginEntry) id() string {
-	return p.Type + "/" + p.Name
-}
+func (p *pluginEntry) id() pluginID { return pluginID{Type: p.Type, Name: p.Name} }
 
-// envKeys are the names of the plugin's environment variables; a read never
-// returns their values, which may be secrets.
-func (p *pluginEntry) envKeys() []string {
-	keys := make([]string, 0, len(p.Env))
+// view is the plugin as responses show it: the names of its environment
+// variables, never their values, which may be secrets.
+func (p *pluginEntry) view() pluginEntry {
+	v := *p
+	v.Env = make([]string, 0, len(p.Env))
 	for _, kv := range p.Env {
 		key, _, _ := strings.Cut(kv, "=")
-		keys = append(keys, key)
+		v.Env = append(v.Env, key)
 	}
-	return keys
+	if v.Args == nil {
+		v.Args = []string{}
+	}
+	return v
 }
 
 func (p *pluginEntry) toResponseData() map[string]interface{} {
-	return map[string]interface{}{
-		"name":      p.Name,
-		"type":      p.Type,
-		"oci_image": p.OCIImage,
-		"version":   p.Version,
-		"sha256":    p.SHA256,
-		"command":   p.Command,
-		"args":      nonNil(p.Args),
-		"env":       p.envKeys(),
-		"runtime":   p.Runtime,
-	}
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
+	v := p.view()
+	return fieldData(&v)
 }
 
 func validatePluginType(t string) error {
 	i := sort.SearchStrings(pluginTypes, t)
 	if i == len(pluginTypes) || pluginTypes[i] != t {
-		return fmt.Errorf("%q is not a supported plugin type: use one of %s", t, strings.Join(pluginTypes, ", "))
+		return badRequestf("%q is not a supported plugin type: use one of %s", t, strings.Join(pluginTypes, ", "))
 	}
 	return nil
 }
@@ -95,25 +76,25 @@ func (p *pluginEntry) validate() error {
 	if err := validateName("plugin", p.Name); err != nil {
 		return err
 	}
-	if err := validateImage(p.OCIImage); err != nil {
-		return err
+	if err := validateImage(p.Image); err != nil {
+		return badRequest(err)
 	}
 	if p.Version == "" {
-		return errors.New(`version is required: the image tag is the version without its leading "v"`)
+		return badRequest(errors.New(`version is required: the image tag is the version without its leading "v"`))
 	}
 	if _, err := version.NewSemver(p.Version); err != nil {
-		return fmt.Errorf("version %q is not a semantic version: %w", p.Version, err)
+		return badRequestf("version %q is not a semantic version: %w", p.Version, err)
 	}
 	if err := p.normaliseSHA256(); err != nil {
-		return err
+		return badRequest(err)
 	}
 	if strings.ContainsRune(p.Command, 0) {
-		return errors.New("command must not contain a NUL byte")
+		return badRequest(errors.New("command must not contain a NUL byte"))
 	}
 	for _, kv := range p.Env {
 		key, _, ok := strings.Cut(kv, "=")
 		if !ok || key == "" || strings.ContainsRune(kv, 0) {
-			return fmt.Errorf("env entry %q is not KEY=VALUE with a non-empty KEY", redactEnv(kv))
+			return badRequestf("env entry %q is not KEY=VALUE with a non-empty KEY", redactEnv(kv))
 		}
 	}
 	if p.Runtime != "" {
@@ -155,45 +136,5 @@ func (p *pluginEntry) normaliseSHA256() error {
 		return fmt.Errorf(`sha256 %q is not a SHA-256 image ID: 64 hex characters, optionally prefixed with "sha256:"`, p.SHA256)
 	}
 	p.SHA256 = sum
-	return nil
-}
-
-func pluginStorageKey(pluginType, name string) string {
-	return pluginStoragePrefix + pluginType + "/" + name
-}
-
-func decodePlugin(se *logical.StorageEntry, err error) (*pluginEntry, error) {
-	if err != nil {
-		return nil, fmt.Errorf("reading plugin: %w", err)
-	}
-	if se == nil {
-		return nil, nil
-	}
-	var stored storedPlugin
-	if err := json.Unmarshal(se.Value, &stored); err != nil {
-		return nil, fmt.Errorf("decoding plugin %q: %w", se.Key, err)
-	}
-	if stored.Format != pluginEntryFormat {
-		return nil, fmt.Errorf("plugin %q is stored in format %d; this plugin reads format %d",
-			se.Key, stored.Format, pluginEntryFormat)
-	}
-	return &stored.pluginEntry, nil
-}
-
-func putPlugin(ctx context.Context, s logical.Storage, p *pluginEntry) error {
-	se, err := logical.StorageEntryJSON(pluginStorageKey(p.Type, p.Name), storedPlugin{Format: pluginEntryFormat, pluginEntry: *p})
-	if err != nil {
-		return fmt.Errorf("encoding plugin %q: %w", p.id(), err)
-	}
-	if err := s.Put(ctx, se); err != nil {
-		return fmt.Errorf("storing plugin %q: %w", p.id(), err)
-	}
-	return nil
-}
-
-func deletePlugin(ctx context.Context, s logical.Storage, pluginType, name string) error {
-	if err := s.Delete(ctx, pluginStorageKey(pluginType, name)); err != nil {
-		return fmt.Errorf("deleting plugin %q: %w", pluginType+"/"+name, err)
-	}
 	return nil
 }

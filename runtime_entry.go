@@ -1,14 +1,12 @@
 package runtimecatalog
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 
-	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 const (
@@ -22,52 +20,48 @@ const (
 
 	maxOCIRuntimeLength     = 64
 	maxCgroupParentLength   = 255
-	runtimeStoragePrefix    = "runtime/"
-	runtimeEntryFormat      = 1
 	supportedRuntimeTypeMsg = "%q is not a supported plugin runtime type"
 )
 
 // runtimeEntry is one plugin runtime: how the containers of the plugins that
-// reference it are run.
+// reference it are run. Its settings are the runtime package's own, so what
+// is stored is exactly what a start uses.
 type runtimeEntry struct {
-	Name         string `json:"name"`
-	Type         string `json:"type"`
-	OCIRuntime   string `json:"oci_runtime"` // "" means runtime.DefaultOCIRuntime, applied at start
-	CgroupParent string `json:"cgroup_parent"`
-	CPUNanos     int64  `json:"cpu_nanos"`
-	MemoryBytes  int64  `json:"memory_bytes"`
-	Rootless     bool   `json:"rootless"`
+	Type string `json:"type"`
+	runtime.Runtime
 }
 
-// storedRuntime is the storage format. Format is bumped when the layout
-// changes, so an older plugin refuses an entry it cannot read rather than
-// silently dropping fields.
-type storedRuntime struct {
-	Format int `json:"format"`
-	runtimeEntry
+func newRuntimeEntry(name string) *runtimeEntry {
+	return &runtimeEntry{Type: runtimeTypeContainer, Runtime: runtime.Runtime{Name: name}}
 }
 
-// effectiveOCIRuntime is the OCI runtime containers really get; the
-// runtime package, which starts them, owns the default.
-func (r *runtimeEntry) effectiveOCIRuntime() string {
-	return r.toRuntime().EffectiveOCIRuntime()
-}
-
-func (r *runtimeEntry) hasCgroupLimits() bool {
-	return r.CPUNanos != 0 || r.MemoryBytes != 0 || r.CgroupParent != ""
+// view is the runtime as responses show it: the OCI runtime containers
+// really get, whose default the runtime package owns.
+func (r *runtimeEntry) view() runtimeEntry {
+	v := *r
+	v.OCIRuntime = r.EffectiveOCIRuntime()
+	return v
 }
 
 // toResponseData is the runtime as Vault's catalog returns it.
 func (r *runtimeEntry) toResponseData() map[string]interface{} {
-	return map[string]interface{}{
-		"name":          r.Name,
-		"type":          r.Type,
-		"oci_runtime":   r.effectiveOCIRuntime(),
-		"cgroup_parent": r.CgroupParent,
-		"cpu_nanos":     r.CPUNanos,
-		"memory_bytes":  r.MemoryBytes,
-		"rootless":      r.Rootless,
-	}
+	v := r.view()
+	return fieldData(&v)
+}
+
+// runtimeSummary is a runtime's key_info: a summary per name, as Vault's
+// key_info conventionally is. The full settings are in "runtimes"; repeating
+// them here doubled the bytes of a list, and its time.
+type runtimeSummary struct {
+	OCIRuntime string `json:"oci_runtime"`
+}
+
+func (r *runtimeEntry) summary() runtimeSummary {
+	return runtimeSummary{OCIRuntime: r.EffectiveOCIRuntime()}
+}
+
+func (r *runtimeEntry) hasCgroupLimits() bool {
+	return r.NanoCPUs != 0 || r.MemoryBytes != 0 || r.CgroupParent != ""
 }
 
 // warnings are the settings that are accepted but will not do what an
@@ -92,7 +86,7 @@ var (
 // validateRuntimeType checks the type segment of a path or ?type= value.
 func validateRuntimeType(t string) error {
 	if t != runtimeTypeContainer {
-		return fmt.Errorf(supportedRuntimeTypeMsg, t)
+		return badRequestf(supportedRuntimeTypeMsg, t)
 	}
 	return nil
 }
@@ -105,18 +99,18 @@ func (r *runtimeEntry) validate() error {
 	if err := validateName("runtime", r.Name); err != nil {
 		return err
 	}
-	if r.CPUNanos < 0 {
-		return errors.New("runtime cpu in nanos cannot be negative")
+	if r.NanoCPUs < 0 {
+		return badRequest(errors.New("runtime cpu in nanos cannot be negative"))
 	}
 	if r.MemoryBytes < 0 {
-		return errors.New("runtime memory in bytes cannot be negative")
+		return badRequest(errors.New("runtime memory in bytes cannot be negative"))
 	}
 	if r.MemoryBytes != 0 && r.MemoryBytes < minMemoryBytes {
-		return fmt.Errorf("memory_bytes %d is too small: use 0 for no limit or at least %d (6 MiB, Docker's minimum)",
+		return badRequestf("memory_bytes %d is too small: use 0 for no limit or at least %d (6 MiB, Docker's minimum)",
 			r.MemoryBytes, minMemoryBytes)
 	}
 	if r.OCIRuntime != "" && (len(r.OCIRuntime) > maxOCIRuntimeLength || !ociRuntimeRegex.MatchString(r.OCIRuntime)) {
-		return fmt.Errorf("oci_runtime %q is not a plain runtime name: at most %d letters, digits, '_', '-' and '.', "+
+		return badRequestf("oci_runtime %q is not a plain runtime name: at most %d letters, digits, '_', '-' and '.', "+
 			"starting with a letter or digit (the name the Docker Engine knows the runtime by, e.g. runsc or runc)",
 			r.OCIRuntime, maxOCIRuntimeLength)
 	}
@@ -139,54 +133,9 @@ func validateCgroupParent(p string) error {
 		}
 	}
 	if bad {
-		return fmt.Errorf("cgroup_parent %q is neither a cgroup path (e.g. /vault-plugins/, components of letters, "+
+		return badRequest(fmt.Errorf("cgroup_parent %q is neither a cgroup path (e.g. /vault-plugins/, components of letters, "+
 			"digits, '_', '-', '.', ':' and '@' without '.' or '..') nor a systemd slice (e.g. vault-plugins.slice), "+
-			"at most %d characters", p, maxCgroupParentLength)
-	}
-	return nil
-}
-
-func runtimeStorageKey(runtimeType, name string) string {
-	return runtimeStoragePrefix + runtimeType + "/" + name
-}
-
-// getRuntime reads one runtime from storage; nil when there is none.
-func getRuntime(ctx context.Context, s logical.Storage, runtimeType, name string) (*runtimeEntry, error) {
-	return decodeRuntime(s.Get(ctx, runtimeStorageKey(runtimeType, name)))
-}
-
-func decodeRuntime(se *logical.StorageEntry, err error) (*runtimeEntry, error) {
-	if err != nil {
-		return nil, fmt.Errorf("reading runtime: %w", err)
-	}
-	if se == nil {
-		return nil, nil
-	}
-	var stored storedRuntime
-	if err := json.Unmarshal(se.Value, &stored); err != nil {
-		return nil, fmt.Errorf("decoding runtime %q: %w", se.Key, err)
-	}
-	if stored.Format != runtimeEntryFormat {
-		return nil, fmt.Errorf("runtime %q is stored in format %d; this plugin reads format %d",
-			se.Key, stored.Format, runtimeEntryFormat)
-	}
-	return &stored.runtimeEntry, nil
-}
-
-func putRuntime(ctx context.Context, s logical.Storage, r *runtimeEntry) error {
-	se, err := logical.StorageEntryJSON(runtimeStorageKey(r.Type, r.Name), storedRuntime{Format: runtimeEntryFormat, runtimeEntry: *r})
-	if err != nil {
-		return fmt.Errorf("encoding runtime %q: %w", r.Name, err)
-	}
-	if err := s.Put(ctx, se); err != nil {
-		return fmt.Errorf("storing runtime %q: %w", r.Name, err)
-	}
-	return nil
-}
-
-func deleteRuntime(ctx context.Context, s logical.Storage, runtimeType, name string) error {
-	if err := s.Delete(ctx, runtimeStorageKey(runtimeType, name)); err != nil {
-		return fmt.Errorf("deleting runtime %q: %w", name, err)
+			"at most %d characters", p, maxCgroupParentLength))
 	}
 	return nil
 }
