@@ -14,11 +14,13 @@ import (
 	"math/rand"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
@@ -34,6 +36,10 @@ func main() {
 
 	t := &mainT{}
 	defer t.cleanup()
+	// Ctrl-C or a kill stops Vault (and with it the plugins) too.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() { t.Fatalf("stopped by %v", <-signals) }()
 	var extra []string
 	if *kvPlugin != "" {
 		extra = append(extra, *kvPlugin)
@@ -43,7 +49,7 @@ func main() {
 		// kv version 1: one storage read per read, one write per write.
 		v.MustRun(t, "secrets", "enable", "-path=kv-ext", filepath.Base(*kvPlugin))
 	}
-	b := &bench{addr: v.Addr, token: v.Token, clients: *clients, duration: *duration,
+	b := &bench{t: t, addr: v.Addr, token: v.Token, clients: *clients, duration: *duration,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients * 2}}}
 
 	if *kvPlugin != "" {
@@ -166,6 +172,7 @@ func (b *bench) coldRead(t vaulttest.T, v *vaulttest.Server) time.Duration {
 }
 
 type bench struct {
+	t           *mainT // a failure stops Vault before the program exits
 	addr, token string
 	clients     int
 	duration    time.Duration
@@ -204,8 +211,7 @@ func (b *bench) fillRange(from, to int, req func(i int) (string, string, string)
 			defer wg.Done()
 			for i := range next {
 				if err := b.do(req(i)); err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					os.Exit(1)
+					b.t.Fatal(err)
 				}
 			}
 		}()
@@ -245,8 +251,7 @@ func (b *bench) measure(req func(*rand.Rand) (string, string, string)) result {
 			for time.Now().Before(deadline) {
 				start := time.Now()
 				if err := b.do(req(r)); err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					os.Exit(1)
+					b.t.Fatal(err)
 				}
 				latencies[c] = append(latencies[c], time.Since(start))
 			}
@@ -286,28 +291,47 @@ func pluginRSS(t vaulttest.T) float64 {
 }
 
 // mainT lets the vaulttest helpers run outside a test: Fatal exits after
-// running the cleanups.
+// running the cleanups, from any goroutine, once.
 type mainT struct {
+	mu       sync.Mutex
 	cleanups []func()
 	failed   bool
+	once     sync.Once
 }
 
-func (m *mainT) Helper()                          {}
-func (m *mainT) Logf(format string, args ...any)  { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (m *mainT) Cleanup(f func())                 { m.cleanups = append(m.cleanups, f) }
-func (m *mainT) Failed() bool                     { return m.failed }
+func (m *mainT) Helper()                         {}
+func (m *mainT) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (m *mainT) Cleanup(f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cleanups = append(m.cleanups, f)
+}
+func (m *mainT) Failed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.failed
+}
 func (m *mainT) Skipf(format string, args ...any) { m.Fatalf(format, args...) }
 func (m *mainT) Fatal(args ...any)                { m.Fatalf("%s", fmt.Sprint(args...)) }
 func (m *mainT) Fatalf(format string, args ...any) {
+	m.mu.Lock()
 	m.failed = true
+	m.mu.Unlock()
 	m.Logf(format, args...)
 	m.cleanup()
 	os.Exit(1)
 }
 
+// cleanup runs the cleanups, newest first, once; another caller (a second
+// failing goroutine) waits until they are done, so none exits before Vault
+// is stopped.
 func (m *mainT) cleanup() {
-	for i := len(m.cleanups) - 1; i >= 0; i-- {
-		m.cleanups[i]()
-	}
-	m.cleanups = nil
+	m.once.Do(func() {
+		m.mu.Lock()
+		cleanups := m.cleanups
+		m.mu.Unlock()
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	})
 }

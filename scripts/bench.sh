@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VAULT_BINARY="$(scripts/build-vault.sh)"
 KV_PLUGIN_BINARY="$(scripts/build-kv-plugin.sh)"
-export VAULT_BINARY KV_PLUGIN_BINARY
+export VAULT_BINARY KV_PLUGIN_BINARY RC_ACC=1
 go run ./bench "$@"
 if [ "$(id -u)" = 0 ]; then
   scripts/start-docker.sh

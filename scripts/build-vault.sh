@@ -4,7 +4,9 @@
 # Vault is built in a throwaway module of its own (it pulls in ~500 modules we
 # do not want in the plugin's go.mod). Release tags do not build as a
 # dependency with the sdk they name, so the sdk is replaced by a published one
-# that does (see ../shared/reference/real-components.md). The binary is cached
+# that does (v1.21.0 with sdk v0.20.0; others tried failed to compile). The
+# go.sum shipped inside the vault module is copied in, because one
+# dependency's checksum cannot be verified otherwise. The binary is cached
 # outside the work tree, keyed by version, so CI and `make dev` build it once.
 set -euo pipefail
 

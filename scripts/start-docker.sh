@@ -4,8 +4,9 @@
 # runsc, and starts dockerd when `docker info` fails. Idempotent.
 #
 # runsc needs --network=none on these machines (it cannot set up a network in
-# the root network namespace) and --host-uds so the plugin's Unix socket can
-# cross the sandbox; see ../shared/reference/real-components.md.
+# the root network namespace: "cannot run with network enabled in root network
+# namespace") and --host-uds so the plugin's Unix socket can cross the
+# sandbox.
 set -euo pipefail
 
 log_dir="${DOCKERD_LOG_DIR:-/var/log}"
@@ -36,8 +37,15 @@ fi
 
 if docker info >/dev/null 2>&1; then
   if $changed; then
-    kill -HUP "$(pidof dockerd)"   # reload daemon.json: picks up the runtime
-    sleep 1
+    # Reload daemon.json to pick up the runtime. There may be no dockerd here
+    # (an engine reached through DOCKER_HOST) or several (one per socket).
+    pids="$(pidof dockerd || true)"
+    if [ -n "$pids" ]; then
+      kill -HUP $pids
+      sleep 1
+    else
+      echo "no local dockerd to reload: register runsc in the engine's daemon.json by hand" >&2
+    fi
   fi
 else
   echo "starting dockerd (log: $log_dir/dockerd.log)" >&2

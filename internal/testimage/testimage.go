@@ -38,6 +38,7 @@ const (
 // skipping otherwise when none answers.
 func Docker(t testing.TB) *client.Client {
 	t.Helper()
+	vaulttest.RequireAcceptance(t)
 	docker, err := runtime.NewDockerClient()
 	if err != nil {
 		t.Fatal(err)
@@ -53,27 +54,27 @@ func Docker(t testing.TB) *client.Client {
 }
 
 var (
-	buildOnce sync.Once
-	imageID   string
-	buildErr  error
+	buildMu sync.Mutex
+	imageID string // set once a build succeeded
 )
 
-// Build builds the test image once per process and returns its ID.
+// Build builds the test image once per process and returns its ID. A failed
+// build is not remembered: every caller tries again and reports its own
+// failure, so none goes on with an empty ID.
 func Build(t testing.TB, docker *client.Client) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "rc-image")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		binary := vaulttest.BuildPlugin(t, dir)
-		imageID, buildErr = buildImage(docker, binary)
-	})
-	if buildErr != nil {
-		t.Fatalf("building the test image: %v", buildErr)
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if imageID != "" {
+		return imageID
 	}
+	dir := vaulttest.ShortTempDir(t)
+	binary := vaulttest.BuildPlugin(t, dir)
+	id, err := buildImage(docker, binary)
+	if err != nil {
+		t.Fatalf("building the test image: %v", err)
+	}
+	imageID = id
 	return imageID
 }
 

@@ -1,9 +1,12 @@
 // Package vaulttest starts real Vault servers with this plugin mounted and
 // drives them with the real vault CLI, for acceptance tests and benchmarks.
 //
-// The vault binary comes from $VAULT_BINARY (scripts/build-vault.sh builds
-// it; `make test` sets it). Without it a test is skipped, except under CI=true
-// where a missing Vault is a failure.
+// Tests on real parts are opt-in, like the models' VAULT_ACC: they run with
+// RC_ACC=1 (`make test` sets it) or under CI=true, and skip otherwise, so
+// `make unit` stays fast even where an engine answers. The vault binary comes
+// from $VAULT_BINARY (scripts/build-vault.sh builds it; `make test` sets it).
+// When a test runs and a real part is missing, it is skipped, except under
+// CI=true where that is a failure.
 package vaulttest
 
 import (
@@ -38,6 +41,14 @@ type T interface {
 // PluginName is the name the plugin is registered and enabled under.
 const PluginName = "vault-plugin-runtime-catalog"
 
+// RequireAcceptance skips a test on real parts unless they were asked for.
+func RequireAcceptance(t T) {
+	t.Helper()
+	if os.Getenv("RC_ACC") == "" && os.Getenv("CI") != "true" {
+		t.Skipf("a test on a real Vault or Docker Engine: set RC_ACC=1 to run it (make test does)")
+	}
+}
+
 // RequireReal fails (under CI=true) or skips the test when something real it
 // needs is missing; how tells the reader how to provide it.
 func RequireReal(t T, what, how string) {
@@ -51,6 +62,7 @@ func RequireReal(t T, what, how string) {
 // Binary returns the vault binary to test with.
 func Binary(t T) string {
 	t.Helper()
+	RequireAcceptance(t)
 	bin := os.Getenv("VAULT_BINARY")
 	if bin == "" {
 		RequireReal(t, "a vault binary ($VAULT_BINARY)", "run `make test`, or export VAULT_BINARY=$(scripts/build-vault.sh)")
