@@ -134,8 +134,8 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 		"container_id":   result.ContainerID,
 		"image":          p.ImageRef(),
 		"oci_runtime":    rt.EffectiveOCIRuntime(),
-		"create_ms":      ms(result.Create),
-		"start_ms":       ms(result.Start),
+		"create_ms":      ms(result.Created),
+		"start_ms":       ms(result.Started),
 		"handshake_ms":   ms(result.Handshake),
 		"total_ms":       ms(result.Total),
 	}}, nil

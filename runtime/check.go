@@ -12,8 +12,8 @@ import (
 type CheckResult struct {
 	ContainerID   string
 	PluginVersion string
-	Create        time.Duration // ContainerCreate
-	Start         time.Duration // ContainerStart
+	Created       time.Duration // ContainerCreate
+	Started       time.Duration // ContainerStart
 	Handshake     time.Duration // from the start until go-plugin's handshake completed
 	Total         time.Duration // everything, stopping and removal included
 }
@@ -41,8 +41,8 @@ func Check(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	}
 	result := &CheckResult{
 		ContainerID: running.Runner.ID(),
-		Create:      running.Runner.Created,
-		Start:       running.Runner.Started,
+		Created:     running.Runner.Created,
+		Started:     running.Runner.Started,
 		Handshake:   running.Handshake,
 	}
 	if versioner, ok := backend.(logical.PluginVersioner); ok {

@@ -31,7 +31,7 @@ func TestCheckHandshakeUnderEachRuntime(t *testing.T) {
 			if res.PluginVersion != testimage.Version {
 				t.Fatalf("plugin version = %q, want %q", res.PluginVersion, testimage.Version)
 			}
-			t.Logf("%s: create %v, start %v, handshake %v, total %v", oci, res.Create, res.Start, res.Handshake, res.Total)
+			t.Logf("%s: create %v, start %v, handshake %v, total %v", oci, res.Created, res.Started, res.Handshake, res.Total)
 			testimage.AssertNoContainers(t, docker)
 		})
 	}
