@@ -7,6 +7,7 @@ import (
 	"context"
 	"strings"
 
+	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -31,15 +32,25 @@ type backend struct {
 	*framework.Backend
 
 	catalog     *catalog
+	host        *host
 	runtimeList listBodyCache // the encoded runtime list, per catalog generation
 	docker      engineOnce
 }
+
+var _ logical.Backend = (*backend)(nil)
 
 // Factory creates a new backend for a mount.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend(conf.StorageView)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
+	}
+	// Vault reads the special paths right after this, before Initialize:
+	// the hosted mounts' paths must be known from storage by then. A load
+	// that fails leaves them unpublished, which makes them need sudo
+	// (never less than they should), and the next access loads again.
+	if err := b.catalog.ensure(ctx); err != nil {
+		b.Logger().Warn("loading the catalog at mount time", "error", err)
 	}
 	return b, nil
 }
@@ -49,25 +60,85 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // request's storage).
 func newBackend(s logical.Storage) *backend {
 	b := &backend{catalog: newCatalog(s)}
+	b.host = newHost(s, b.catalog, b.engine, b.runOptions, func() logical.SystemView { return b.System() }, hclog.NewNullLogger())
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
-			// Root paths need the sudo capability, as Vault's own catalog does.
-			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*"},
+			// Root paths need the sudo capability, as Vault's own catalog
+			// does. "mounts/*" covers every hosted mount's settings; the
+			// host lifts it for the data of each mount Vault has read.
+			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*", "plugins/reload", "mounts", "mounts/*"},
 		},
 		// run-config and check come before the plugin path, whose name
 		// pattern would take them in: the first matching pattern wins.
-		Paths:          append(append(pathCatalog(b), pathPluginRun(b)...), pathPlugins(b)...),
-		Invalidate:     func(_ context.Context, key string) { b.catalog.invalidate(key) },
+		Paths: append(append(append(pathCatalog(b), pathPluginRun(b)...), pathPlugins(b)...), pathMounts(b)...),
+		Invalidate: func(ctx context.Context, key string) {
+			b.catalog.invalidate(key)
+			b.host.Invalidate(ctx, key)
+		},
+		InitializeFunc: b.initialize,
 		Clean:          b.clean,
 		RunningVersion: Version,
 	}
 	return b
 }
 
-// clean releases the Docker client when the mount goes away.
-func (b *backend) clean(context.Context) {
+// Setup also gives the host the mount's logger.
+func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	if err := b.Backend.Setup(ctx, conf); err != nil {
+		return err
+	}
+	b.host.logger = b.Logger().Named("hosted")
+	return nil
+}
+
+// HandleRequest serves the hosted mounts' paths by their plugins, and the
+// rest by this backend; Vault's periodic rollback reaches every hosted
+// backend too.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if name, rest, ok := hostedPath(req.Path); ok {
+		return b.host.Forward(ctx, name, rest, req)
+	}
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if req.Operation == logical.RollbackOperation {
+		b.host.Rollback(ctx, req)
+	}
+	return resp, err
+}
+
+// HandleExistenceCheck asks a hosted plugin about its own paths.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+	if name, rest, ok := hostedPath(req.Path); ok {
+		return b.host.ExistenceCheck(ctx, name, rest, req)
+	}
+	return b.Backend.HandleExistenceCheck(ctx, req)
+}
+
+// SpecialPaths are this backend's plus those of every hosted mount stored
+// now; Vault reads them when it mounts, unseals or reloads this mount.
+func (b *backend) SpecialPaths() *logical.Paths {
+	mounts, err := b.catalog.Mounts(context.Background())
+	if err != nil {
+		b.Logger().Warn("reading the hosted mounts for their special paths", "error", err)
+		mounts = nil
+	}
+	return b.host.SpecialPaths(b.Backend.SpecialPaths(), mounts)
+}
+
+// initialize starts the hosted mounts in the background: Vault calls it
+// while mounting or unsealing, which must not wait for containers. A
+// request to a mount not started yet starts it itself.
+func (b *backend) initialize(ctx context.Context, _ *logical.InitializationRequest) error {
+	clusterID, _ := b.System().ClusterID(ctx)
+	go b.host.StartAll(context.Background(), clusterID)
+	return nil
+}
+
+// clean stops every hosted mount and container, and releases the Docker
+// client, when Vault unmounts, seals, reloads or stops this mount.
+func (b *backend) clean(ctx context.Context) {
+	b.host.Close(ctx)
 	if b.docker.client != nil {
 		b.docker.client.Close()
 	}

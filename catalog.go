@@ -21,13 +21,17 @@ import (
 const (
 	runtimeStoragePrefix = "runtime/" + runtimeTypeContainer + "/" // + name
 	pluginStoragePrefix  = "plugin/"                               // + type/name
+	mountStoragePrefix   = "mount/"                                // + name
+	hostedDataPrefix     = "hosted/"                               // + uuid/: each hosted mount's own storage
 	runtimeEntryFormat   = 1
 	pluginEntryFormat    = 1
+	mountEntryFormat     = 1
 )
 
 func runtimeKey(name string) string    { return runtimeStoragePrefix + name }
 func pluginKey(id pluginID) string     { return pluginStoragePrefix + id.String() }
 func pluginTypePrefix(t string) string { return pluginStoragePrefix + t + "/" }
+func mountKey(name string) string      { return mountStoragePrefix + name }
 
 type storedRuntime struct {
 	Format int `json:"format"`
@@ -39,11 +43,18 @@ type storedPlugin struct {
 	*pluginEntry
 }
 
-// catalog owns the mount's runtimes and plugins: their storage keys and
-// codecs, the in-memory index that serves reads and lists, the locks that
-// order writes, and the rules between them (a runtime in use cannot be
-// deleted; a plugin cannot reference a runtime that does not exist). Every
-// read and write of the catalog's state goes through it.
+type storedMount struct {
+	Format int `json:"format"`
+	*mountEntry
+}
+
+// catalog owns the mount's runtimes, plugins and hosted mounts: their
+// storage keys and codecs, the in-memory index that serves reads and lists,
+// the locks that order writes, and the rules between them (a runtime in use
+// cannot be deleted; a plugin cannot reference a runtime that does not
+// exist; a plugin hosted by a mount cannot be deleted; a mount hosts only a
+// registered secret plugin). Every read and write of that state goes through
+// it; what runs is the host's.
 //
 // The index saves every read a storage round trip (a gRPC call back into
 // Vault for an external plugin). It is loaded on first use, updated by every
@@ -60,6 +71,7 @@ type catalog struct {
 	runtimes map[string]*runtimeEntry
 	plugins  map[pluginID]*pluginEntry
 	users    map[string]map[pluginID]struct{} // runtime name -> plugins using it
+	mounts   map[string]*mountEntry
 	// Sorted views, nil after a change.
 	runtimesSorted []*runtimeEntry
 	pluginsSorted  []*pluginEntry
@@ -72,14 +84,17 @@ type catalog struct {
 	// pluginLocks do the same for plugins. Separate sets: a plugin write holds
 	// its plugin lock and then a runtime lock, and shared stripes could make
 	// two such writes wait on each other.
+	// mountLocks order the writes to one hosted mount; a mount write takes
+	// its mount lock, then its plugin's lock.
 	runtimeLocks []*locksutil.LockEntry
 	pluginLocks  []*locksutil.LockEntry
+	mountLocks   []*locksutil.LockEntry
 }
 
 func newCatalog(s logical.Storage) *catalog {
 	return &catalog{
 		storage: s, stale: map[string]struct{}{},
-		runtimeLocks: locksutil.CreateLocks(), pluginLocks: locksutil.CreateLocks(),
+		runtimeLocks: locksutil.CreateLocks(), pluginLocks: locksutil.CreateLocks(), mountLocks: locksutil.CreateLocks(),
 	}
 }
 
@@ -124,14 +139,29 @@ func (c *catalog) loadLocked(ctx context.Context) error {
 		}
 		pluginKeys = append(pluginKeys, keys...)
 	}
-	entries, err := getAll(ctx, c.storage, append(runtimeKeys, pluginKeys...))
+	mountKeys, err := listKeysUnder(ctx, c.storage, mountStoragePrefix)
+	if err != nil {
+		return fmt.Errorf("listing hosted mounts: %w", err)
+	}
+	entries, err := getAll(ctx, c.storage, append(append(runtimeKeys, pluginKeys...), mountKeys...))
 	if err != nil {
 		return err
 	}
 
 	c.runtimes = make(map[string]*runtimeEntry, len(runtimeKeys))
 	c.plugins, c.users = map[pluginID]*pluginEntry{}, map[string]map[pluginID]struct{}{}
+	c.mounts = map[string]*mountEntry{}
 	for i, se := range entries {
+		if i >= len(runtimeKeys)+len(pluginKeys) {
+			m, err := decodeMount(se, nil)
+			if err != nil {
+				return err
+			}
+			if m != nil {
+				c.mounts[m.Name] = m
+			}
+			continue
+		}
 		if i < len(runtimeKeys) {
 			r, err := decodeRuntime(se, nil)
 			if err != nil {
@@ -213,6 +243,19 @@ func (c *catalog) refreshLocked(ctx context.Context, key string) error {
 		} else {
 			c.setPluginLocked(p)
 		}
+		return nil
+	}
+	if name, ok := strings.CutPrefix(key, mountStoragePrefix); ok {
+		m, err := decodeMount(c.storage.Get(ctx, key))
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			delete(c.mounts, name)
+		} else {
+			c.mounts[name] = m
+		}
+		c.changedLocked()
 		return nil
 	}
 	name, ok := strings.CutPrefix(key, runtimeStoragePrefix)
@@ -487,6 +530,11 @@ func (c *catalog) DeletePlugin(ctx context.Context, id pluginID) error {
 	if p, err := c.Plugin(ctx, id); err != nil || p == nil {
 		return err
 	}
+	// Mount writes hold this plugin's lock too, so the mounts seen here are
+	// all there are until the plugin is gone.
+	if users := c.mountsOf(id); len(users) > 0 {
+		return badRequestf("unable to delete plugin %s. Hosted mounts=%v are using it.", id, users)
+	}
 	if err := c.storage.Delete(ctx, pluginKey(id)); err != nil {
 		return fmt.Errorf("deleting plugin %q: %w", id, err)
 	}
@@ -522,6 +570,132 @@ func (c *catalog) removePluginLocked(id pluginID) {
 		}
 	}
 	c.changedLocked()
+}
+
+// mountsOf returns the names of the hosted mounts of a plugin, sorted.
+func (c *catalog) mountsOf(id pluginID) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var names []string
+	for _, m := range c.mounts {
+		if m.pluginID() == id {
+			names = append(names, m.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Mount returns the named hosted mount, nil when there is none.
+func (c *catalog) Mount(ctx context.Context, name string) (*mountEntry, error) {
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.mounts[name], nil
+}
+
+// Mounts returns every hosted mount, sorted by name.
+func (c *catalog) Mounts(ctx context.Context) ([]*mountEntry, error) {
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	mounts := make([]*mountEntry, 0, len(c.mounts))
+	for _, m := range c.mounts {
+		mounts = append(mounts, m)
+	}
+	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Name < mounts[j].Name })
+	return mounts, nil
+}
+
+// WriteMount validates the hosted mount that build derives from the current
+// one (nil when there is none), has start run it, and stores it only when it
+// started: a mount that cannot start is refused and nothing is stored. The
+// plugin's lock is held throughout, so the plugin cannot be deleted while it
+// comes to be hosted.
+func (c *catalog) WriteMount(ctx context.Context, name string, build func(existing *mountEntry) (*mountEntry, error),
+	start func(m, existing *mountEntry) error,
+) (*mountEntry, error) {
+	lock := locksutil.LockForKey(c.mountLocks, name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	existing, err := c.Mount(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	m, err := build(existing)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	pluginLock := locksutil.LockForKey(c.pluginLocks, m.pluginID().String())
+	pluginLock.Lock()
+	defer pluginLock.Unlock()
+	if p, err := c.Plugin(ctx, m.pluginID()); err != nil {
+		return nil, err
+	} else if p == nil {
+		for _, other := range []string{"auth", "database"} {
+			if q, _ := c.Plugin(ctx, pluginID{other, m.Plugin}); q != nil {
+				return nil, badRequestf("plugin %q is registered as %s, not secret: only secret plugins can be hosted, "+
+					"since this mount is a secrets engine (Vault refuses auth from it, and database plugins speak another protocol)", m.Plugin, other)
+			}
+		}
+		return nil, badRequestf("no secret plugin %q is registered: register it at plugins/catalog/secret/%s", m.Plugin, m.Plugin)
+	}
+	if err := start(m, existing); err != nil {
+		return nil, err
+	}
+	se, err := logical.StorageEntryJSON(mountKey(name), storedMount{mountEntryFormat, m})
+	if err != nil {
+		return nil, fmt.Errorf("encoding hosted mount %q: %w", name, err)
+	}
+	if err := c.storage.Put(ctx, se); err != nil {
+		return nil, fmt.Errorf("storing hosted mount %q: %w", name, err)
+	}
+	c.mu.Lock()
+	c.mounts[name] = m
+	c.changedLocked()
+	c.mu.Unlock()
+	return m, nil
+}
+
+// DeleteMount removes a hosted mount after stop has stopped it and cleared
+// its data; deleting one that is not there succeeds. A stop that refuses
+// (leases still out) leaves the mount as it was.
+func (c *catalog) DeleteMount(ctx context.Context, name string, stop func(*mountEntry) error) error {
+	lock := locksutil.LockForKey(c.mountLocks, name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	m, err := c.Mount(ctx, name)
+	if err != nil || m == nil {
+		return err
+	}
+	if err := stop(m); err != nil {
+		return err
+	}
+	if err := c.storage.Delete(ctx, mountKey(name)); err != nil {
+		return fmt.Errorf("deleting hosted mount %q: %w", name, err)
+	}
+	c.mu.Lock()
+	delete(c.mounts, name)
+	c.changedLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+func decodeMount(se *logical.StorageEntry, err error) (*mountEntry, error) {
+	stored := storedMount{mountEntry: &mountEntry{}}
+	if ok, err := decodeStored(se, err, "hosted mount", &stored, &stored.Format, mountEntryFormat); !ok {
+		return nil, err
+	}
+	return stored.mountEntry, nil
 }
 
 func decodeRuntime(se *logical.StorageEntry, err error) (*runtimeEntry, error) {

@@ -68,6 +68,7 @@ type Runtime struct {
 // Host is what comes from the process that runs the plugin.
 type Host struct {
 	PID       int
+	Owner     string // this process as LabelOwner names it: Owner()
 	ClusterID string
 	GroupID   int      // the host's egid, added to the container so it can reach the socket; 0 is never added
 	MLock     bool     // adds IPC_LOCK so the plugin can mlock
@@ -253,6 +254,9 @@ func labels(p Plugin, r Runtime, h Host) map[string]string {
 		LabelPluginType:    p.Type,
 		LabelPluginVersion: p.Version,
 		LabelManagedBy:     managedByThisPlugin,
+	}
+	if h.Owner != "" {
+		l[LabelOwner] = h.Owner
 	}
 	if r.Name != "" {
 		l[LabelPluginRuntime] = r.Name

@@ -26,6 +26,7 @@ type Engine interface {
 	ContainerStop(ctx context.Context, id string, options container.StopOptions) error
 	ContainerRemove(ctx context.Context, id string, options container.RemoveOptions) error
 	Info(ctx context.Context) (system.Info, error)
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 }
 
 var _ Engine = (*client.Client)(nil)

@@ -34,6 +34,7 @@ type memEngine struct {
 	// serves: the container runs until it is stopped, instead of exiting
 	// once it has printed its output.
 	serves bool
+	listed []container.Summary
 
 	mu      sync.Mutex
 	created []string
@@ -103,6 +104,12 @@ func (e *memEngine) ContainerStop(_ context.Context, id string, _ container.Stop
 }
 
 func (e *memEngine) ContainerRemove(_ context.Context, id string, _ container.RemoveOptions) error {
+	if e.waitC == nil { // a listed container, not the one this engine runs
+		e.mu.Lock()
+		e.removed = append(e.removed, id)
+		e.mu.Unlock()
+		return nil
+	}
 	e.exit(id)
 	return nil
 }
@@ -214,5 +221,34 @@ func TestRunnerKillStopsAndWaitsForRemoval(t *testing.T) {
 	}
 	if done, _ := r.Exited(); !done {
 		t.Fatal("Kill returned before the container was gone")
+	}
+}
+
+func (e *memEngine) ContainerList(context.Context, container.ListOptions) ([]container.Summary, error) {
+	return e.listed, nil
+}
+
+func TestOwnerAliveOnlyForTheSameProcess(t *testing.T) {
+	me := Owner()
+	if !ownerAlive(me) {
+		t.Fatalf("this process (%s) is not alive", me)
+	}
+	pid, _, _ := strings.Cut(me, ":")
+	for _, owner := range []string{pid + ":1", pid + ":", "", "x:1", "999999999:1"} {
+		if ownerAlive(owner) {
+			t.Errorf("owner %q is alive", owner)
+		}
+	}
+}
+
+func TestReapOrphansRemovesOnlyDeadOwners(t *testing.T) {
+	e := &memEngine{listed: []container.Summary{
+		{ID: "live", Labels: map[string]string{LabelOwner: Owner()}},
+		{ID: "dead", Labels: map[string]string{LabelOwner: "999999999:1"}},
+		{ID: "unlabelled", Labels: map[string]string{}},
+	}}
+	removed, err := ReapOrphans(context.Background(), e, "cluster")
+	if err != nil || strings.Join(removed, ",") != "dead" || strings.Join(e.removed, ",") != "dead" {
+		t.Fatalf("removed %v (%v)", removed, err)
 	}
 }

@@ -13,7 +13,8 @@ fi
 go vet ./...
 
 VAULT_BINARY="$(scripts/build-vault.sh)"
-export VAULT_BINARY
+KV_PLUGIN_BINARY="$(scripts/build-kv-plugin.sh)"
+export VAULT_BINARY KV_PLUGIN_BINARY
 echo "vault: $("$VAULT_BINARY" version)"
 
 if [ "$(id -u)" = 0 ]; then

@@ -31,8 +31,16 @@ const (
 	Tag     = "0.1.0"
 	Version = "v0.1.0"
 
-	dockerfile = "FROM scratch\nCOPY " + vaulttest.PluginName + " /plugin\nENTRYPOINT [\"/plugin\"]\n"
+	// KVName, KVTag and KVVersion name the image of HashiCorp's kv plugin.
+	KVName    = "kv-plugin"
+	KVTag     = "0.25.0"
+	KVVersion = "v0.25.0"
 )
+
+// dockerfile runs the binary from an image FROM scratch: nothing but it.
+func dockerfile(binary string) string {
+	return "FROM scratch\nCOPY " + binary + " /plugin\nENTRYPOINT [\"/plugin\"]\n"
+}
 
 // Docker returns a client for the real engine, failing under CI=true and
 // skipping otherwise when none answers.
@@ -55,30 +63,50 @@ func Docker(t testing.TB) *client.Client {
 
 var (
 	buildMu sync.Mutex
-	imageID string // set once a build succeeded
+	built   = map[string]string{} // image:tag -> ID, once a build succeeded
 )
 
-// Build builds the test image once per process and returns its ID. A failed
-// build is not remembered: every caller tries again and reports its own
-// failure, so none goes on with an empty ID.
+// Build builds the test image (this project's own plugin) once per process
+// and returns its ID. A failed build is not remembered: every caller tries
+// again and reports its own failure, so none goes on with an empty ID.
 func Build(t testing.TB, docker *client.Client) string {
+	t.Helper()
+	return buildOnce(t, docker, Name+":"+Tag, func() string { return vaulttest.BuildPlugin(t, vaulttest.ShortTempDir(t)) })
+}
+
+// BuildKV builds the image of HashiCorp's kv plugin once per process, from
+// the binary $KV_PLUGIN_BINARY names (scripts/build-kv-plugin.sh builds it
+// from the Go module proxy; make test sets it), and returns its ID.
+func BuildKV(t testing.TB, docker *client.Client) string {
+	t.Helper()
+	binary := os.Getenv("KV_PLUGIN_BINARY")
+	if binary == "" {
+		vaulttest.RequireReal(t, "HashiCorp's kv plugin ($KV_PLUGIN_BINARY)", "run `make test`, or export KV_PLUGIN_BINARY=$(scripts/build-kv-plugin.sh)")
+	}
+	return buildOnce(t, docker, KVName+":"+KVTag, func() string { return binary })
+}
+
+// KVPlugin is the kv image as a registered plugin, pinned to its image ID.
+func KVPlugin(id string) runtime.Plugin {
+	return runtime.Plugin{Name: "kv", Type: "secret", Version: KVVersion, Image: KVName, SHA256: id}
+}
+
+func buildOnce(t testing.TB, docker *client.Client, ref string, binary func() string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if imageID != "" {
-		return imageID
+	if id := built[ref]; id != "" {
+		return id
 	}
-	dir := vaulttest.ShortTempDir(t)
-	binary := vaulttest.BuildPlugin(t, dir)
-	id, err := buildImage(docker, binary)
+	id, err := buildImage(docker, ref, binary())
 	if err != nil {
-		t.Fatalf("building the test image: %v", err)
+		t.Fatalf("building the image %s: %v", ref, err)
 	}
-	imageID = id
-	return imageID
+	built[ref] = id
+	return id
 }
 
-func buildImage(docker *client.Client, binary string) (string, error) {
+func buildImage(docker *client.Client, ref, binary string) (string, error) {
 	data, err := os.ReadFile(binary)
 	if err != nil {
 		return "", err
@@ -89,7 +117,7 @@ func buildImage(docker *client.Client, binary string) (string, error) {
 		name string
 		mode int64
 		body []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {filepath.Base(binary), 0o755, data}} {
+	}{{"Dockerfile", 0o644, []byte(dockerfile(filepath.Base(binary)))}, {filepath.Base(binary), 0o755, data}} {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body))}); err != nil {
 			return "", err
 		}
@@ -104,7 +132,7 @@ func buildImage(docker *client.Client, binary string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	resp, err := docker.ImageBuild(ctx, &buildContext, types.ImageBuildOptions{
-		Tags: []string{Name + ":" + Tag}, Remove: true, ForceRemove: true, Version: types.BuilderV1,
+		Tags: []string{ref}, Remove: true, ForceRemove: true, Version: types.BuilderV1,
 	})
 	if err != nil {
 		return "", err
@@ -113,7 +141,7 @@ func buildImage(docker *client.Client, binary string) (string, error) {
 	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, &bytes.Buffer{}, 0, false, nil); err != nil {
 		return "", err
 	}
-	inspect, err := docker.ImageInspect(ctx, Name+":"+Tag)
+	inspect, err := docker.ImageInspect(ctx, ref)
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,162 @@
+package acceptance
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+)
+
+// hostKV registers HashiCorp's kv image with a runtime of the OCI runtime
+// given and hosts it at runtimes/mounts/NAME for each name, kv v2 when the
+// name says so.
+func hostKV(t *testing.T, v *vaulttest.Server, kvID, ociRuntime string, names ...string) {
+	t.Helper()
+	v.MustRun(t, "write", "runtimes/catalog/container/"+ociRuntime, "oci_runtime="+ociRuntime, "memory_bytes=134217728")
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv", "oci_image="+testimage.KVName,
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime="+ociRuntime)
+	for _, name := range names {
+		args := []string{"write", "runtimes/mounts/" + name, "plugin=kv", "description=kv " + name}
+		if strings.HasPrefix(name, "kv2") {
+			args = append(args, "options=version=2")
+		}
+		v.MustRun(t, args...)
+	}
+}
+
+// eventually retries f for a while: kv v2 answers "upgrading" for a moment
+// after its mount while its Initialize upgrade completes.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type mountState struct {
+	Data struct {
+		State       string   `json:"state"`
+		Reason      string   `json:"reason"`
+		ContainerID string   `json:"container_id"`
+		OCIRuntime  string   `json:"oci_runtime"`
+		Restarts    int      `json:"restarts"`
+		SharedWith  []string `json:"shared_with"`
+		Outdated    bool     `json:"outdated"`
+	} `json:"data"`
+}
+
+func TestHostedKV(t *testing.T) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	for _, oci := range []string{"runc", "runsc"} {
+		t.Run(oci, func(t *testing.T) {
+			v := vaulttest.StartDev(t, "runtimes")
+			hostKV(t, v, kvID, oci, "kv1", "kv2")
+
+			// kv v1: write, read, list, delete.
+			v.MustRun(t, "write", "runtimes/mounts/kv1/app/db", "password=hunter2")
+			var read readResult
+			v.MustJSON(t, &read, "read", "runtimes/mounts/kv1/app/db")
+			if read.Data["password"] != "hunter2" {
+				t.Fatalf("kv1 read: %#v", read.Data)
+			}
+			var keys []string
+			v.MustJSON(t, &keys, "list", "runtimes/mounts/kv1/")
+			if !reflect.DeepEqual(keys, []string{"app/"}) {
+				t.Fatalf("kv1 list = %v", keys)
+			}
+
+			// kv v2: its Initialize upgrade completes; write, read, patch,
+			// list, delete through the versioned paths.
+			eventually(t, "kv2 write", func() error {
+				_, errOut, code := v.RunInput(t, v.Token, strings.NewReader(`{"data":{"user":"app","password":"one"}}`),
+					"write", "runtimes/mounts/kv2/data/app/db", "-")
+				if code != 0 {
+					return fmt.Errorf("exit %d: %s", code, errOut)
+				}
+				return nil
+			})
+			if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(`{"data":{"password":"two"}}`),
+				"patch", "runtimes/mounts/kv2/data/app/db", "-"); code != 0 {
+				t.Fatalf("kv2 patch: exit %d %s", code, errOut)
+			}
+			var versioned struct {
+				Data struct {
+					Data     map[string]interface{} `json:"data"`
+					Metadata map[string]interface{} `json:"metadata"`
+				} `json:"data"`
+			}
+			v.MustJSON(t, &versioned, "read", "runtimes/mounts/kv2/data/app/db")
+			if versioned.Data.Data["user"] != "app" || versioned.Data.Data["password"] != "two" || versioned.Data.Metadata["version"] != float64(2) {
+				t.Fatalf("kv2 read after patch: %#v", versioned.Data)
+			}
+			v.MustJSON(t, &keys, "list", "runtimes/mounts/kv2/metadata/app")
+			if !reflect.DeepEqual(keys, []string{"db"}) {
+				t.Fatalf("kv2 list = %v", keys)
+			}
+			// The mounts keep their data apart.
+			if _, _, code := v.Run(t, "read", "runtimes/mounts/kv1/data/app/db"); code != 2 {
+				t.Fatalf("kv1 sees kv2's data (exit %d)", code)
+			}
+
+			// Both mounts are served by one container, under the runtime.
+			var s1, s2 mountState
+			v.MustJSON(t, &s1, "read", "runtimes/mounts/kv1")
+			v.MustJSON(t, &s2, "read", "runtimes/mounts/kv2")
+			if s1.Data.State != "running" || s1.Data.ContainerID == "" || s1.Data.ContainerID != s2.Data.ContainerID ||
+				s1.Data.OCIRuntime != oci || !reflect.DeepEqual(s1.Data.SharedWith, []string{"kv2"}) {
+				t.Fatalf("mount states: %+v / %+v", s1.Data, s2.Data)
+			}
+			info, err := docker.ContainerInspect(context.Background(), s1.Data.ContainerID)
+			if err != nil || info.HostConfig.Runtime != oci || info.HostConfig.Memory != 134217728 {
+				t.Fatalf("the container: %v %+v", err, info.HostConfig)
+			}
+
+			// Killed out of band: the next request restarts it and succeeds.
+			if out, err := runDocker("kill", s1.Data.ContainerID); err != nil {
+				t.Fatalf("docker kill: %v %s", err, out)
+			}
+			v.MustJSON(t, &read, "read", "runtimes/mounts/kv1/app/db")
+			if read.Data["password"] != "hunter2" {
+				t.Fatalf("kv1 read after the kill: %#v", read.Data)
+			}
+			v.MustJSON(t, &versioned, "read", "runtimes/mounts/kv2/data/app/db")
+			if versioned.Data.Data["password"] != "two" {
+				t.Fatalf("kv2 read after the kill: %#v", versioned.Data)
+			}
+			v.MustJSON(t, &s1, "read", "runtimes/mounts/kv1")
+			if s1.Data.Restarts != 1 || s1.Data.ContainerID == s2.Data.ContainerID {
+				t.Fatalf("after the kill: %+v", s1.Data)
+			}
+
+			v.MustRun(t, "delete", "runtimes/mounts/kv1/app/db")
+			v.MustRun(t, "delete", "runtimes/mounts/kv1")
+			v.MustRun(t, "delete", "runtimes/mounts/kv2")
+			if _, errOut, code := v.Run(t, "read", "runtimes/mounts/kv1/app/db"); code != 2 || !strings.Contains(errOut, "No value found") {
+				t.Fatalf("read of a deleted mount: exit %d %s", code, errOut)
+			}
+			v.Stop(t)
+			testimage.AssertNoContainers(t, docker)
+		})
+	}
+}
+
+
+func runDocker(args ...string) (string, error) {
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	return string(out), err
+}

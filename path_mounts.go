@@ -1,0 +1,271 @@
+package runtimecatalog
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	pathMountsHelpSyn  = "List the hosted mounts."
+	pathMountsHelpDesc = `
+Lists the registered secret container plugins mounted under mounts/NAME/:
+"keys" are their names, "key_info" their plugin and description. Needs the
+sudo capability.
+`
+	pathMountHelpSyn  = "Host a registered secret container plugin under mounts/NAME/."
+	pathMountHelpDesc = `
+Mounts a registered secret container plugin under mounts/NAME/: every
+request there is served by the plugin in its container, run with its
+runtime's limits, with its data in storage of its own. Writing starts the
+plugin (Setup and Initialize) before answering: a plugin that cannot start
+is refused with the reason and nothing is stored. Mounts of the same
+multiplexed plugin and runtime share one container. A read returns the
+settings and the state: running, pending_reload (its plugin declares sudo or
+unauthenticated paths Vault has not read yet: run vault plugin reload
+-mounts=<this mount>), stopped (the next request starts it) or failed (it
+kept failing: fix the cause, then plugins/reload). Deleting stops it and
+removes its data; with leases outstanding it needs force=true. Needs sudo.
+`
+	pathReloadHelpSyn  = "Restart hosted mounts with their plugin and runtime as registered now."
+	pathReloadHelpDesc = `
+Restarts the named hosted mounts ("mounts"), or every mount of one plugin
+("plugin"), with the plugin and runtime as they are registered now, as
+Vault's sys/plugins/reload does; a failed mount is retried. A registration
+edited since a mount started applies only then. Needs sudo.
+`
+)
+
+func mountFieldSchemas() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"plugin": {
+			Type:        framework.TypeString,
+			Description: "Name of the registered secret container plugin to host (plugins/catalog/secret/NAME).",
+		},
+		"options": {
+			Type:        framework.TypeKVPairs,
+			Description: "Mount options handed to the plugin as its mount config, as vault secrets enable -options does (kv: version=2).",
+		},
+		"description": {
+			Type:        framework.TypeString,
+			Description: "A description of the mount.",
+		},
+	}
+}
+
+func mountResponseFields() map[string]*framework.FieldSchema {
+	fields := mountFieldSchemas()
+	for name, schema := range map[string]*framework.FieldSchema{
+		"name":          {Type: framework.TypeString, Description: "Name of the hosted mount."},
+		"uuid":          {Type: framework.TypeString, Description: "The hosted backend's UUID; it names the mount's storage."},
+		"special_paths": {Type: framework.TypeMap, Description: "The plugin's own root (sudo) and unauthenticated paths, under mounts/NAME/."},
+		"state":         {Type: framework.TypeString, Description: "running, pending_reload, stopped or failed."},
+		"reason":        {Type: framework.TypeString, Description: "Why the mount is stopped or failed."},
+		"container_id":  {Type: framework.TypeString, Description: "The container serving the mount."},
+		"oci_runtime":   {Type: framework.TypeString, Description: "The OCI runtime the container runs with."},
+		"started_at":    {Type: framework.TypeString, Description: "When the mount last started (RFC 3339), empty if never."},
+		"restarts":      {Type: framework.TypeInt, Description: "How often the mount was restarted because its plugin was gone."},
+		"outdated":      {Type: framework.TypeBool, Description: "The plugin or runtime was edited since the mount started: plugins/reload applies it."},
+		"shared_with":   {Type: framework.TypeStringSlice, Description: "The other hosted mounts served by the same container."},
+	} {
+		fields[name] = schema
+	}
+	return fields
+}
+
+func pathMounts(b *backend) []*framework.Path {
+	fields := mountFieldSchemas()
+	fields["name"] = &framework.FieldSchema{Type: framework.TypeString, Description: "Name of the hosted mount: letters, digits and '_', with '-' and '.' only inside."}
+	fields["force"] = &framework.FieldSchema{Type: framework.TypeBool, Description: "Delete even with leases outstanding (Vault will fail to revoke them).", Query: true}
+	read := map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: mountResponseFields()}}}
+	return []*framework.Path{
+		{
+			Pattern:      "mounts/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "hosted-mounts"},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathMountsList, Summary: pathMountsHelpSyn,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+						"keys":     {Type: framework.TypeStringSlice, Description: "Hosted mount names, sorted."},
+						"key_info": {Type: framework.TypeMap, Description: "Each mount's plugin and description."},
+					}}}}},
+			},
+			HelpSynopsis: pathMountsHelpSyn, HelpDescription: pathMountsHelpDesc,
+		},
+		{
+			Pattern:        "mounts/(?P<name>[^/]+)$",
+			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "hosted-mount"},
+			Fields:         fields,
+			ExistenceCheck: b.mountExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathMountWrite, Summary: "Host a plugin.", Responses: read},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathMountWrite, Summary: "Host a plugin, or change a hosted mount.", Responses: read},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathMountRead, Summary: "Read a hosted mount's settings and state.", Responses: read},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathMountDelete, Summary: "Stop a hosted mount and remove its data.",
+					Responses: map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}}},
+			},
+			HelpSynopsis: pathMountHelpSyn, HelpDescription: pathMountHelpDesc,
+		},
+		{
+			Pattern:      "plugins/reload$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "reload-hosted-mounts"},
+			Fields: map[string]*framework.FieldSchema{
+				"plugin": {Type: framework.TypeString, Description: "Restart every hosted mount of this secret plugin."},
+				"mounts": {Type: framework.TypeCommaStringSlice, Description: "Restart these hosted mounts."},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathReload, Summary: pathReloadHelpSyn,
+					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
+						"reloaded": {Type: framework.TypeStringSlice, Description: "The mounts restarted."},
+						"failed":   {Type: framework.TypeMap, Description: "The mounts that did not start, with the reason."},
+					}}}}},
+			},
+			HelpSynopsis: pathReloadHelpSyn, HelpDescription: pathReloadHelpDesc,
+		},
+	}
+}
+
+func (b *backend) pathMountsList(ctx context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	mounts, err := b.catalog.Mounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(mounts))
+	info := make(map[string]interface{}, len(mounts))
+	for i, m := range mounts {
+		keys[i], info[m.Name] = m.Name, m.summary()
+	}
+	return logical.ListResponseWithInfo(keys, info), nil
+}
+
+func mountName(d *framework.FieldData) (string, error) {
+	name := d.Get("name").(string)
+	return name, validateName("mount", name)
+}
+
+func (b *backend) mountExists(ctx context.Context, _ *logical.Request, d *framework.FieldData) (bool, error) {
+	name, err := mountName(d)
+	if err != nil {
+		return false, nil // the write itself refuses the name
+	}
+	m, err := b.catalog.Mount(ctx, name)
+	return m != nil, err
+}
+
+func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, err := mountName(d)
+	if err != nil {
+		return respondError(err)
+	}
+	m, err := b.catalog.WriteMount(ctx, name, func(existing *mountEntry) (*mountEntry, error) {
+		m := &mountEntry{Name: name}
+		if existing != nil { // a write changes what it sends, as vault secrets tune does
+			copied := *existing
+			m = &copied
+		}
+		return m, applySentFields(m, d, mountFieldSchemas())
+	}, func(m, existing *mountEntry) error { return b.host.Put(ctx, m, existing) })
+	if err != nil {
+		return respondError(err)
+	}
+	resp := b.mountResponse(ctx, m)
+	switch st := resp.Data["state"]; {
+	case st == statePendingReload:
+		resp.AddWarning(fmt.Sprintf("the plugin declares sudo or unauthenticated paths; until Vault reads them its requests are refused: run `"+
+			reloadCommandFormat+"`", req.MountPoint))
+	case b.host.pendingPublish(name):
+		resp.AddWarning(fmt.Sprintf("until Vault reads this mount's paths (`"+reloadCommandFormat+"`), every path under %s%s%s/ needs sudo",
+			req.MountPoint, req.MountPoint, hostedMountsPrefix, name))
+	}
+	return resp, nil
+}
+
+func (b *backend) mountResponse(ctx context.Context, m *mountEntry) *logical.Response {
+	data := fieldData(m)
+	if m.Options == nil {
+		data["options"] = map[string]string{}
+	}
+	data["special_paths"] = fieldData(&m.Paths)
+	st := b.host.Status(ctx, m)
+	started := ""
+	if !st.Started.IsZero() {
+		started = st.Started.UTC().Format(time.RFC3339)
+	}
+	shared := st.Shared
+	if shared == nil {
+		shared = []string{}
+	}
+	for k, v := range map[string]interface{}{
+		"state": st.State, "reason": st.Reason, "container_id": st.ContainerID, "oci_runtime": st.OCIRuntime,
+		"started_at": started, "restarts": st.Restarts, "outdated": st.Outdated, "shared_with": shared,
+	} {
+		data[k] = v
+	}
+	return &logical.Response{Data: data}
+}
+
+func (b *backend) pathMountRead(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, err := mountName(d)
+	if err != nil {
+		return respondError(err)
+	}
+	m, err := b.catalog.Mount(ctx, name)
+	if err != nil || m == nil {
+		return nil, err
+	}
+	return b.mountResponse(ctx, m), nil
+}
+
+func (b *backend) pathMountDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name, err := mountName(d)
+	if err == nil {
+		force := d.Get("force").(bool)
+		err = b.catalog.DeleteMount(ctx, name, func(m *mountEntry) error { return b.host.Remove(ctx, m, force, req.MountPoint) })
+	}
+	if err != nil {
+		return respondError(err)
+	}
+	return nil, nil
+}
+
+func (b *backend) pathReload(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	pluginName, names := d.Get("plugin").(string), d.Get("mounts").([]string)
+	if (pluginName == "") == (len(names) == 0) {
+		return logical.ErrorResponse("give either plugin (reload every mount of it) or mounts (a list of hosted mounts), not both"), nil
+	}
+	if pluginName != "" {
+		mounts, err := b.catalog.Mounts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range mounts {
+			if m.Plugin == pluginName {
+				names = append(names, m.Name)
+			}
+		}
+		if len(names) == 0 {
+			return logical.ErrorResponse(fmt.Sprintf("no hosted mount uses plugin %q", pluginName)), nil
+		}
+	}
+	failed := b.host.Reload(ctx, names)
+	reloaded := []string{}
+	for _, n := range names {
+		if _, bad := failed[n]; !bad {
+			reloaded = append(reloaded, n)
+		}
+	}
+	sort.Strings(reloaded)
+	failedData := map[string]interface{}{}
+	for k, v := range failed {
+		failedData[k] = v
+	}
+	resp := &logical.Response{Data: map[string]interface{}{"reloaded": reloaded, "failed": failedData}}
+	if len(failed) > 0 {
+		resp.AddWarning(fmt.Sprintf("%d of %d mounts did not start: see failed", len(failed), len(names)))
+	}
+	return resp, nil
+}

@@ -1,0 +1,82 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/errdefs"
+)
+
+// LabelOwner names the process that started a container, as
+// "<pid>:<start time>": the pid alone could be reused by another process
+// after the owner died, the pair cannot.
+const LabelOwner = "io.github.vault-plugin-runtime-catalog.owner"
+
+// Owner is this process as LabelOwner names it.
+func Owner() string { return ownerOf(os.Getpid()) }
+
+// ownerOf is "<pid>:<start time in clock ticks since boot>", or "<pid>:" when
+// the process is gone (or /proc cannot tell).
+func ownerOf(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return strconv.Itoa(pid) + ":"
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// the fields after its closing parenthesis start with field 3.
+	stat := string(data)
+	fields := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	if len(fields) < 20 {
+		return strconv.Itoa(pid) + ":"
+	}
+	return strconv.Itoa(pid) + ":" + fields[19] // field 22, starttime
+}
+
+// ownerAlive reports whether the process a LabelOwner value names still runs.
+func ownerAlive(owner string) bool {
+	pidText, start, ok := strings.Cut(owner, ":")
+	pid, err := strconv.Atoi(pidText)
+	if !ok || err != nil || start == "" {
+		return false
+	}
+	return ownerOf(pid) == owner
+}
+
+// Lister is what reaping needs of an engine besides removal.
+type Lister interface {
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerRemove(ctx context.Context, id string, options container.RemoveOptions) error
+}
+
+// ReapOrphans removes the plugin containers of this project's that were
+// started for clusterID by a process that is gone (a Vault and its plugins
+// killed with SIGKILL leave their containers running). Containers of a live
+// process, of another cluster, or of anything else are never touched. It
+// returns the IDs removed.
+func ReapOrphans(ctx context.Context, engine Lister, clusterID string) ([]string, error) {
+	list, err := engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", LabelManagedBy+"="+managedByThisPlugin),
+		filters.Arg("label", LabelClusterID+"="+clusterID),
+	)})
+	if err != nil {
+		return nil, fmt.Errorf("listing plugin containers: %w", err)
+	}
+	var removed []string
+	for _, c := range list {
+		owner, ok := c.Labels[LabelOwner]
+		if !ok || ownerAlive(owner) {
+			continue
+		}
+		err := engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
+			return removed, fmt.Errorf("removing orphaned container %s: %w", short(c.ID), err)
+		}
+		removed = append(removed, c.ID)
+	}
+	return removed, nil
+}
