@@ -155,7 +155,6 @@ func TestHostedKV(t *testing.T) {
 	}
 }
 
-
 func runDocker(args ...string) (string, error) {
 	out, err := exec.Command("docker", args...).CombinedOutput()
 	return string(out), err
