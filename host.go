@@ -32,7 +32,7 @@ const (
 	crashLoopWindow     = time.Minute
 	crashLoopStarts     = 3 // starts within the window after which a mount is failed
 	hostedMountsPrefix  = "mounts/"
-	reloadCommandFormat = "vault plugin reload -mounts=%s"
+	reloadCommandFormat = "vault write sys/plugins/reload/backend mounts=%s"
 )
 
 // host runs the hosted mounts: it starts their plugins' containers (one per

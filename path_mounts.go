@@ -27,8 +27,8 @@ plugin (Setup and Initialize) before answering: a plugin that cannot start
 is refused with the reason and nothing is stored. Mounts of the same
 multiplexed plugin and runtime share one container. A read returns the
 settings and the state: running, pending_reload (its plugin declares sudo or
-unauthenticated paths Vault has not read yet: run vault plugin reload
--mounts=<this mount>), stopped (the next request starts it) or failed (it
+unauthenticated paths Vault has not read yet: reload this mount with vault write
+sys/plugins/reload/backend), stopped (the next request starts it) or failed (it
 kept failing: fix the cause, then plugins/reload). Deleting stops it and
 removes its data; with leases outstanding it needs force=true. Needs sudo.
 `

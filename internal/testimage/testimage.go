@@ -86,6 +86,22 @@ func BuildKV(t testing.TB, docker *client.Client) string {
 	return buildOnce(t, docker, KVName+":"+KVTag, func() string { return binary })
 }
 
+// Probe names the image of the hosting tests' probe plugin
+// (internal/probeplugin).
+const (
+	ProbeName    = "rc-probe-plugin"
+	ProbeTag     = "0.1.0"
+	ProbeVersion = "v0.1.0"
+)
+
+// BuildProbe builds the probe plugin's image once per process.
+func BuildProbe(t testing.TB, docker *client.Client) string {
+	t.Helper()
+	return buildOnce(t, docker, ProbeName+":"+ProbeTag, func() string {
+		return vaulttest.BuildCommand(t, "./internal/probeplugin", filepath.Join(vaulttest.ShortTempDir(t), "probe"))
+	})
+}
+
 // KVPlugin is the kv image as a registered plugin, pinned to its image ID.
 func KVPlugin(id string) runtime.Plugin {
 	return runtime.Plugin{Name: "kv", Type: "secret", Version: KVVersion, Image: KVName, SHA256: id}

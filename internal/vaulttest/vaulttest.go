@@ -108,6 +108,23 @@ func BuildPlugin(t T, dir string) string {
 	return dst
 }
 
+// BuildCommand builds a command of this module (a package path such as
+// ./internal/probeplugin), statically, to out.
+func BuildCommand(t T, pkg, out string) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if output, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, output)
+	}
+	return out
+}
+
 func copyExecutable(t T, src, dst string) {
 	t.Helper()
 	data, err := os.ReadFile(src)
@@ -214,6 +231,14 @@ func (s *Server) Stop(t T) {
 	if t.Failed() {
 		t.Logf("vault server log:\n%s", s.log.String())
 	}
+}
+
+// Kill ends the server with SIGKILL, as a crash would: its plugin
+// processes are left running.
+func (s *Server) Kill(t T) {
+	t.Helper()
+	s.cmd.Process.Kill()
+	<-s.done
 }
 
 // WaitReady polls `vault status` until the server answers (sealed or not).

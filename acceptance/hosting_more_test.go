@@ -1,0 +1,250 @@
+package acceptance
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+func folded(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func waitForState(t *testing.T, v *vaulttest.Server, mount, want string) mountState {
+	t.Helper()
+	var st mountState
+	eventually(t, mount+" to be "+want, func() error {
+		v.MustJSON(t, &st, "read", "runtimes/mounts/"+mount)
+		if st.Data.State != want {
+			return fmt.Errorf("state %s (%s)", st.Data.State, st.Data.Reason)
+		}
+		return nil
+	})
+	return st
+}
+
+// A hosted plugin's own root path needs sudo under mounts/NAME/, once Vault
+// has read it (pending until the reload); its other paths do not; every
+// mount's settings do; and it cannot see outside its storage.
+func TestHostedPluginSudoAndIsolation(t *testing.T) {
+	docker := testimage.Docker(t)
+	probeID := testimage.BuildProbe(t, docker)
+	v := vaulttest.StartDev(t, "runtimes")
+	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/probe", "oci_image="+testimage.ProbeName,
+		"version="+testimage.ProbeVersion, "sha256="+probeID, "runtime=secret-rt")
+
+	out, errOut, code := v.Run(t, "write", "runtimes/mounts/p", "plugin=probe")
+	if code != 0 || !strings.Contains(folded(out+errOut), "vault write sys/plugins/reload/backend mounts=runtimes/") {
+		t.Fatalf("create: exit %d\n%s%s", code, out, errOut)
+	}
+	waitForState(t, v, "p", "pending_reload")
+	_, errOut, code = v.Run(t, "read", "runtimes/mounts/p/open")
+	if code != 2 || !strings.Contains(errOut, "Code: 503") || !strings.Contains(folded(errOut), "run `vault write sys/plugins/reload/backend mounts=runtimes/`") {
+		t.Fatalf("a pending mount served: exit %d\n%s", code, errOut)
+	}
+
+	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
+	waitForState(t, v, "p", "running")
+
+	policy := `
+path "runtimes/mounts/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "runtimes/mounts"   { capabilities = ["read", "list"] }
+`
+	if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(policy), "policy", "write", "hosted-no-sudo", "-"); code != 0 {
+		t.Fatal(errOut)
+	}
+	noSudo := strings.TrimSpace(v.MustRun(t, "token", "create", "-field=token", "-policy=hosted-no-sudo"))
+	for _, tc := range []struct {
+		args    []string
+		allowed bool
+	}{
+		{[]string{"read", "runtimes/mounts/p/open"}, true},
+		{[]string{"read", "runtimes/mounts/p/admin"}, false}, // the plugin's root path
+		{[]string{"read", "runtimes/mounts/p"}, false},       // the mount's settings
+		{[]string{"list", "runtimes/mounts"}, false},         // the mounts
+		{[]string{"write", "runtimes/mounts/new", "plugin=probe"}, false},
+		{[]string{"delete", "runtimes/mounts/p"}, false},
+	} {
+		_, errOut, code := v.RunAs(t, noSudo, tc.args...)
+		if tc.allowed && code != 0 {
+			t.Errorf("without sudo, vault %v: exit %d\n%s", tc.args, code, errOut)
+		}
+		if !tc.allowed && (code != 2 || !strings.Contains(errOut, "Code: 403")) {
+			t.Errorf("without sudo, vault %v: exit %d, want 403\n%s", tc.args, code, errOut)
+		}
+	}
+	var read readResult
+	v.MustJSON(t, &read, "read", "runtimes/mounts/p/admin")
+	if read.Data["admin"] != true {
+		t.Fatalf("with sudo, admin: %#v", read.Data)
+	}
+
+	// The catalog holds runtime/container/secret-rt; the plugin's storage
+	// is a view of its own and sees none of it.
+	v.MustJSON(t, &read, "read", "runtimes/mounts/p/escape")
+	if listed, _ := read.Data["listed"].([]interface{}); len(listed) != 0 {
+		t.Errorf("the hosted plugin listed keys outside its view: %v", listed)
+	}
+	if found, _ := read.Data["found"].(map[string]interface{}); len(found) != 0 {
+		t.Errorf("the hosted plugin read keys outside its view: %v", found)
+	}
+	t.Logf("refused by the storage view: %v", read.Data["refused"])
+
+	// A plugin in use by a mount cannot be deleted.
+	_, errOut, code = v.Run(t, "delete", "runtimes/plugins/catalog/secret/probe")
+	if code != 2 || !strings.Contains(folded(errOut), "unable to delete plugin secret/probe. Hosted mounts=[p] are using it.") {
+		t.Fatalf("deleting a hosted plugin: exit %d\n%s", code, errOut)
+	}
+	v.MustRun(t, "delete", "runtimes/mounts/p")
+	v.MustRun(t, "delete", "runtimes/plugins/catalog/secret/probe")
+	v.Stop(t)
+	testimage.AssertNoContainers(t, docker)
+}
+
+// kv v1 with leased_passthrough issues leases that Vault renews and revokes
+// through the host; a mount with leases out is not deleted without force.
+func TestHostedKVLeases(t *testing.T) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	v := vaulttest.StartDev(t, "runtimes")
+	hostKV(t, v, kvID, "runc")
+	v.MustRun(t, "write", "runtimes/mounts/leased", "plugin=kv", "options=leased_passthrough=true")
+	v.MustRun(t, "write", "runtimes/mounts/leased/db", "password=x", "ttl=1h")
+
+	var secret struct {
+		LeaseID       string `json:"lease_id"`
+		LeaseDuration int    `json:"lease_duration"`
+		Renewable     bool   `json:"renewable"`
+	}
+	v.MustJSON(t, &secret, "read", "runtimes/mounts/leased/db")
+	if !strings.HasPrefix(secret.LeaseID, "runtimes/mounts/leased/db/") || !secret.Renewable || secret.LeaseDuration != 3600 {
+		t.Fatalf("read with leased_passthrough: %+v", secret)
+	}
+	v.MustRun(t, "lease", "renew", secret.LeaseID)
+
+	_, errOut, code := v.Run(t, "delete", "runtimes/mounts/leased")
+	if code != 2 || !strings.Contains(folded(errOut), "hosted mount leased has 1 leases outstanding: revoke them first with `vault lease revoke -prefix runtimes/mounts/leased/`") {
+		t.Fatalf("deleting a mount with a lease out: exit %d\n%s", code, errOut)
+	}
+	v.MustRun(t, "lease", "revoke", secret.LeaseID)
+	v.MustRun(t, "delete", "runtimes/mounts/leased")
+
+	// Without leased_passthrough a kv read registers no lease, as in Vault.
+	v.MustRun(t, "write", "runtimes/mounts/plain", "plugin=kv")
+	v.MustRun(t, "write", "runtimes/mounts/plain/db", "password=x", "ttl=1h")
+	v.MustJSON(t, &secret, "read", "runtimes/mounts/plain/db")
+	if secret.LeaseID != "" {
+		t.Fatalf("a plain kv read registered lease %s", secret.LeaseID)
+	}
+	// Help for a hosted path is the hosted plugin's.
+	if out := v.MustRun(t, "path-help", "runtimes/mounts/plain/db"); !strings.Contains(out, "Pass-through secret storage") {
+		t.Fatalf("path-help of a hosted path:\n%s", out)
+	}
+	v.MustRun(t, "delete", "runtimes/mounts/plain")
+	v.Stop(t)
+	testimage.AssertNoContainers(t, docker)
+}
+
+// Hosted mounts keep their data across a restart of a file-backed Vault;
+// when Vault stops no container is left; and after Vault and the plugin
+// are killed with SIGKILL, the next start removes the containers they left.
+func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	dir := vaulttest.ShortTempDir(t)
+	port := vaulttest.FreePort(t)
+
+	v := vaulttest.StartPersistent(t, dir, port, "runtimes")
+	hostKV(t, v, kvID, "runc", "kv1", "kv2")
+	for i := 0; i < 5; i++ {
+		v.MustRun(t, "write", fmt.Sprintf("runtimes/mounts/kv1/s%d", i), fmt.Sprintf("value=%d", i))
+	}
+	eventually(t, "kv2 write", func() error {
+		if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(`{"data":{"v":"two"}}`), "write", "runtimes/mounts/kv2/data/s", "-"); code != 0 {
+			return fmt.Errorf("%s", errOut)
+		}
+		return nil
+	})
+	v.Stop(t)
+	testimage.AssertNoContainers(t, docker)
+
+	v = vaulttest.StartPersistent(t, dir, port, "runtimes")
+	assertHostedData := func() {
+		t.Helper()
+		for i := 0; i < 5; i++ {
+			var read readResult
+			v.MustJSON(t, &read, "read", fmt.Sprintf("runtimes/mounts/kv1/s%d", i))
+			if read.Data["value"] != fmt.Sprint(i) {
+				t.Fatalf("s%d after restart: %#v", i, read.Data)
+			}
+		}
+		out := v.MustRun(t, "read", "-field=data", "runtimes/mounts/kv2/data/s")
+		if !strings.Contains(out, "two") {
+			t.Fatalf("kv2 after restart: %s", out)
+		}
+	}
+	assertHostedData()
+	st := waitForState(t, v, "kv1", "running")
+
+	// SIGKILL: Vault and the plugin die. kv notices and its container goes
+	// with it; a plugin that does not would stay, so three such containers
+	// stand in: the one a dead owner of this cluster left must go, the one
+	// of a live owner and the one of another cluster must stay.
+	var status struct {
+		ClusterID string `json:"cluster_id"`
+	}
+	v.MustJSON(t, &status, "status")
+	v.Kill(t)
+	pluginBinary := filepath.Join(dir, "plugins", vaulttest.PluginName)
+	exec.Command("pkill", "-KILL", "-f", pluginBinary).Run()
+	probeID := testimage.BuildProbe(t, docker)
+	sleeper := func(cluster, owner string) string {
+		out, err := exec.Command("docker", "run", "-d", "--network=none",
+			"--label", runtime.LabelManagedBy+"=vault-plugin-runtime-catalog",
+			"--label", runtime.LabelClusterID+"="+cluster, "--label", runtime.LabelOwner+"="+owner,
+			probeID, "sleep").CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker run: %v %s", err, out)
+		}
+		id := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+		return id
+	}
+	orphan := sleeper(status.ClusterID, "999999999:1")
+	live := sleeper(status.ClusterID, runtime.Owner())
+	foreign := sleeper("another-cluster", "999999999:1")
+
+	v = vaulttest.StartPersistent(t, dir, port, "runtimes")
+	eventually(t, "the orphan's removal", func() error {
+		if _, err := docker.ContainerInspect(context.Background(), orphan); err == nil {
+			return fmt.Errorf("container %s is still there", orphan[:12])
+		}
+		return nil
+	})
+	for _, kept := range []string{live, foreign} {
+		if _, err := docker.ContainerInspect(context.Background(), kept); err != nil {
+			t.Fatalf("container %s was removed: %v", kept[:12], err)
+		}
+		exec.Command("docker", "rm", "-f", kept).Run()
+	}
+	if _, err := docker.ContainerInspect(context.Background(), st.Data.ContainerID); err == nil {
+		t.Fatalf("the killed plugin's container %s is still there", st.Data.ContainerID[:12])
+	}
+	assertHostedData()
+	v.Stop(t)
+	testimage.AssertNoContainers(t, docker)
+	list, _ := docker.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", runtime.LabelManagedBy))})
+	if len(list) != 0 {
+		t.Fatalf("%d containers left", len(list))
+	}
+}

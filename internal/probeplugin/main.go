@@ -1,0 +1,87 @@
+// Command probeplugin is a Vault secrets plugin for the hosting tests: it
+// declares a root (sudo) path, and tries to read and list what lies outside
+// the storage it was given.
+package main
+
+import (
+	"context"
+	"os"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/plugin"
+)
+
+func main() {
+	// "sleep": stay up without serving, as a plugin that outlives its host
+	// would (for the tests that reap such containers).
+	if len(os.Args) > 1 && os.Args[1] == "sleep" {
+		select {}
+	}
+	err := plugin.ServeMultiplex(&plugin.ServeOpts{BackendFactoryFunc: factory})
+	if err != nil {
+		hclog.New(&hclog.LoggerOptions{}).Error("plugin shutting down", "error", err)
+		os.Exit(1)
+	}
+}
+
+func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := &framework.Backend{
+		BackendType:  logical.TypeLogical,
+		PathsSpecial: &logical.Paths{Root: []string{"admin"}},
+		Paths: []*framework.Path{
+			{
+				Pattern: "admin",
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+						return &logical.Response{Data: map[string]interface{}{"admin": true}}, nil
+					}},
+				},
+			},
+			{
+				Pattern: "open",
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+						return &logical.Response{Data: map[string]interface{}{"open": true}}, nil
+					}},
+				},
+			},
+			{
+				// escape tries keys that would be the catalog's or another
+				// mount's if the storage were not a view of its own.
+				Pattern: "escape",
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: escape},
+				},
+			},
+		},
+	}
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func escape(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	found, refused := map[string]interface{}{}, map[string]interface{}{}
+	var listed []string
+	for _, prefix := range []string{"", "../", "../../", "/", "runtime/", "plugin/", "mount/", "hosted/"} {
+		keys, err := req.Storage.List(ctx, prefix)
+		if err != nil {
+			refused["list "+prefix] = err.Error()
+			continue
+		}
+		listed = append(listed, keys...)
+	}
+	for _, key := range []string{"runtime/container/secret-rt", "../runtime/container/secret-rt",
+		"../../runtime/container/secret-rt", "/runtime/container/secret-rt", "mount/other"} {
+		entry, err := req.Storage.Get(ctx, key)
+		if err != nil {
+			refused[key] = err.Error()
+		} else if entry != nil {
+			found[key] = string(entry.Value)
+		}
+	}
+	return &logical.Response{Data: map[string]interface{}{"listed": listed, "found": found, "refused": refused}}, nil
+}
