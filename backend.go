@@ -98,7 +98,11 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 // backend too.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if name, rest, ok := hostedPath(req.Path); ok {
-		return b.host.Forward(ctx, name, rest, req)
+		resp, err := b.host.Forward(ctx, name, rest, req)
+		if err != nil {
+			return respondError(err) // a start that failed for the registration's fault is a 400
+		}
+		return resp, nil
 	}
 	resp, err := b.Backend.HandleRequest(ctx, req)
 	if req.Operation == logical.RollbackOperation {

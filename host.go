@@ -101,7 +101,10 @@ func hostedPath(path string) (name, rest string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	return strings.Cut(after, "/")
+	if name, rest, ok = strings.Cut(after, "/"); !ok {
+		return "", "", false
+	}
+	return name, rest, true
 }
 
 // registrationKey identifies what a container runs: mounts of the same
@@ -135,7 +138,9 @@ func (h *host) mount(entry *mountEntry) *hostedMount {
 // own holds "mounts/*" (every mount's settings, and every path of a mount
 // Vault has not read yet, need sudo); each mount read here adds the exact
 // "mounts/NAME/", which lifts that for its data, plus its plugin's own root
-// and unauthenticated paths under it.
+// and unauthenticated paths under it. An exact entry also matches itself,
+// so the list of a mount's top level keeps needing sudo: an exact
+// "mounts/NAME" instead would lift sudo from a new mount named NAMEx.
 func (h *host) SpecialPaths(own *logical.Paths, entries []*mountEntry) *logical.Paths {
 	paths := *own
 	paths.Root = append([]string(nil), own.Root...)
@@ -323,7 +328,7 @@ func (h *host) acquire(ctx context.Context, key, mount string, p runtime.Plugin,
 	}
 	running, err := runtime.Start(ctx, engine, p, rt, h.options(ctx, "hosted."+mount))
 	if err != nil {
-		return nil, fmt.Errorf("plugin secret/%s did not start: %w", p.Name, err)
+		return nil, startFailure(pluginID{p.Type, p.Name}, err)
 	}
 	multiplexed, err := running.Multiplexed(ctx)
 	if err != nil {

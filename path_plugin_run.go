@@ -120,13 +120,7 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 	}
 	result, err := runtime.Check(ctx, engine, p, rt, b.runOptions(ctx, "check"))
 	if err != nil {
-		msg := fmt.Sprintf("plugin %s did not start: %v", id, err)
-		for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime, runtime.ErrContainerExited} {
-			if errors.Is(err, configErr) {
-				return logical.ErrorResponse(msg), nil // the registration or runtime is at fault
-			}
-		}
-		return nil, logical.CodedError(http.StatusBadGateway, msg)
+		return respondError(startFailure(id, err))
 	}
 	ms := func(d interface{ Seconds() float64 }) float64 { return d.Seconds() * 1000 }
 	return &logical.Response{Data: map[string]interface{}{
@@ -139,6 +133,19 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 		"handshake_ms":   ms(result.Handshake),
 		"total_ms":       ms(result.Total),
 	}}, nil
+}
+
+// startFailure says whose fault a failed start is: the registration's or its
+// runtime's (a 400 with the reason: a missing image, a SHA256 mismatch, an
+// unknown OCI runtime, a plugin that exits), or the engine's (a 502).
+func startFailure(id pluginID, err error) error {
+	msg := fmt.Errorf("plugin %s did not start: %w", id, err)
+	for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime, runtime.ErrContainerExited} {
+		if errors.Is(err, configErr) {
+			return badRequest(msg)
+		}
+	}
+	return logical.CodedError(http.StatusBadGateway, msg.Error())
 }
 
 // runOptions is what the Vault running this plugin tells the containers it

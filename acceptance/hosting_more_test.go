@@ -248,3 +248,61 @@ func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
 		t.Fatalf("%d containers left", len(list))
 	}
 }
+
+// A plugin that cannot start is refused with the reason and nothing is
+// stored; an edited registration applies at a reload, not before.
+func TestHostedMountRefusalAndReload(t *testing.T) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	v := vaulttest.StartDev(t, "runtimes")
+	hostKV(t, v, kvID, "runc")
+	v.MustRun(t, "write", "runtimes/catalog/container/broken", "oci_runtime=nope")
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv-broken", "oci_image="+testimage.KVName,
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=broken")
+
+	_, errOut, code := v.Run(t, "write", "runtimes/mounts/bad", "plugin=kv-broken")
+	if code != 2 || !strings.Contains(errOut, "Code: 400") || !strings.Contains(folded(errOut), `the Docker Engine has no OCI runtime "nope"`) {
+		t.Fatalf("a mount that cannot start: exit %d\n%s", code, errOut)
+	}
+	if _, _, code := v.Run(t, "read", "runtimes/mounts/bad"); code != 2 {
+		t.Fatal("a refused mount was stored")
+	}
+	_, errOut, code = v.Run(t, "write", "runtimes/mounts/bad", "plugin=nope")
+	if code != 2 || !strings.Contains(errOut, `no secret plugin "nope" is registered`) {
+		t.Fatalf("a missing plugin: exit %d\n%s", code, errOut)
+	}
+
+	v.MustRun(t, "write", "runtimes/mounts/kv", "plugin=kv")
+	v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=1")
+	before := waitForState(t, v, "kv", "running")
+	// The runtime changes: the running mount keeps its container until a
+	// reload, and says it is outdated.
+	v.MustRun(t, "patch", "runtimes/catalog/container/runc", "memory_bytes=201326592")
+	var st mountState
+	v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+	if !st.Data.Outdated || st.Data.ContainerID != before.Data.ContainerID {
+		t.Fatalf("after the runtime's edit: %+v", st.Data)
+	}
+	var reload readResult
+	v.MustJSON(t, &reload, "write", "runtimes/plugins/reload", "plugin=kv")
+	if fmt.Sprint(reload.Data["reloaded"]) != "[kv]" {
+		t.Fatalf("reload: %#v", reload.Data)
+	}
+	v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+	info, err := docker.ContainerInspect(context.Background(), st.Data.ContainerID)
+	if st.Data.Outdated || st.Data.ContainerID == before.Data.ContainerID || err != nil || info.HostConfig.Memory != 201326592 {
+		t.Fatalf("after the reload: %+v (%v)", st.Data, err)
+	}
+	var read readResult
+	v.MustJSON(t, &read, "read", "runtimes/mounts/kv/a")
+	if read.Data["v"] != "1" {
+		t.Fatalf("data after the reload: %#v", read.Data)
+	}
+	var keys []string
+	v.MustJSON(t, &keys, "list", "runtimes/mounts")
+	if fmt.Sprint(keys) != "[kv]" {
+		t.Fatalf("mounts = %v", keys)
+	}
+	v.Stop(t)
+	testimage.AssertNoContainers(t, docker)
+}
