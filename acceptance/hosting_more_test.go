@@ -303,6 +303,31 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 	if fmt.Sprint(keys) != "[kv]" {
 		t.Fatalf("mounts = %v", keys)
 	}
+
+	// A plugin that keeps dying is not restarted in a loop: the reload
+	// started it once; two kills are restarted, the third fails the mount.
+	for i := 0; i < 3; i++ {
+		v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+		if out, err := runDocker("kill", st.Data.ContainerID); err != nil {
+			t.Fatalf("docker kill: %v %s", err, out)
+		}
+		_, errOut, code := v.Run(t, "read", "runtimes/mounts/kv/a")
+		if i < 2 && code != 0 {
+			t.Fatalf("read after kill %d: exit %d %s", i+1, code, errOut)
+		}
+		if i == 2 && (code != 2 || !strings.Contains(folded(errOut), "hosted mount kv failed: started 4 times within 1m0s")) {
+			t.Fatalf("read after the third kill: exit %d %s", code, errOut)
+		}
+	}
+	v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+	if st.Data.State != "failed" || st.Data.ContainerID != "" {
+		t.Fatalf("after the third kill: %+v", st.Data)
+	}
+	v.MustRun(t, "write", "runtimes/plugins/reload", "mounts=kv")
+	v.MustJSON(t, &read, "read", "runtimes/mounts/kv/a")
+	if read.Data["v"] != "1" {
+		t.Fatalf("data after the failed mount's reload: %#v", read.Data)
+	}
 	v.Stop(t)
 	testimage.AssertNoContainers(t, docker)
 }
