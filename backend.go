@@ -6,9 +6,11 @@ package runtimecatalog
 import (
 	"context"
 	"strings"
+	"sync"
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/pluginutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -35,6 +37,7 @@ type backend struct {
 	host        *host
 	runtimeList listBodyCache // the encoded runtime list, per catalog generation
 	docker      engineOnce
+	multiplexID string // set when served by Serve
 }
 
 var _ logical.Backend = (*backend)(nil)
@@ -52,6 +55,12 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.catalog.ensure(ctx); err != nil {
 		b.Logger().Warn("loading the catalog at mount time", "error", err)
 	}
+	// Vault set this backend up under a multiplexing ID: requests carrying
+	// it find the backend when they are passed through (serve.go).
+	if id, err := pluginutil.GetMultiplexIDFromContext(ctx); err == nil {
+		b.multiplexID = id
+		instances.Store(id, b)
+	}
 	return b, nil
 }
 
@@ -60,7 +69,12 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // request's storage).
 func newBackend(s logical.Storage) *backend {
 	b := &backend{catalog: newCatalog(s)}
-	b.host = newHost(s, b.catalog, b.engine, b.runOptions, func() logical.SystemView { return b.System() }, hclog.NewNullLogger())
+	var hostedView *cachedTTLs
+	var viewOnce sync.Once
+	b.host = newHost(s, b.catalog, b.engine, b.runOptions, func() logical.SystemView {
+		viewOnce.Do(func() { hostedView = &cachedTTLs{SystemView: b.System()} })
+		return hostedView
+	}, hclog.NewNullLogger())
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -142,6 +156,9 @@ func (b *backend) initialize(ctx context.Context, _ *logical.InitializationReque
 // clean stops every hosted mount and container, and releases the Docker
 // client, when Vault unmounts, seals, reloads or stops this mount.
 func (b *backend) clean(ctx context.Context) {
+	if b.multiplexID != "" {
+		instances.CompareAndDelete(b.multiplexID, b)
+	}
 	b.host.Close(ctx)
 	if b.docker.client != nil {
 		b.docker.client.Close()

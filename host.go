@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-uuid"
 	"github.com/hashicorp/vault/sdk/logical"
 	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
+	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -64,6 +65,7 @@ type hostedMount struct {
 	mu        sync.RWMutex
 	entry     *mountEntry
 	backend   logical.Backend
+	client    pb.BackendClient // the same backend, for requests passed through as protocol buffers
 	container *hostedContainer
 	key       string // the registration it was started with
 	state     string
@@ -72,7 +74,11 @@ type hostedMount struct {
 	restarts  int
 	starts    []time.Time // recent starts, for the crash-loop rule
 	dead      bool        // a forwarded call found the plugin gone
-	leaseMu   sync.Mutex
+	// The lease count, written behind (countLeases).
+	leaseMu           sync.Mutex
+	leaseCount        int
+	leasesLoaded      bool
+	leaseFlushPending bool
 }
 
 // hostedContainer is a running plugin container and the mounts it serves.
@@ -304,6 +310,7 @@ func (h *host) setupLocked(ctx context.Context, hm *hostedMount, p runtime.Plugi
 	}
 	e.Paths = pathsOf(backend.SpecialPaths())
 	hm.backend, hm.container, hm.key = backend, c, key
+	hm.client = pb.NewBackendClient(c.running.Conn(e.UUID))
 	return nil
 }
 
@@ -382,7 +389,7 @@ func (h *host) stopLocked(ctx context.Context, hm *hostedMount) {
 		hm.backend.Cleanup(ctx)
 	}
 	h.release(ctx, hm.container, hm.name)
-	hm.backend, hm.container = nil, nil
+	hm.backend, hm.client, hm.container = nil, nil, nil
 	if hm.state != stateFailed {
 		hm.state = stateStopped
 	}
@@ -398,6 +405,7 @@ func (h *host) failedError(hm *hostedMount) error {
 // request is done. What Vault does for a plugin killed out of band, before
 // the request rather than after a failed one.
 func (h *host) ready(ctx context.Context, hm *hostedMount, mountPoint string) (logical.Backend, func(), error) {
+	// The backend, and hm.client beside it, stay while the read lock is held.
 	for {
 		hm.mu.RLock()
 		alive := hm.backend != nil && !hm.dead && !hm.container.running.Exited()
@@ -480,10 +488,51 @@ func (h *host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 			hm.mu.RLock()
 			e := hm.entry
 			hm.mu.RUnlock()
-			resp = kvLeaseRule(e, req, resp)
-			h.countLeases(ctx, hm, req, resp)
+			if resp != nil && resp.Secret != nil && !keepsLease(e, req.IsSnapshotReadOrList()) {
+				withoutLease := *resp
+				withoutLease.Secret = nil
+				resp = &withoutLease
+			}
+			h.countLeases(ctx, hm, req.Operation, resp != nil && resp.Secret != nil)
 		}
 		return resp, err
+	}
+}
+
+// ForwardProto is Forward for a request as Vault's protocol buffer, passed
+// to the hosted plugin without being decoded into Go values and encoded
+// again; the reply comes back the same way.
+func (h *host) ForwardProto(ctx context.Context, name, rest string, args *pb.HandleRequestArgs) (*pb.HandleRequestReply, error) {
+	hm, err := h.lookup(ctx, name)
+	if err != nil {
+		return protoReply(err)
+	}
+	mountPoint := args.Request.MountPoint
+	args.Request.MountPoint += hostedMountsPrefix + name + "/"
+	args.Request.Path = rest
+	operation := logical.Operation(args.Request.Operation)
+	snapshot := args.Request.RequiresSnapshotID != ""
+	for attempt := 0; ; attempt++ {
+		backend, done, err := h.ready(ctx, hm, mountPoint)
+		if err != nil {
+			return protoReply(err)
+		}
+		client, e := hm.client, hm.entry
+		reply, err := client.HandleRequest(forwardedMetadata(ctx), args)
+		done()
+		if pluginGone(err) && attempt == 0 {
+			h.markDead(hm, backend)
+			continue
+		}
+		if err != nil {
+			return reply, err
+		}
+		issued := reply.Response != nil && reply.Response.Secret != nil
+		if issued && !keepsLease(e, snapshot) {
+			reply.Response.Secret, issued = nil, false
+		}
+		h.countLeases(ctx, hm, operation, issued)
+		return reply, nil
 	}
 }
 
@@ -615,6 +664,9 @@ func (h *host) Remove(ctx context.Context, e *mountEntry, force bool, mountPoint
 	h.stopLocked(ctx, hm)
 	hm.state = stateStopped
 	hm.mu.Unlock()
+	hm.leaseMu.Lock()
+	hm.leaseFlushPending = false // the count goes with the mount
+	hm.leaseMu.Unlock()
 	h.mu.Lock()
 	delete(h.mounts, e.Name)
 	h.mu.Unlock()
@@ -635,6 +687,7 @@ func (h *host) Close(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, hm := range mounts {
+		h.flushLeases(ctx, hm)
 		hm.mu.Lock()
 		h.stopLocked(ctx, hm)
 		hm.mu.Unlock()
@@ -687,34 +740,31 @@ func (h *host) Status(ctx context.Context, e *mountEntry) mountStatus {
 	return st
 }
 
-// kvLeaseRule is Vault's own for a plugin named kv: its secrets carry a TTL
-// for information but get no lease unless the mount has
-// leased_passthrough=true (and never for a list or a snapshot read). Vault
-// applies it by the mount's plugin name, which for a hosted mount is ours,
-// so the host applies it: otherwise every kv v1 read would register a lease.
-func kvLeaseRule(e *mountEntry, req *logical.Request, resp *logical.Response) *logical.Response {
-	if resp == nil || resp.Secret == nil || e.Plugin != "kv" {
-		return resp
+// keepsLease is Vault's own rule for a plugin named kv: its secrets carry a
+// TTL for information but get no lease unless the mount has
+// leased_passthrough=true (and never for a snapshot read). Vault applies it
+// by the mount's plugin name, which for a hosted mount is ours, so the host
+// applies it: otherwise every kv v1 read would register a lease.
+func keepsLease(e *mountEntry, snapshotRead bool) bool {
+	if e.Plugin != "kv" {
+		return true
 	}
-	if e.Options["leased_passthrough"] == "true" && !req.IsSnapshotReadOrList() {
-		return resp
-	}
-	withoutLease := *resp
-	withoutLease.Secret = nil
-	return &withoutLease
+	return e.Options["leased_passthrough"] == "true" && !snapshotRead
 }
 
 func leasesKey(e *mountEntry) string { return "leases/" + e.UUID }
 
 // countLeases keeps the number of leases a mount's plugin issued that were
 // not revoked yet: Vault revokes every lease through the plugin (on expiry
-// too), so the count is exact while the mount lives.
-func (h *host) countLeases(ctx context.Context, hm *hostedMount, req *logical.Request, resp *logical.Response) {
+// too), so the count is exact while the mount lives. It is counted in memory
+// and written behind, within leaseFlushDelay: a plugin that issues a lease
+// per read must not pay a storage write per read.
+func (h *host) countLeases(ctx context.Context, hm *hostedMount, op logical.Operation, issued bool) {
 	delta := 0
 	switch {
-	case req.Operation == logical.RevokeOperation:
+	case op == logical.RevokeOperation:
 		delta = -1
-	case resp != nil && resp.Secret != nil && req.Operation != logical.RenewOperation:
+	case issued && op != logical.RenewOperation:
 		delta = 1
 	}
 	if delta == 0 {
@@ -725,22 +775,58 @@ func (h *host) countLeases(ctx context.Context, hm *hostedMount, req *logical.Re
 	hm.mu.RUnlock()
 	hm.leaseMu.Lock()
 	defer hm.leaseMu.Unlock()
-	n, err := h.leases(ctx, e)
-	if err == nil {
-		if n += delta; n < 0 {
-			n = 0
+	if !hm.leasesLoaded {
+		n, err := h.storedLeases(ctx, e)
+		if err != nil {
+			h.logger.Error("reading the lease count of a hosted mount", "mount", e.Name, "error", err)
+			return
 		}
-		var se *logical.StorageEntry
-		if se, err = logical.StorageEntryJSON(leasesKey(e), n); err == nil {
-			err = h.storage.Put(ctx, se)
-		}
+		hm.leaseCount, hm.leasesLoaded = n, true
 	}
-	if err != nil {
-		h.logger.Error("counting the leases of a hosted mount", "mount", e.Name, "error", err)
+	if hm.leaseCount += delta; hm.leaseCount < 0 {
+		hm.leaseCount = 0
+	}
+	if !hm.leaseFlushPending {
+		hm.leaseFlushPending = true
+		time.AfterFunc(leaseFlushDelay, func() { h.flushLeases(context.Background(), hm) })
 	}
 }
 
+const leaseFlushDelay = time.Second
+
+// flushLeases writes a mount's lease count when it changed since the last
+// write.
+func (h *host) flushLeases(ctx context.Context, hm *hostedMount) error {
+	hm.mu.RLock()
+	e := hm.entry
+	hm.mu.RUnlock()
+	hm.leaseMu.Lock()
+	defer hm.leaseMu.Unlock()
+	if !hm.leaseFlushPending {
+		return nil
+	}
+	se, err := logical.StorageEntryJSON(leasesKey(e), hm.leaseCount)
+	if err == nil {
+		err = h.storage.Put(ctx, se)
+	}
+	if err != nil {
+		h.logger.Error("writing the lease count of a hosted mount", "mount", e.Name, "error", err)
+		return err
+	}
+	hm.leaseFlushPending = false
+	return nil
+}
+
+// leases is the number of leases of a mount still out.
 func (h *host) leases(ctx context.Context, e *mountEntry) (int, error) {
+	hm := h.mount(e)
+	if err := h.flushLeases(ctx, hm); err != nil {
+		return 0, err
+	}
+	return h.storedLeases(ctx, e)
+}
+
+func (h *host) storedLeases(ctx context.Context, e *mountEntry) (int, error) {
 	se, err := h.storage.Get(ctx, leasesKey(e))
 	if err != nil || se == nil {
 		return 0, err

@@ -32,6 +32,7 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent clients")
 	profile := flag.String("pprof", "", "write Vault's CPU profile during the plugin's largest list measurement to this file")
 	kvPlugin := flag.String("kv-plugin", os.Getenv("KV_PLUGIN_BINARY"), "vault-plugin-secrets-kv binary (scripts/build-kv-plugin.sh)")
+	hosting := flag.Bool("hosting", true, "measure hosted kv beside Vault's containerized kv (needs Docker and -kv-plugin)")
 	flag.Parse()
 
 	t := &mainT{}
@@ -128,6 +129,9 @@ func main() {
 		fmt.Printf("%-7d plugin RSS %.1f MiB with the catalog loaded, %.1f MiB after the load above\n", n, idleRSS/1024/1024, pluginRSS(t)/1024/1024)
 		fmt.Printf("%-7d first read after a plugin reload: %.0f ms (loads the index from storage)\n\n", n, ms(b.coldRead(t, v)))
 	}
+	if *hosting && *kvPlugin != "" {
+		b.hostingBench(t, v, true)
+	}
 }
 
 func sizesLast(sizes string) string {
@@ -163,7 +167,7 @@ func (b *bench) profileVault(file string) chan struct{} {
 // coldRead reloads the plugin, so its index is empty, and times the first
 // read, which loads the whole catalog from storage.
 func (b *bench) coldRead(t vaulttest.T, v *vaulttest.Server) time.Duration {
-	v.MustRun(t, "plugin", "reload", "-plugin="+vaulttest.PluginName)
+	v.MustRun(t, "write", "sys/plugins/reload/backend", "plugin="+vaulttest.PluginName)
 	start := time.Now()
 	if err := b.do("GET", "/v1/runtimes/catalog/container/rt-00000", ""); err != nil {
 		t.Fatal(err)

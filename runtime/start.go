@@ -138,7 +138,10 @@ func clientConfig(p Plugin, r Runtime, o Options, newRunner func(*RunConfig, str
 		AllowedProtocols:    []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:            true,
 		SkipHostEnv:         true,
-		GRPCBrokerMultiplex: true,
+		// No broker multiplexing (yamux over the one connection): the
+		// broker gets sockets of its own in the shared socket directory, and a
+		// hosted kv read measured 0.64x -> 0.68x of Vault's containerized kv.
+		GRPCBrokerMultiplex: false,
 		StartTimeout:        o.StartTimeout,
 		Logger:              o.Logger,
 	}
@@ -218,6 +221,11 @@ func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendC
 	}
 	return b, nil
 }
+
+// Conn is the connection to the plugin seen through one backend's ID, for
+// calls made without Vault's SDK client (a request passed through as it
+// arrived).
+func (r *Running) Conn(id string) grpc.ClientConnInterface { return muxConn{r.conn, id} }
 
 // Exited reports whether the plugin's process has ended (its container
 // exited or was killed).

@@ -8,7 +8,6 @@ import (
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
-	"github.com/hashicorp/vault/sdk/plugin"
 
 	runtimecatalog "github.com/runtime-catalog/vault-plugin-runtime-catalog"
 )
@@ -31,12 +30,9 @@ func main() {
 		fatal(err)
 	}
 
-	err := plugin.ServeMultiplex(&plugin.ServeOpts{
-		BackendFactoryFunc: runtimecatalog.Factory,
-		// With AutoMTLS (what Vault uses) go-plugin ignores this; it only
-		// matters for a Vault that still hands out a wrapping token.
-		TLSProviderFunc: api.VaultPluginTLSProvider(apiClientMeta.GetTLSConfig()),
-	})
+	// With AutoMTLS (what Vault uses) go-plugin ignores the TLS provider;
+	// it only matters for a Vault that still hands out a wrapping token.
+	err := runtimecatalog.Serve(api.VaultPluginTLSProvider(apiClientMeta.GetTLSConfig()))
 	if err != nil {
 		fatal(err)
 	}

@@ -44,7 +44,7 @@ func dockerfile(binary string) string {
 
 // Docker returns a client for the real engine, failing under CI=true and
 // skipping otherwise when none answers.
-func Docker(t testing.TB) *client.Client {
+func Docker(t vaulttest.T) *client.Client {
 	t.Helper()
 	vaulttest.RequireAcceptance(t)
 	docker, err := runtime.NewDockerClient()
@@ -69,7 +69,7 @@ var (
 // Build builds the test image (this project's own plugin) once per process
 // and returns its ID. A failed build is not remembered: every caller tries
 // again and reports its own failure, so none goes on with an empty ID.
-func Build(t testing.TB, docker *client.Client) string {
+func Build(t vaulttest.T, docker *client.Client) string {
 	t.Helper()
 	return buildOnce(t, docker, Name+":"+Tag, func() string { return vaulttest.BuildPlugin(t, vaulttest.ShortTempDir(t)) })
 }
@@ -77,7 +77,7 @@ func Build(t testing.TB, docker *client.Client) string {
 // BuildKV builds the image of HashiCorp's kv plugin once per process, from
 // the binary $KV_PLUGIN_BINARY names (scripts/build-kv-plugin.sh builds it
 // from the Go module proxy; make test sets it), and returns its ID.
-func BuildKV(t testing.TB, docker *client.Client) string {
+func BuildKV(t vaulttest.T, docker *client.Client) string {
 	t.Helper()
 	binary := os.Getenv("KV_PLUGIN_BINARY")
 	if binary == "" {
@@ -95,7 +95,7 @@ const (
 )
 
 // BuildProbe builds the probe plugin's image once per process.
-func BuildProbe(t testing.TB, docker *client.Client) string {
+func BuildProbe(t vaulttest.T, docker *client.Client) string {
 	t.Helper()
 	return buildOnce(t, docker, ProbeName+":"+ProbeTag, func() string {
 		return vaulttest.BuildCommand(t, "./internal/probeplugin", filepath.Join(vaulttest.ShortTempDir(t), "probe"))
@@ -107,7 +107,7 @@ func KVPlugin(id string) runtime.Plugin {
 	return runtime.Plugin{Name: "kv", Type: "secret", Version: KVVersion, Image: KVName, SHA256: id}
 }
 
-func buildOnce(t testing.TB, docker *client.Client, ref string, binary func() string) string {
+func buildOnce(t vaulttest.T, docker *client.Client, ref string, binary func() string) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+// hostingBench measures, in one Vault and side by side, HashiCorp's kv
+// plugin hosted by this plugin, the same image run by Vault's own
+// containerized plugin support with the same OCI runtime, and kv as a
+// plain external plugin (kv-ext, when given); then how long a new mount
+// takes to its first answered read, and a killed container to the next.
+func (b *bench) hostingBench(t *mainT, v *vaulttest.Server, external bool) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	t.Cleanup(func() { removeContainers(docker) })
+	oci := "runc"
+
+	// Ours: a runtime, the plugin, a hosted mount.
+	v.MustRun(t, "write", "runtimes/catalog/container/bench", "oci_runtime="+oci)
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv", "oci_image="+testimage.KVName,
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=bench")
+	// kv version 1 everywhere, each read registering a lease: Vault's own
+	// containerized kv can be nothing else. Its no-lease rule for kv is
+	// keyed on the plugin name "kv", which an external plugin cannot take
+	// ("cannot select non-builtin version"), and for any other name Vault
+	// reads the version=2 option as a plugin version and refuses it. The
+	// hosted plugin is registered as kvb, so the host keeps its leases too.
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kvb", "oci_image="+testimage.KVName,
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=bench")
+	v.MustRun(t, "write", "runtimes/mounts/kv", "plugin=kvb")
+	// Vault's own: the same image and OCI runtime through sys/plugins.
+	hexID := strings.TrimPrefix(kvID, "sha256:")
+	v.MustRun(t, "plugin", "runtime", "register", "-type=container", "-oci_runtime="+oci, "bench-"+oci)
+	v.MustRun(t, "plugin", "register", "-sha256="+hexID, "-oci_image="+testimage.KVName, "-runtime=bench-"+oci,
+		"-version="+testimage.KVVersion, "secret", "kv-container")
+	v.MustRun(t, "secrets", "enable", "-path=kv-cont", "kv-container")
+
+	mounts := []struct{ name, prefix string }{
+		{"hosted kv (this plugin)", "/v1/runtimes/mounts/kv/"},
+		{"Vault's containerized kv", "/v1/kv-cont/"},
+	}
+	if external {
+		mounts = append(mounts, struct{ name, prefix string }{"kv as an external plugin", "/v1/kv-ext/"})
+	}
+	for _, m := range mounts {
+		b.fill(1000, func(i int) (string, string, string) {
+			return "POST", fmt.Sprintf("%skey-%05d", m.prefix, i), `{"value":"x"}`
+		})
+	}
+
+	fmt.Printf("kv v1 (HashiCorp's v0.25.0, one image, OCI runtime %s, a lease per read everywhere), %d clients\n", oci, b.clients)
+	fmt.Printf("%-6s %-26s %28s %s\n", "op", "mount", "ops/s p50/p99 ms", "hosted / Vault's containerized")
+	for _, op := range []struct{ name, method, body string }{{"read", "GET", ""}, {"write", "POST", `{"value":"y"}`}} {
+		var results []result
+		for _, m := range mounts {
+			prefix := m.prefix
+			r := b.measure(func(r *rand.Rand) (string, string, string) {
+				return op.method, fmt.Sprintf("%skey-%05d", prefix, r.Intn(1000)), op.body
+			})
+			results = append(results, r)
+			ratio := ""
+			if len(results) == 2 {
+				ratio = fmt.Sprintf("%.2fx", results[0].rate()/results[1].rate())
+			}
+			fmt.Printf("%-6s %-26s %28s %s\n", op.name, m.name, r, ratio)
+		}
+	}
+
+	// A new mount on a new container, to its first answered read: a
+	// registration of its own, so nothing is shared with the mounts above.
+	v.MustRun(t, "write", "runtimes/catalog/container/bench-cold", "oci_runtime="+oci, "cpu_nanos=2000000000")
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv-cold", "oci_image="+testimage.KVName,
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=bench-cold")
+	v.MustRun(t, "plugin", "register", "-sha256="+hexID, "-oci_image="+testimage.KVName, "-runtime=bench-"+oci,
+		"-version="+testimage.KVVersion, "secret", "kv-container-cold")
+	hostedCold := timed(func() {
+		v.MustRun(t, "write", "runtimes/mounts/cold", "plugin=kv-cold")
+		b.until(t, "GET", "/v1/runtimes/mounts/cold/nothing")
+	})
+	vaultCold := timed(func() {
+		v.MustRun(t, "secrets", "enable", "-path=kv-cold", "kv-container-cold")
+		b.until(t, "GET", "/v1/kv-cold/nothing")
+	})
+	fmt.Printf("new mount to its first answered read: hosted %.0f ms, Vault's containerized %.0f ms\n", ms(hostedCold), ms(vaultCold))
+
+	// docker kill of the container, to the next answered read.
+	var st struct {
+		Data struct {
+			ContainerID string `json:"container_id"`
+		} `json:"data"`
+	}
+	v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+	hostedKill, hostedFailed := b.killAndRead(t, st.Data.ContainerID, "/v1/runtimes/mounts/kv/key-00001")
+	vaultKill, vaultFailed := b.killAndRead(t, vaultContainer(t, docker, "kv-container"), "/v1/kv-cont/key-00001")
+	fmt.Printf("docker kill to the next answered read: hosted %.0f ms (%d failed requests), Vault's containerized %.0f ms (%d failed requests)\n\n",
+		ms(hostedKill), hostedFailed, ms(vaultKill), vaultFailed)
+}
+
+func timed(f func()) time.Duration {
+	began := time.Now()
+	f()
+	return time.Since(began)
+}
+
+// until sends a request until it is answered without a server error (a
+// 404 for a missing key is an answer).
+func (b *bench) until(t *mainT, method, path string) int {
+	failed := 0
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := b.do(method, path, ""); err == nil || strings.Contains(err.Error(), " 404") {
+			return failed
+		}
+		failed++
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s never answered", method, path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (b *bench) killAndRead(t *mainT, id, path string) (time.Duration, int) {
+	if out, err := exec.Command("docker", "kill", id).CombinedOutput(); err != nil {
+		t.Fatalf("docker kill %s: %v %s", id, err, out)
+	}
+	began := time.Now()
+	failed := b.until(t, "GET", path)
+	return time.Since(began), failed
+}
+
+// vaultContainer finds the container Vault itself runs a plugin in, by the
+// labels Vault gives it.
+func vaultContainer(t *mainT, docker *client.Client, plugin string) string {
+	list, err := docker.ContainerList(context.Background(), container.ListOptions{
+		Filters: filters.NewArgs(filters.Arg("label", "com.hashicorp.vault.plugin.name="+plugin)),
+	})
+	if err != nil || len(list) == 0 {
+		t.Fatalf("no container of Vault's for %s (%v)", plugin, err)
+	}
+	return list[0].ID
+}
+
+// removeContainers removes what a failed run may leave: this project's and
+// Vault's plugin containers.
+func removeContainers(docker *client.Client) {
+	for _, label := range []string{runtime.LabelManagedBy, "com.hashicorp.vault.plugin.name"} {
+		list, _ := docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", label))})
+		for _, c := range list {
+			docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package runtimecatalog
+
+import (
+	"context"
+	"crypto/tls"
+	"math"
+	"os"
+	"strings"
+	"sync"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/vault/sdk/helper/pluginutil"
+	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
+	"github.com/hashicorp/vault/sdk/plugin/pb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// Serve serves the plugin to Vault as the SDK's ServeMultiplex does, with
+// one addition: a request for a hosted mount is passed to its plugin as the
+// protocol buffer it arrived as. Through the SDK's own server it would be
+// decoded into Go maps (its data through JSON) and encoded again, and the
+// response the same way back: twice the work of the hop it adds.
+func Serve(tlsProvider func() (*tls.Config, error)) error {
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: os.Stderr, JSONFormat: true})
+	backendPlugin := func(multiplexed bool) plugin.PluginSet {
+		return plugin.PluginSet{"backend": &vaultplugin.GRPCBackendPlugin{
+			Factory: Factory, MultiplexingSupport: multiplexed, Logger: logger,
+		}}
+	}
+	if err := pluginutil.OptionallyEnableMlock(); err != nil {
+		return err
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  vaultplugin.HandshakeConfig,
+		VersionedPlugins: map[int]plugin.PluginSet{3: backendPlugin(false), 4: backendPlugin(false), 5: backendPlugin(true)},
+		Logger:           logger,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(math.MaxInt32), grpc.MaxSendMsgSize(math.MaxInt32),
+				grpc.ChainUnaryInterceptor(passHostedRequests))
+			return plugin.DefaultGRPCServer(opts)
+		},
+		TLSProvider: tlsProvider,
+	})
+	return nil
+}
+
+// instances are the backends of this process by the multiplexing ID Vault
+// set them up with, so a request can be matched to its mount of ours.
+var instances sync.Map // string -> *backend
+
+const handleRequestMethod = "/pb.Backend/HandleRequest"
+
+// passHostedRequests sends a request under mounts/NAME/ straight to the
+// hosted plugin; every other call goes to the SDK's server.
+func passHostedRequests(ctx context.Context, req interface{}, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (interface{}, error) {
+	if info.FullMethod != handleRequestMethod {
+		return handler(ctx, req)
+	}
+	args, ok := req.(*pb.HandleRequestArgs)
+	if !ok || args.Request == nil {
+		return handler(ctx, req)
+	}
+	name, rest, hosted := hostedPath(args.Request.Path)
+	if !hosted {
+		return handler(ctx, req)
+	}
+	id, err := pluginutil.GetMultiplexIDFromContext(ctx)
+	if err != nil {
+		return handler(ctx, req)
+	}
+	b, found := instances.Load(id)
+	if !found {
+		return handler(ctx, req)
+	}
+	return b.(*backend).host.ForwardProto(ctx, name, rest, args)
+}
+
+// forwardedMetadata is the metadata Vault sent that the hosted plugin reads
+// too (snapshot and WAL index state), without gRPC's own headers and
+// Vault's multiplexing ID, which is ours: the connection to the hosted
+// plugin adds the hosted backend's own.
+func forwardedMetadata(ctx context.Context) context.Context {
+	in, _ := metadata.FromIncomingContext(ctx)
+	out := metadata.MD{}
+	for k, v := range in {
+		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") || k == "content-type" || k == "user-agent" ||
+			k == "authority" || k == pluginutil.MultiplexingCtxKey {
+			continue
+		}
+		out[k] = v
+	}
+	return metadata.NewOutgoingContext(ctx, out)
+}
+
+// protoReply is a reply carrying an error as Vault's SDK server would: a
+// request error as an error response, anything else as the error itself.
+func protoReply(err error) (*pb.HandleRequestReply, error) {
+	resp, err := respondError(err)
+	pbResp, convErr := pb.LogicalResponseToProtoResponse(resp)
+	if convErr != nil {
+		return &pb.HandleRequestReply{}, convErr
+	}
+	return &pb.HandleRequestReply{Response: pbResp, Err: pb.ErrToProtoErr(err)}, nil
+}
