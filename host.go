@@ -375,7 +375,11 @@ func (h *host) release(ctx context.Context, c *hostedContainer, mount string) {
 		delete(h.containers, c.key)
 	}
 	h.mu.Unlock()
-	if last {
+	switch {
+	case last && c.running.Exited():
+		// Already dead: its cleanup need not hold up the restart.
+		go c.running.Stop(context.Background())
+	case last:
 		c.running.Stop(ctx)
 	}
 }
