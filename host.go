@@ -81,6 +81,13 @@ type hostedMount struct {
 	leaseFlushPending bool
 }
 
+// current is the mount's registration as it runs now.
+func (hm *hostedMount) current() *mountEntry {
+	hm.mu.RLock()
+	defer hm.mu.RUnlock()
+	return hm.entry
+}
+
 // hostedContainer is a running plugin container and the mounts it serves.
 type hostedContainer struct {
 	key         string
@@ -489,9 +496,7 @@ func (h *host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 			continue
 		}
 		if err == nil {
-			hm.mu.RLock()
-			e := hm.entry
-			hm.mu.RUnlock()
+			e := hm.current()
 			if resp != nil && resp.Secret != nil && !keepsLease(e, req.IsSnapshotReadOrList()) {
 				withoutLease := *resp
 				withoutLease.Secret = nil
@@ -774,9 +779,7 @@ func (h *host) countLeases(ctx context.Context, hm *hostedMount, op logical.Oper
 	if delta == 0 {
 		return
 	}
-	hm.mu.RLock()
-	e := hm.entry
-	hm.mu.RUnlock()
+	e := hm.current()
 	hm.leaseMu.Lock()
 	defer hm.leaseMu.Unlock()
 	if !hm.leasesLoaded {
@@ -801,9 +804,7 @@ const leaseFlushDelay = time.Second
 // flushLeases writes a mount's lease count when it changed since the last
 // write.
 func (h *host) flushLeases(ctx context.Context, hm *hostedMount) error {
-	hm.mu.RLock()
-	e := hm.entry
-	hm.mu.RUnlock()
+	e := hm.current()
 	hm.leaseMu.Lock()
 	defer hm.leaseMu.Unlock()
 	if !hm.leaseFlushPending {

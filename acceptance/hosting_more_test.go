@@ -168,12 +168,7 @@ func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		v.MustRun(t, "write", fmt.Sprintf("runtimes/mounts/kv1/s%d", i), fmt.Sprintf("value=%d", i))
 	}
-	eventually(t, "kv2 write", func() error {
-		if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(`{"data":{"v":"two"}}`), "write", "runtimes/mounts/kv2/data/s", "-"); code != 0 {
-			return fmt.Errorf("%s", errOut)
-		}
-		return nil
-	})
+	eventually(t, "kv2 write", func() error { return writeJSON(t, v, "write", "runtimes/mounts/kv2/data/s", `{"data":{"v":"two"}}`) })
 	v.Stop(t)
 	testimage.AssertNoContainers(t, docker)
 

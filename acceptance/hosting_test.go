@@ -83,16 +83,10 @@ func TestHostedKV(t *testing.T) {
 			// kv v2: its Initialize upgrade completes; write, read, patch,
 			// list, delete through the versioned paths.
 			eventually(t, "kv2 write", func() error {
-				_, errOut, code := v.RunInput(t, v.Token, strings.NewReader(`{"data":{"user":"app","password":"one"}}`),
-					"write", "runtimes/mounts/kv2/data/app/db", "-")
-				if code != 0 {
-					return fmt.Errorf("exit %d: %s", code, errOut)
-				}
-				return nil
+				return writeJSON(t, v, "write", "runtimes/mounts/kv2/data/app/db", `{"data":{"user":"app","password":"one"}}`)
 			})
-			if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(`{"data":{"password":"two"}}`),
-				"patch", "runtimes/mounts/kv2/data/app/db", "-"); code != 0 {
-				t.Fatalf("kv2 patch: exit %d %s", code, errOut)
+			if err := writeJSON(t, v, "patch", "runtimes/mounts/kv2/data/app/db", `{"data":{"password":"two"}}`); err != nil {
+				t.Fatalf("kv2 patch: %v", err)
 			}
 			var versioned struct {
 				Data struct {
@@ -153,6 +147,15 @@ func TestHostedKV(t *testing.T) {
 			testimage.AssertNoContainers(t, docker)
 		})
 	}
+}
+
+// writeJSON sends body as the request's JSON, as kv v2 wants its data.
+func writeJSON(t *testing.T, v *vaulttest.Server, verb, path, body string) error {
+	t.Helper()
+	if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(body), verb, path, "-"); code != 0 {
+		return fmt.Errorf("vault %s %s: exit %d: %s", verb, path, code, errOut)
+	}
+	return nil
 }
 
 func runDocker(args ...string) (string, error) {
