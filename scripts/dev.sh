@@ -47,6 +47,14 @@ Vault $("$vault" version | cut -d' ' -f2 | tr -d ,) is running with the runtime 
   vault delete runtimes/catalog/container/limited
   vault path-help runtimes/catalog/container/limited
 
+Host a secret plugin from a local image (here HashiCorp's kv, built by scripts/build-kv-plugin.sh
+into an image FROM scratch named kv-plugin:0.25.0):
+
+  vault write runtimes/plugins/catalog/secret/kv oci_image=kv-plugin version=v0.25.0 runtime=limited \
+      sha256=\$(docker images --no-trunc -q kv-plugin:0.25.0)
+  vault write runtimes/mounts/kv plugin=kv
+  vault write runtimes/mounts/kv/app password=hunter2 && vault read runtimes/mounts/kv/app
+
 Ctrl-C stops the server.
 TXT
 wait "$vault_pid"
