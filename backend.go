@@ -5,6 +5,8 @@ package runtimecatalog
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -122,7 +124,31 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	if req.Operation == logical.RollbackOperation {
 		b.host.Rollback(ctx, req)
 	}
+	if err == nil && resp == nil {
+		// The framework warns of ignored fields only on a response: a write
+		// answered with 204 would hide that a misspelled limit was not set.
+		if ignored := b.ignoredFields(req); len(ignored) > 0 {
+			resp = &logical.Response{}
+			resp.AddWarning(fmt.Sprintf("Endpoint ignored these unrecognized parameters: %v", ignored))
+		}
+	}
 	return resp, err
+}
+
+// ignoredFields are the request's fields that its path does not know.
+func (b *backend) ignoredFields(req *logical.Request) []string {
+	route := b.Route(req.Path)
+	if route == nil || req.Operation == logical.HelpOperation {
+		return nil
+	}
+	var ignored []string
+	for k := range req.Data {
+		if _, ok := route.Fields[k]; !ok {
+			ignored = append(ignored, k)
+		}
+	}
+	sort.Strings(ignored)
+	return ignored
 }
 
 // HandleExistenceCheck asks a hosted plugin about its own paths.

@@ -56,13 +56,46 @@ func decodeRawBody(t testing.TB, resp *logical.Response) map[string]interface{} 
 	var envelope logical.HTTPResponse
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
+	dec.UseNumber()
 	if err := dec.Decode(&envelope); err != nil {
 		t.Fatalf("raw body %q is not Vault's response envelope: %v", body, err)
 	}
 	if envelope.RequestID != "test-request" || envelope.Data == nil {
 		t.Fatalf("envelope: %#v", envelope)
 	}
-	return envelope.Data
+	return fromJSONNumbers(envelope.Data, true).(map[string]interface{})
+}
+
+// fromJSONNumbers turns decoded numbers into what a handler's own data holds:
+// integers at the top level as int64 (exactly, which is what a raw body is
+// for), numbers nested in lists as float64, as Vault's clients read them.
+func fromJSONNumbers(v interface{}, top bool) interface{} {
+	switch v := v.(type) {
+	case json.Number:
+		if n, err := v.Int64(); err == nil && top {
+			return n
+		}
+		f, _ := v.Float64()
+		return f
+	case map[string]interface{}:
+		for k, item := range v {
+			v[k] = fromJSONNumbers(item, top)
+		}
+		return v
+	case []interface{}:
+		strs := make([]string, 0, len(v))
+		for i, item := range v {
+			v[i] = fromJSONNumbers(item, false)
+			if s, ok := item.(string); ok {
+				strs = append(strs, s)
+			}
+		}
+		if top && len(v) > 0 && len(strs) == len(v) { // a top-level list of strings, as the handler built it
+			return strs
+		}
+		return v
+	}
+	return v
 }
 
 // mustDo is do for requests that must succeed.

@@ -43,7 +43,7 @@ func TestCatalogReferenceRules(t *testing.T) {
 	if _, err := c.WritePlugin(ctx, kv, newPluginBuilder(kv, "rt")); !isRequestError(err, `plugin runtime "rt" does not exist`) {
 		t.Fatalf("plugin with a missing runtime: %v", err)
 	}
-	if _, err := c.WriteRuntime(ctx, "rt", newRuntimeBuilder("rt", 5)); err != nil {
+	if _, err := c.WriteRuntime(ctx, "rt", newRuntimeBuilder("rt", 50_000_000)); err != nil {
 		t.Fatal(err)
 	}
 	auth := pluginID{"auth", "kv"}
@@ -86,7 +86,7 @@ func TestCatalogRejectedWritesChangeNothing(t *testing.T) {
 	ctx := context.Background()
 	s := &logical.InmemStorage{}
 	c := newCatalog(s)
-	if _, err := c.WriteRuntime(ctx, "rt", newRuntimeBuilder("rt", 5)); err != nil {
+	if _, err := c.WriteRuntime(ctx, "rt", newRuntimeBuilder("rt", 50_000_000)); err != nil {
 		t.Fatal(err)
 	}
 	_, gen, _ := c.Runtimes(ctx)
@@ -98,7 +98,7 @@ func TestCatalogRejectedWritesChangeNothing(t *testing.T) {
 		t.Fatalf("a failed build: %v", err)
 	}
 	r, _ := c.Runtime(ctx, "rt")
-	if _, after, _ := c.Runtimes(ctx); r.NanoCPUs != 5 || after != gen {
+	if _, after, _ := c.Runtimes(ctx); r.NanoCPUs != 50_000_000 || after != gen {
 		t.Fatalf("rejected writes changed the runtime (%d) or the generation (%d, was %d)", r.NanoCPUs, after, gen)
 	}
 }
@@ -121,11 +121,11 @@ func TestCatalogGenerationFollowsChanges(t *testing.T) {
 func TestCatalogToRun(t *testing.T) {
 	ctx := context.Background()
 	c := newCatalog(&logical.InmemStorage{})
-	c.WriteRuntime(ctx, "rt", newRuntimeBuilder("rt", 1000))
+	c.WriteRuntime(ctx, "rt", newRuntimeBuilder("rt", 10_000_000_000))
 	id := pluginID{"secret", "kv"}
 	c.WritePlugin(ctx, id, newPluginBuilder(id, "rt"))
 	p, r, err := c.ToRun(ctx, id)
-	if err != nil || p.Image != "example/kv" || r.NanoCPUs != 1000 || r.Name != "rt" {
+	if err != nil || p.Image != "example/kv" || r.NanoCPUs != 10_000_000_000 || r.Name != "rt" {
 		t.Fatalf("ToRun = %+v %+v %v", p, r, err)
 	}
 	_, _, err = c.ToRun(ctx, pluginID{"secret", "nope"})
@@ -188,7 +188,7 @@ func TestWritesHaveExistenceChecks(t *testing.T) {
 		}
 	}
 	// A create is answered as a write.
-	resp, err := do(t, b, s, logical.CreateOperation, "catalog/container/new", map[string]interface{}{"cpu_nanos": 2})
+	resp, err := do(t, b, s, logical.CreateOperation, "catalog/container/new", map[string]interface{}{"cpu_nanos": 20000000})
 	if err != nil || resp != nil {
 		t.Fatalf("create: %v %#v", err, resp)
 	}

@@ -1,10 +1,14 @@
 package runtimecatalog
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -74,13 +78,132 @@ func applySentFields(entity interface{}, d *framework.FieldData, settable map[st
 			f.Set(reflect.Zero(f.Type()))
 			continue
 		}
-		v, _, err := d.GetOkErr(name)
+		v, err := strictValue(name, settable[name], raw, d)
 		if err != nil {
 			return badRequest(err)
 		}
 		f.Set(reflect.ValueOf(v).Convert(f.Type()))
 	}
 	return nil
+}
+
+// maxExactJSONInteger is the largest integer a JSON number carries exactly
+// to a plugin: Vault decodes a request's data into float64 on the way.
+const maxExactJSONInteger = 1 << 53
+
+var decimalInteger = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+
+// strictValue parses a field's raw value by its schema's type, refusing
+// what the framework would coerce: a number for a string, a fraction or an
+// octal-looking string for an integer, an object for a list.
+func strictValue(name string, schema *framework.FieldSchema, raw interface{}, d *framework.FieldData) (interface{}, error) {
+	switch schema.Type {
+	case framework.TypeString:
+		if s, ok := raw.(string); ok {
+			return s, nil
+		}
+		return nil, fmt.Errorf("%s must be a string, not %s", name, jsonKind(raw))
+	case framework.TypeBool:
+		switch v := raw.(type) {
+		case bool:
+			return v, nil
+		case string:
+			if v == "true" || v == "false" {
+				return v == "true", nil
+			}
+		}
+		return nil, fmt.Errorf("%s must be true or false, not %s", name, jsonKind(raw))
+	case framework.TypeInt64, framework.TypeInt:
+		return strictInt64(name, raw)
+	case framework.TypeStringSlice:
+		switch v := raw.(type) {
+		case string:
+			return []string{v}, nil
+		case []string:
+			return v, nil
+		case []interface{}:
+			out := make([]string, len(v))
+			for i, item := range v {
+				s, ok := item.(string)
+				if !ok {
+					return nil, fmt.Errorf("%s must be a list of strings; item %d is %s", name, i, jsonKind(item))
+				}
+				out[i] = s
+			}
+			return out, nil
+		}
+		return nil, fmt.Errorf("%s must be a list of strings, not %s", name, jsonKind(raw))
+	default:
+		v, _, err := d.GetOkErr(name)
+		return v, err
+	}
+}
+
+// strictInt64 takes an integer exactly as sent: a JSON number that is a
+// whole number below 2^53, or a decimal string over the whole int64 range.
+func strictInt64(name string, raw interface{}) (int64, error) {
+	rule := fmt.Sprintf("%s must be a whole number in decimal, from %d to %d (beyond ±2^53 send it as a string, "+
+		`"9007199254740993": a JSON number loses precision on its way to a plugin)`, name, int64(math.MinInt64), int64(math.MaxInt64))
+	switch v := raw.(type) {
+	case int:
+		return int64(v), nil
+	case int64:
+		return v, nil
+	case int32:
+		return int64(v), nil
+	case float64:
+		if v != math.Trunc(v) || math.Abs(v) >= maxExactJSONInteger {
+			return 0, fmt.Errorf("%s: %v is not exact: %s", name, v, rule)
+		}
+		return int64(v), nil
+	case json.Number:
+		return parseDecimal(name, v.String(), rule)
+	case string:
+		return parseDecimal(name, v, rule)
+	}
+	return 0, fmt.Errorf("%s is %s: %s", name, jsonKind(raw), rule)
+}
+
+func parseDecimal(name, s, rule string) (int64, error) {
+	if !decimalInteger.MatchString(s) {
+		return 0, fmt.Errorf("%s: %q is not an integer: %s", name, s, rule)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q is out of range: %s", name, s, rule)
+	}
+	return n, nil
+}
+
+// jsonKind names a raw value's JSON type for an error message.
+func jsonKind(raw interface{}) string {
+	switch raw.(type) {
+	case bool:
+		return "true or false"
+	case string:
+		return "a string"
+	case float64, json.Number, int, int64, int32:
+		return "a number"
+	case []interface{}, []string:
+		return "a list"
+	case map[string]interface{}:
+		return "an object"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("a %T", raw)
+}
+
+// unknownFields are the fields a request sent that the path does not know.
+func unknownFields(d *framework.FieldData) []string {
+	var unknown []string
+	for k := range d.Raw {
+		if _, ok := d.Schema[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	return unknown
 }
 
 // requestError is the request's fault: Vault answers 400 with its text,

@@ -20,7 +20,7 @@ func FuzzRuntimeWrite(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name, ociRuntime, cgroupParent string, cpu, mem int64, rootless bool) {
 		b, s := newTestBackend(t)
 		ctx := context.Background()
-		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/seed", map[string]interface{}{"cpu_nanos": 3})
+		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/seed", map[string]interface{}{"cpu_nanos": 30000000})
 		before := snapshot(t, s)
 
 		data := map[string]interface{}{

@@ -193,9 +193,9 @@ func TestMountWriteErrors(t *testing.T) {
 		data map[string]interface{}
 		want string
 	}{
-		{"mounts/-x", map[string]interface{}{"plugin": "kv"}, `invalid mount name "-x": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"mounts/-x", map[string]interface{}{"plugin": "kv"}, `invalid mount name "-x": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
 		{"mounts/m", nil, "plugin is required: the name of a registered secret plugin to host"},
-		{"mounts/m", map[string]interface{}{"plugin": "a/b"}, `invalid plugin name "a/b": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"mounts/m", map[string]interface{}{"plugin": "a/b"}, `invalid plugin name "a/b": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
 		{"mounts/m", map[string]interface{}{"plugin": "kv"}, `no secret plugin "kv" is registered: register it at plugins/catalog/secret/kv`},
 	} {
 		if got := errorOf(t, b, s, logical.UpdateOperation, tc.path, tc.data); got != tc.want {

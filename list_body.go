@@ -59,6 +59,44 @@ func rawListResponse(requestID, encodedRest string) *logical.Response {
 	}}
 }
 
+// rawDataResponse answers with data as Vault's own envelope, raw: Vault
+// decodes a plugin's response data into float64 on its way through, which
+// rounds an int64 above 2^53; a raw body reaches the client as written.
+func rawDataResponse(requestID string, data interface{}, warnings []string) (*logical.Response, error) {
+	encoded, err := json.Marshal(struct {
+		RequestID     string      `json:"request_id"`
+		LeaseID       string      `json:"lease_id"`
+		Renewable     bool        `json:"renewable"`
+		LeaseDuration int         `json:"lease_duration"`
+		Data          interface{} `json:"data"`
+		WrapInfo      interface{} `json:"wrap_info"`
+		Warnings      []string    `json:"warnings"`
+		Auth          interface{} `json:"auth"`
+		MountType     string      `json:"mount_type"`
+	}{RequestID: requestID, Data: data, Warnings: warnings})
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		logical.HTTPStatusCode:  http.StatusOK,
+		logical.HTTPContentType: "application/json",
+		logical.HTTPRawBody:     base64.StdEncoding.EncodeToString(encoded),
+	}}, nil
+}
+
+// listResponse is a list with "keys" and "key_info" always present, so an
+// empty list has the shape of a full one (the SDK's ListResponseWithInfo
+// leaves both out when there are no keys).
+func listResponse(keys []string, keyInfo map[string]interface{}) *logical.Response {
+	if keys == nil {
+		keys = []string{}
+	}
+	if keyInfo == nil {
+		keyInfo = map[string]interface{}{}
+	}
+	return &logical.Response{Data: map[string]interface{}{"keys": keys, "key_info": keyInfo}}
+}
+
 // wrappable makes a list response one Vault can wrap. Vault wraps a list
 // only if its "keys" is a []string, which a response from an external plugin
 // never is after crossing gRPC as JSON, so a wrapped list from any external

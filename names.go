@@ -2,6 +2,7 @@ package runtimecatalog
 
 import (
 	"regexp"
+	"strings"
 )
 
 // maxNameLength bounds runtime and plugin names: they become storage keys and
@@ -17,9 +18,10 @@ func validateName(kind, name string) error {
 	if name == "" {
 		return badRequestf("missing %s name", kind)
 	}
-	if len(name) > maxNameLength || !nameRegex.MatchString(name) {
+	// Storage refuses a key with ".." anywhere (a relative path).
+	if len(name) > maxNameLength || !nameRegex.MatchString(name) || strings.Contains(name, "..") {
 		return badRequestf("invalid %s name %q: a name has at most %d characters, "+
-			"letters, digits and '_', with '-' and '.' allowed only inside it", kind, name, maxNameLength)
+			"letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'", kind, name, maxNameLength)
 	}
 	return nil
 }

@@ -182,7 +182,9 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 	if err != nil {
 		return nil, err
 	}
-	if req.WrapInfo == nil {
+	// Ordinary data when wrapped (Vault stores it in the wrapping token) or
+	// when fields were ignored (a raw body would drop the framework's warning).
+	if req.WrapInfo == nil && len(unknownFields(d)) == 0 {
 		body, err := b.runtimeList.get(generation, func() (string, error) { return encodeRuntimeList(sorted) })
 		if err != nil {
 			return nil, err
@@ -197,7 +199,7 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 		summary := r.summary()
 		runtimes[i], keys[i], keyInfo[r.Name] = r.toResponseData(), r.Name, fieldData(&summary)
 	}
-	resp := logical.ListResponseWithInfo(keys, keyInfo)
+	resp := listResponse(keys, keyInfo)
 	resp.Data["runtimes"] = runtimes
 	return wrappable(req, resp), nil
 }
@@ -222,7 +224,7 @@ func (b *backend) runtimeExists(ctx context.Context, _ *logical.Request, d *fram
 	return r != nil, err
 }
 
-func (b *backend) pathRuntimeRead(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, err := runtimeName(d)
 	if err != nil {
 		return respondError(err)
@@ -241,7 +243,12 @@ func (b *backend) pathRuntimeRead(ctx context.Context, _ *logical.Request, d *fr
 		plugins[i] = id.String()
 	}
 	data["plugins"] = plugins
-	return &logical.Response{Data: data}, nil
+	if req.WrapInfo != nil || len(unknownFields(d)) > 0 {
+		// Ordinary data: what Vault wraps, and what carries the framework's
+		// warning about unknown fields.
+		return &logical.Response{Data: data}, nil
+	}
+	return rawDataResponse(req.ID, data, nil)
 }
 
 func (b *backend) pathRuntimeWrite(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {

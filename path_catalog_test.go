@@ -22,7 +22,7 @@ func TestRuntimeWriteReadAllFields(t *testing.T) {
 	resp := mustDo(t, b, s, logical.UpdateOperation, "catalog/container/gvisor-limited", map[string]interface{}{
 		"oci_runtime":   "runc",
 		"cgroup_parent": "/examplelimit/",
-		"cpu_nanos":     1000,
+		"cpu_nanos":     10000000000,
 		"memory_bytes":  10000000,
 	})
 	if resp != nil {
@@ -32,8 +32,8 @@ func TestRuntimeWriteReadAllFields(t *testing.T) {
 	got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/gvisor-limited", nil).Data
 	want := map[string]interface{}{
 		"name": "gvisor-limited", "type": "container", "oci_runtime": "runc",
-		"cgroup_parent": "/examplelimit/", "cpu_nanos": int64(1000), "memory_bytes": int64(10000000), "rootless": false,
-		"plugins": []string{},
+		"cgroup_parent": "/examplelimit/", "cpu_nanos": int64(10000000000), "memory_bytes": int64(10000000), "rootless": false,
+		"plugins": []interface{}{}, // an empty list, read from the raw body
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("read:\n got %#v\nwant %#v", got, want)
@@ -57,7 +57,7 @@ func TestRuntimeDefaultOCIRuntimeReadsAsRunsc(t *testing.T) {
 func TestRuntimeWriteIsFullReplace(t *testing.T) {
 	b, s := newTestBackend(t)
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{
-		"oci_runtime": "runc", "cpu_nanos": 5, "rootless": true,
+		"oci_runtime": "runc", "cpu_nanos": 50000000, "rootless": true,
 	})
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"memory_bytes": minMemoryBytes})
 	got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil).Data
@@ -69,27 +69,27 @@ func TestRuntimeWriteIsFullReplace(t *testing.T) {
 func TestRuntimePatchChangesOnlySentFields(t *testing.T) {
 	b, s := newTestBackend(t)
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{
-		"oci_runtime": "runc", "cpu_nanos": 5, "cgroup_parent": "vault.slice",
+		"oci_runtime": "runc", "cpu_nanos": 50000000, "cgroup_parent": "vault.slice",
 	})
-	mustDo(t, b, s, logical.PatchOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 7, "cgroup_parent": nil})
+	mustDo(t, b, s, logical.PatchOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 70000000, "cgroup_parent": nil})
 	got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil).Data
-	if got["oci_runtime"] != "runc" || got["cpu_nanos"] != int64(7) || got["cgroup_parent"] != "" {
+	if got["oci_runtime"] != "runc" || got["cpu_nanos"] != int64(70000000) || got["cgroup_parent"] != "" {
 		t.Fatalf("patch: %#v", got)
 	}
 
 	// A rejected patch changes nothing.
-	msg := errorOf(t, b, s, logical.PatchOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 9, "memory_bytes": -1})
+	msg := errorOf(t, b, s, logical.PatchOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 90000000, "memory_bytes": -1})
 	if msg != "runtime memory in bytes cannot be negative" {
 		t.Fatalf("error = %q", msg)
 	}
-	if got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil).Data; got["cpu_nanos"] != int64(7) {
+	if got := mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", nil).Data; got["cpu_nanos"] != int64(70000000) {
 		t.Fatalf("rejected patch changed the runtime: %#v", got)
 	}
 }
 
 func TestRuntimePatchMissingIs404(t *testing.T) {
 	b, s := newTestBackend(t)
-	_, err := do(t, b, s, logical.PatchOperation, "catalog/container/nope", map[string]interface{}{"cpu_nanos": 1})
+	_, err := do(t, b, s, logical.PatchOperation, "catalog/container/nope", map[string]interface{}{"cpu_nanos": 10000000})
 	var coded logical.HTTPCodedError
 	if !errors.As(err, &coded) || coded.Code() != http.StatusNotFound {
 		t.Fatalf("want a 404, got %v", err)
@@ -108,10 +108,10 @@ func TestRuntimeWriteErrors(t *testing.T) {
 	}{
 		{"catalog/foo/r", nil, `"foo" is not a supported plugin runtime type`},
 		{"catalog/Container/r", nil, `"Container" is not a supported plugin runtime type`},
-		{"catalog/container/-bad", nil, `invalid runtime name "-bad": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
-		{"catalog/container/bad.", nil, `invalid runtime name "bad.": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
-		{"catalog/container/a/b", nil, `invalid runtime name "a/b": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
-		{"catalog/container/" + long, nil, `invalid runtime name "` + long + `": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"catalog/container/-bad", nil, `invalid runtime name "-bad": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
+		{"catalog/container/bad.", nil, `invalid runtime name "bad.": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
+		{"catalog/container/a/b", nil, `invalid runtime name "a/b": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
+		{"catalog/container/" + long, nil, `invalid runtime name "` + long + `": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
 		{"catalog/container/r", map[string]interface{}{"cpu_nanos": -1}, "runtime cpu in nanos cannot be negative"},
 		{"catalog/container/r", map[string]interface{}{"memory_bytes": -1}, "runtime memory in bytes cannot be negative"},
 		{"catalog/container/r", map[string]interface{}{"memory_bytes": 1024}, "memory_bytes 1024 is too small: use 0 for no limit or at least 6291456 (6 MiB, Docker's minimum)"},
@@ -144,7 +144,7 @@ func TestRuntimeAcceptedValues(t *testing.T) {
 		{"cgroup_parent": "vault-plugins.slice"},
 		{"oci_runtime": "io.containerd.runc.v2"},
 		{"memory_bytes": minMemoryBytes},
-		{"cpu_nanos": 1},
+		{"cpu_nanos": 10000000},
 	} {
 		b, s := newTestBackend(t)
 		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/a.b-c_d", data)
@@ -188,7 +188,7 @@ func TestRuntimeDelete(t *testing.T) {
 func TestRuntimeWarnings(t *testing.T) {
 	b, s := newTestBackend(t)
 	resp := mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{
-		"rootless": true, "cpu_nanos": 1000, "colour": "blue",
+		"rootless": true, "cpu_nanos": 10000000000, "colour": "blue",
 	})
 	want := []string{
 		"Endpoint ignored these unrecognized parameters: [colour]",
@@ -230,7 +230,7 @@ func TestRuntimeList(t *testing.T) {
 	}
 
 	for _, name := range []string{"zeta", "alpha", "mid"} {
-		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/"+name, map[string]interface{}{"cpu_nanos": len(name)})
+		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/"+name, map[string]interface{}{"cpu_nanos": len(name) * minNanoCPUs})
 	}
 	for _, tc := range []struct {
 		op   logical.Operation
@@ -249,7 +249,7 @@ func TestRuntimeList(t *testing.T) {
 		runtimes := got["runtimes"].([]interface{})
 		want := map[string]interface{}{
 			"name": "zeta", "type": "container", "oci_runtime": "runsc", "cgroup_parent": "",
-			"cpu_nanos": float64(4), "memory_bytes": float64(0), "rootless": false,
+			"cpu_nanos": float64(40000000), "memory_bytes": float64(0), "rootless": false,
 		}
 		if len(runtimes) != 3 || runtimes[0].(map[string]interface{})["name"] != "alpha" || !reflect.DeepEqual(runtimes[2], want) {
 			t.Fatalf("%s %s: runtimes = %#v", tc.op, tc.path, runtimes)
@@ -272,7 +272,7 @@ func TestRuntimeList(t *testing.T) {
 // wrapping token; it holds the same runtimes as the raw one.
 func TestRuntimeListWrapped(t *testing.T) {
 	b, s := newTestBackend(t)
-	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 3})
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 30000000})
 	req := &logical.Request{Operation: logical.ListOperation, Path: "catalog/", Storage: s, WrapInfo: &logical.RequestWrapInfo{TTL: 60}}
 	resp, err := b.HandleRequest(context.Background(), req)
 	if err != nil || resp == nil {
@@ -284,7 +284,7 @@ func TestRuntimeListWrapped(t *testing.T) {
 	if _, ok := resp.Data["keys"]; ok {
 		t.Fatal("a wrapped list must not carry keys: Vault cannot wrap them from an external plugin")
 	}
-	if rs := resp.Data["runtimes"].([]map[string]interface{}); rs[0]["cpu_nanos"] != int64(3) {
+	if rs := resp.Data["runtimes"].([]map[string]interface{}); rs[0]["cpu_nanos"] != int64(30000000) {
 		t.Fatalf("runtimes = %#v", rs)
 	}
 	if info := resp.Data["key_info"].(map[string]interface{}); !reflect.DeepEqual(info["r"], map[string]interface{}{"oci_runtime": "runsc"}) {
@@ -311,9 +311,9 @@ func TestRuntimeListFollowsChanges(t *testing.T) {
 	if got := keys(); !reflect.DeepEqual(got, []string{"b", "c"}) {
 		t.Fatalf("keys after invalidation = %v", got)
 	}
-	mustDo(t, b, s, logical.PatchOperation, "catalog/container/c", map[string]interface{}{"cpu_nanos": 9})
+	mustDo(t, b, s, logical.PatchOperation, "catalog/container/c", map[string]interface{}{"cpu_nanos": 90000000})
 	rs := mustDo(t, b, s, logical.ReadOperation, "catalog", nil).Data["runtimes"].([]interface{})
-	if rs[1].(map[string]interface{})["cpu_nanos"] != float64(9) {
+	if rs[1].(map[string]interface{})["cpu_nanos"] != float64(90000000) {
 		t.Fatalf("list after patch: %#v", rs)
 	}
 }
@@ -346,7 +346,7 @@ func TestRuntimeConcurrentWritesLoseNothing(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			req := &logical.Request{Operation: logical.UpdateOperation, Path: fmt.Sprintf("catalog/container/r%03d", i),
-				Storage: s, Data: map[string]interface{}{"cpu_nanos": i}}
+				Storage: s, Data: map[string]interface{}{"cpu_nanos": i * minNanoCPUs}}
 			if resp, err := b.HandleRequest(context.Background(), req); err != nil || resp != nil {
 				t.Errorf("write %d: %v %#v", i, err, resp) // Errorf, not Fatal: this is another goroutine
 			}
@@ -415,7 +415,7 @@ func storeRuntimeBehindTheBackend(t *testing.T, s logical.Storage, r *runtimeEnt
 func TestIndexFollowsInvalidation(t *testing.T) {
 	b, s := newTestBackend(t)
 	ctx := context.Background()
-	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/kept", map[string]interface{}{"cpu_nanos": 1})
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/kept", map[string]interface{}{"cpu_nanos": 10000000})
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/gone", nil)
 
 	// Another node writes storage directly and Vault invalidates the keys.
@@ -461,7 +461,7 @@ func TestEverySettableFieldIsApplied(t *testing.T) {
 	// A value for each field type that differs from its zero value and
 	// passes validation.
 	runtimeValues := map[string]interface{}{
-		"oci_runtime": "runc", "cgroup_parent": "/x/", "cpu_nanos": int64(7), "memory_bytes": int64(minMemoryBytes), "rootless": true,
+		"oci_runtime": "runc", "cgroup_parent": "/x/", "cpu_nanos": int64(70000000), "memory_bytes": int64(minMemoryBytes), "rootless": true,
 	}
 	pluginValues := map[string]interface{}{
 		"oci_image": "example/kv", "version": "1.2.3", "sha256": testSHA, "command": "/kv",

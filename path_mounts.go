@@ -134,12 +134,12 @@ func (b *backend) pathMountsList(ctx context.Context, _ *logical.Request, _ *fra
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]string, len(mounts))
+	keys := make([]string, len(mounts)) // empty, not absent: an empty list has the shape of a full one
 	info := make(map[string]interface{}, len(mounts))
 	for i, m := range mounts {
 		keys[i], info[m.Name] = m.Name, m.summary()
 	}
-	return logical.ListResponseWithInfo(keys, info), nil
+	return listResponse(keys, info), nil
 }
 
 func mountName(d *framework.FieldData) (string, error) {

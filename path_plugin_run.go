@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/docker/docker/client"
@@ -15,13 +16,19 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
+// redactedValue stands for the value of a registered env variable in
+// run-config.
+const redactedValue = "<redacted: set by the registration>"
+
 const (
 	pathRunConfigHelpSyn  = "Show the Docker Engine create request for a container plugin."
 	pathRunConfigHelpDesc = `
 Returns the exact container create request (config, host_config,
 networking_config, as the Docker Engine API names them) that starting the
 plugin with its runtime sends. Values only known when a plugin starts are
-shown as placeholders and listed in "set_at_start".
+shown as placeholders and listed in "set_at_start". The values of the
+plugin's registered env variables are redacted, as reads never return them:
+the entry shows that a variable is set, not its value.
 `
 	pathCheckHelpSyn  = "Start a container plugin once, to prove it runs."
 	pathCheckHelpDesc = `
@@ -96,6 +103,18 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d
 	if err != nil {
 		return nil, err
 	}
+	// The registration's env values may be secrets, which reads never show:
+	// neither does this. Say that one is set, not what it is.
+	registered := map[string]bool{}
+	for _, kv := range p.Env {
+		key, _, _ := strings.Cut(kv, "=")
+		registered[key] = true
+	}
+	for i, kv := range rc.Config.Env {
+		if key, _, _ := strings.Cut(kv, "="); registered[key] {
+			rc.Config.Env[i] = key + "=" + redactedValue
+		}
+	}
 	// Through JSON, so the response carries the Docker Engine API's names.
 	encoded, err := json.Marshal(rc)
 	if err != nil {
@@ -140,7 +159,8 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 // unknown OCI runtime, a plugin that exits), or the engine's (a 502).
 func startFailure(id pluginID, err error) error {
 	msg := fmt.Errorf("plugin %s did not start: %w", id, err)
-	for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime, runtime.ErrContainerExited} {
+	for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime,
+		runtime.ErrContainerExited, runtime.ErrStartRefused} {
 		if errors.Is(err, configErr) {
 			return badRequest(msg)
 		}

@@ -1,9 +1,11 @@
 package runtimecatalog
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -36,11 +38,14 @@ func TestPluginRunConfig(t *testing.T) {
 			t.Errorf("host_config.%s = %#v, want %#v", field, host[field], want)
 		}
 	}
-	// The run config shows what the container gets, the plugin's env included:
-	// it needs sudo like every path here.
+	// The run config shows what the container gets, but never the value of
+	// a registered env variable: reads do not show them either.
 	env := config["Env"].([]interface{})
-	if env[0] != "TOKEN=s3cret" || env[len(env)-1] != "PLUGIN_UNIX_SOCKET_DIR=/tmp/go-plugin-container" {
+	if env[0] != "TOKEN="+redactedValue || env[len(env)-1] != "PLUGIN_UNIX_SOCKET_DIR=/tmp/go-plugin-container" {
 		t.Errorf("Env = %v", env)
+	}
+	if encoded, _ := json.Marshal(data); strings.Contains(string(encoded), "s3cret") {
+		t.Errorf("run-config shows an env value: %s", encoded)
 	}
 
 	// A runtime edited since registration applies to the next start.

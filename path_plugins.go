@@ -96,6 +96,10 @@ func pathPlugins(b *backend) []*framework.Path {
 		{
 			Pattern:      "plugins/catalog/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugins"},
+			Fields: map[string]*framework.FieldSchema{"type": {
+				Type: framework.TypeString, Query: true,
+				Description: "Only list plugins of this type (auth, database or secret), as plugins/catalog/TYPE does.",
+			}},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins.", Responses: listResponses},
 				logical.ReadOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins.", Responses: listResponses},
@@ -146,7 +150,7 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 	plugins := []map[string]interface{}{}
-	var keys []string
+	keys := []string{} // an empty list has the shape of a full one
 	keyInfo := map[string]interface{}{}
 	for _, p := range all {
 		if onlyType != "" && p.Type != onlyType {
@@ -159,7 +163,7 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 		data := p.toResponseData()
 		plugins, keys, keyInfo[key] = append(plugins, data), append(keys, key), data
 	}
-	resp := logical.ListResponseWithInfo(keys, keyInfo)
+	resp := listResponse(keys, keyInfo)
 	resp.Data["plugins"] = plugins
 	return wrappable(req, resp), nil
 }

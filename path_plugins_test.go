@@ -51,7 +51,7 @@ func TestPluginWriteErrors(t *testing.T) {
 		want string
 	}{
 		{"plugins/catalog/builtin/p", pluginData(nil), `"builtin" is not a supported plugin type: use one of auth, database, secret`},
-		{"plugins/catalog/secret/p.", pluginData(nil), `invalid plugin name "p.": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"plugins/catalog/secret/p.", pluginData(nil), `invalid plugin name "p.": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
 		{"plugins/catalog/secret/p", map[string]interface{}{"version": "1.0.0"}, "oci_image is required: the image to run, without a tag"},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"oci_image": "example/kv:1.0.0"}), `oci_image "example/kv:1.0.0" must not contain ":": give the image without a tag, the tag comes from version`},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"oci_image": "Example/KV"}), `oci_image "Example/KV" is not an image name (lower-case letters, digits and separators, e.g. registry.example.com/team/plugin)`},
@@ -63,7 +63,7 @@ func TestPluginWriteErrors(t *testing.T) {
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"env": []string{"NOVALUE"}}), `env entry "NOVALUE" is not KEY=VALUE with a non-empty KEY`},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"env": []string{"=x"}}), `env entry "=x" is not KEY=VALUE with a non-empty KEY`},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"runtime": "missing"}), `plugin runtime "missing" does not exist`},
-		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"runtime": "bad/name"}), `invalid runtime name "bad/name": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it`},
+		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"runtime": "bad/name"}), `invalid runtime name "bad/name": a name has at most 128 characters, letters, digits and '_', with '-' and '.' allowed only inside it, and no '..'`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.path+fmt.Sprint(tc.data), func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -85,15 +86,19 @@ func (p *pluginEntry) validate() error {
 	if _, err := version.NewSemver(p.Version); err != nil {
 		return badRequestf("version %q is not a semantic version: %w", p.Version, err)
 	}
+	if tag := strings.TrimPrefix(p.Version, "v"); !imageTagRegex.MatchString(tag) {
+		return badRequestf("version %q cannot be an image tag (%q): a tag has letters, digits, '_', '.' and '-', "+
+			"at most 128, and does not start with '.' or '-' (no '+build' metadata)", p.Version, tag)
+	}
 	if err := p.normaliseSHA256(); err != nil {
 		return badRequest(err)
 	}
-	if strings.ContainsRune(p.Command, 0) {
-		return badRequest(errors.New("command must not contain a NUL byte"))
+	if err := validateExecStrings(p.Command, p.Args, p.Env); err != nil {
+		return err
 	}
 	for _, kv := range p.Env {
 		key, _, ok := strings.Cut(kv, "=")
-		if !ok || key == "" || strings.ContainsRune(kv, 0) {
+		if !ok || key == "" {
 			return badRequestf("env entry %q is not KEY=VALUE with a non-empty KEY", redactEnv(kv))
 		}
 	}
@@ -101,6 +106,59 @@ func (p *pluginEntry) validate() error {
 		if err := validateName("runtime", p.Runtime); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// The kernel's limits on what a process is started with (execve): each
+// string at most MAX_ARG_STRLEN (32 pages, with its NUL), all of them
+// together within ARG_MAX (a quarter of an 8 MiB stack). Half of that is
+// left to the plugin, the rest to the environment Vault and go-plugin add.
+const (
+	maxExecString = 128*1024 - 1
+	maxExecTotal  = 1 << 20
+)
+
+// imageTagRegex is the Docker reference grammar's tag.
+var imageTagRegex = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+
+// validateExecStrings refuses a command, args or env the kernel would refuse
+// to start the plugin with.
+func validateExecStrings(command string, args, env []string) error {
+	total := len(command) + 1
+	check := func(field string, i int, s string) error {
+		where := field
+		if i >= 0 {
+			where = fmt.Sprintf("%s[%d]", field, i)
+		}
+		if strings.ContainsRune(s, 0) {
+			return badRequestf("%s must not contain a NUL byte", where)
+		}
+		if len(s) > maxExecString {
+			return badRequestf("%s is %d bytes: the kernel starts a process with strings of at most %d bytes", where, len(s), maxExecString)
+		}
+		total += len(s) + 1
+		return nil
+	}
+	if err := check("command", -1, command); err != nil {
+		return err
+	}
+	for i, a := range args {
+		if err := check("args", i, a); err != nil {
+			return err
+		}
+	}
+	for i, kv := range env {
+		if strings.ContainsRune(kv, 0) {
+			return badRequestf("env[%d] (%q) must not contain a NUL byte", i, redactEnv(strings.ReplaceAll(kv, "\x00", "")))
+		}
+		if err := check("env", i, kv); err != nil {
+			return err
+		}
+	}
+	if total > maxExecTotal {
+		return badRequestf("command, args and env are %d bytes together: at most %d, so that the plugin can start "+
+			"(the kernel's limit is shared with the environment Vault and go-plugin add)", total, maxExecTotal)
 	}
 	return nil
 }

@@ -18,6 +18,12 @@ const (
 	// fail when a plugin starts.
 	minMemoryBytes = 6 * 1024 * 1024
 
+	// minNanoCPUs is the smallest CPU limit the Docker Engine enforces as
+	// written: it becomes a CFS quota of cpu_nanos/10,000 µs per 100 ms
+	// period, the kernel's smallest quota is 1 ms, and below 10,000 the quota
+	// rounds to 0, which means no limit at all.
+	minNanoCPUs = 10_000_000
+
 	maxOCIRuntimeLength     = 64
 	maxCgroupParentLength   = 255
 	supportedRuntimeTypeMsg = "%q is not a supported plugin runtime type"
@@ -104,6 +110,10 @@ func (r *runtimeEntry) validate() error {
 	}
 	if r.MemoryBytes < 0 {
 		return badRequest(errors.New("runtime memory in bytes cannot be negative"))
+	}
+	if r.NanoCPUs != 0 && r.NanoCPUs < minNanoCPUs {
+		return badRequestf("cpu_nanos %d is too small: use 0 for no limit or at least %d (0.01 CPU, the smallest CPU limit "+
+			"the Docker Engine enforces; below it the limit is dropped or the container cannot start)", r.NanoCPUs, minNanoCPUs)
 	}
 	if r.MemoryBytes != 0 && r.MemoryBytes < minMemoryBytes {
 		return badRequestf("memory_bytes %d is too small: use 0 for no limit or at least %d (6 MiB, Docker's minimum)",

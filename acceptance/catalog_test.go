@@ -20,14 +20,14 @@ func TestRuntimeCatalogThroughVaultCLI(t *testing.T) {
 	v := vaulttest.StartDev(t, "runtimes")
 
 	v.MustRun(t, "write", "runtimes/catalog/container/limited",
-		"oci_runtime=runc", "cgroup_parent=/examplelimit/", "cpu_nanos=1000", "memory_bytes=10000000")
+		"oci_runtime=runc", "cgroup_parent=/examplelimit/", "cpu_nanos=10000000000", "memory_bytes=10000000")
 	v.MustRun(t, "write", "-f", "runtimes/catalog/container/default")
 
 	var read readResult
 	v.MustJSON(t, &read, "read", "runtimes/catalog/container/limited")
 	want := map[string]interface{}{
 		"name": "limited", "type": "container", "oci_runtime": "runc", "cgroup_parent": "/examplelimit/",
-		"cpu_nanos": float64(1000), "memory_bytes": float64(10000000), "rootless": false,
+		"cpu_nanos": float64(10000000000), "memory_bytes": float64(10000000), "rootless": false,
 	}
 	assertSubset(t, read.Data, want)
 
@@ -52,7 +52,7 @@ func TestRuntimeCatalogThroughVaultCLI(t *testing.T) {
 		t.Fatalf("read catalog: runtimes = %#v", listed.Data["runtimes"])
 	}
 
-	v.MustRun(t, "patch", "runtimes/catalog/container/limited", "cpu_nanos=2000")
+	v.MustRun(t, "patch", "runtimes/catalog/container/limited", "cpu_nanos=20000000000")
 	v.MustJSON(t, &read, "read", "runtimes/catalog/container/limited")
 	want["cpu_nanos"] = float64(2000)
 	assertSubset(t, read.Data, want)
@@ -66,7 +66,7 @@ func TestRuntimeCatalogThroughVaultCLI(t *testing.T) {
 
 func TestRuntimeCatalogErrorsThroughVaultCLI(t *testing.T) {
 	v := vaulttest.StartDev(t, "runtimes")
-	v.MustRun(t, "write", "runtimes/catalog/container/kept", "cpu_nanos=5")
+	v.MustRun(t, "write", "runtimes/catalog/container/kept", "cpu_nanos=50000000")
 
 	for _, tc := range []struct {
 		args []string
@@ -91,7 +91,7 @@ func TestRuntimeCatalogErrorsThroughVaultCLI(t *testing.T) {
 		t.Fatalf("rejected writes changed the runtime: %#v", read.Data)
 	}
 
-	_, errOut, code := v.Run(t, "patch", "runtimes/catalog/container/missing", "cpu_nanos=1")
+	_, errOut, code := v.Run(t, "patch", "runtimes/catalog/container/missing", "cpu_nanos=10000000")
 	if code != 2 || !strings.Contains(errOut, "Code: 404") {
 		t.Fatalf("patch of a missing runtime: exit %d\n%s", code, errOut)
 	}
@@ -108,7 +108,7 @@ func TestRuntimeCatalogErrorsThroughVaultCLI(t *testing.T) {
 // and return the same settings.
 func TestRuntimeCatalogMatchesVaultBuiltin(t *testing.T) {
 	v := vaulttest.StartDev(t, "runtimes")
-	args := []string{"oci_runtime=runc", "cgroup_parent=/examplelimit/", "cpu_nanos=1000", "memory_bytes=10000000", "rootless=true"}
+	args := []string{"oci_runtime=runc", "cgroup_parent=/examplelimit/", "cpu_nanos=10000000000", "memory_bytes=10000000", "rootless=true"}
 	v.MustRun(t, append([]string{"write", "sys/plugins/runtimes/catalog/container/same"}, args...)...)
 	v.MustRun(t, append([]string{"write", "runtimes/catalog/container/same"}, args...)...)
 
@@ -148,9 +148,9 @@ func TestRuntimeCatalogNeedsSudo(t *testing.T) {
 	noSudo, sudo := token("catalog-no-sudo"), token("catalog-sudo")
 
 	ops := [][]string{
-		{"write", "runtimes/catalog/container/r", "cpu_nanos=1"},
+		{"write", "runtimes/catalog/container/r", "cpu_nanos=10000000"},
 		{"read", "runtimes/catalog/container/existing"},
-		{"patch", "runtimes/catalog/container/existing", "cpu_nanos=2"},
+		{"patch", "runtimes/catalog/container/existing", "cpu_nanos=20000000"},
 		{"list", "runtimes/catalog"},
 		{"list", "runtimes/catalog/container"},
 		{"read", "runtimes/catalog"},

@@ -13,7 +13,7 @@ import (
 func TestWrappedListUnwrapsToTheRuntimes(t *testing.T) {
 	v := vaulttest.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "runtimes/catalog/container/a", "oci_runtime=runc")
-	v.MustRun(t, "write", "runtimes/catalog/container/b", "cpu_nanos=5")
+	v.MustRun(t, "write", "runtimes/catalog/container/b", "cpu_nanos=50000000")
 
 	var wrapped struct {
 		WrapInfo struct {

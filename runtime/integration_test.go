@@ -91,6 +91,8 @@ func TestStartFailuresSayWhy(t *testing.T) {
 	wrongTag.Version, wrongTag.SHA256 = "v9.9.9", ""
 	wrongID := good
 	wrongID.SHA256 = strings.Repeat("0", 64)
+	noExecutable := good
+	noExecutable.Command = "/nope"
 
 	for _, tc := range []struct {
 		name    string
@@ -109,6 +111,14 @@ func TestStartFailuresSayWhy(t *testing.T) {
 			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
 		{"exits under runsc", crashing, runtime.Runtime{}, runtime.ErrContainerExited,
 			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
+		{"killed by its memory limit", good, runtime.Runtime{OCIRuntime: "runc", MemoryBytes: 6 << 20}, runtime.ErrContainerExited,
+			[]string{"exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 6291456)"}},
+		{"no executable under runc", noExecutable, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrStartRefused,
+			[]string{"the engine refused the container", "/nope"}},
+		{"no executable under runsc", noExecutable, runtime.Runtime{}, runtime.ErrStartRefused,
+			[]string{"the engine refused the container", "failed to load /nope"}},
+		{"more CPU than the host has", good, runtime.Runtime{OCIRuntime: "runc", NanoCPUs: 1000 * 1_000_000_000}, runtime.ErrStartRefused,
+			[]string{"the engine refused the container", "Range of CPUs"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A failed start leaves no socket directory behind either.
@@ -130,6 +140,18 @@ func TestStartFailuresSayWhy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A fully qualified image name finds the same local image as the short one.
+func TestQualifiedImageNameFindsTheImage(t *testing.T) {
+	docker := testimage.Docker(t)
+	id := testimage.Build(t, docker)
+	p := testimage.Plugin(id)
+	p.Image = "docker.io/library/" + p.Image
+	if _, err := runtime.Check(context.Background(), docker, p, runtime.Runtime{OCIRuntime: "runc"}, checkOptions()); err != nil {
+		t.Fatal(err)
+	}
+	testimage.AssertNoContainers(t, docker)
 }
 
 // run-config is what a start really sends: the preview and docker inspect of

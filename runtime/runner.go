@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -29,6 +30,10 @@ var (
 	ErrSHA256Mismatch    = errors.New("SHA256 mismatch")
 	ErrUnknownOCIRuntime = errors.New("unknown OCI runtime")
 	ErrContainerExited   = errors.New("plugin container exited")
+	// ErrStartRefused is the engine or OCI runtime refusing the container
+	// for what it was asked (a limit beyond the host, a missing executable,
+	// an invalid cgroup): the registration's or the runtime's fault.
+	ErrStartRefused = errors.New("the engine refused the container")
 )
 
 // logTailLines is how many of the container's last output lines a failure
@@ -54,6 +59,9 @@ type Runner struct {
 	outputDone chan struct{}
 	exit       container.WaitResponse
 	waitErr    error
+	// startErr is the engine's reason when it refused to start the
+	// container: it says more than the exit code (127) that comes with it.
+	startErr error
 
 	// Created and Started are how long ContainerCreate and ContainerStart took.
 	Created, Started time.Duration
@@ -118,7 +126,8 @@ func (r *Runner) Start(ctx context.Context) error {
 	r.Started = time.Since(began)
 	if err != nil {
 		r.remove()
-		return r.explainStartError(ctx, err)
+		r.startErr = r.explainStartError(ctx, err)
+		return r.startErr
 	}
 	r.logger.Debug("started plugin container", "id", short(r.id), "image", r.run.Config.Image, "runtime", r.run.HostConfig.Runtime)
 	return nil
@@ -128,6 +137,11 @@ func (r *Runner) Start(ctx context.Context) error {
 // the named image has exactly that ID. Images are never pulled.
 func (r *Runner) checkImage(ctx context.Context) error {
 	ref := r.plugin.TaggedImage()
+	// The engine lists images by their familiar names: a fully qualified
+	// docker.io/library/kv-plugin is listed as kv-plugin.
+	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+		ref = reference.FamiliarString(named)
+	}
 	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", ref))})
 	if err != nil {
 		return fmt.Errorf("listing images named %s: %w", ref, err)
@@ -167,6 +181,11 @@ func (r *Runner) explainCreateError(ctx context.Context, err error) error {
 	if errdefs.IsNotFound(err) {
 		return fmt.Errorf("%w: %s (images are never pulled: build or load it there)", ErrImageMissing, msg)
 	}
+	if errdefs.IsInvalidParameter(err) {
+		// For example "Range of CPUs is from 0.01 to 2.00, as there are only
+		// 2 CPUs available": the runtime asks for more than this host has.
+		return fmt.Errorf("%w: %s", ErrStartRefused, msg)
+	}
 	return fmt.Errorf("creating the plugin container: %w", err)
 }
 
@@ -174,6 +193,11 @@ func (r *Runner) explainStartError(ctx context.Context, err error) error {
 	msg := err.Error()
 	if strings.Contains(msg, "unknown or invalid runtime name") || strings.Contains(strings.ToLower(msg), "unknown runtime") {
 		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, msg)
+	}
+	if strings.Contains(msg, "OCI runtime create failed") || strings.Contains(msg, "OCI runtime start failed") || errdefs.IsInvalidParameter(err) {
+		// The OCI runtime's own reason: an executable that is not in the
+		// image, a cgroup it cannot make, a limit the kernel refuses.
+		return fmt.Errorf("%w (image %s, OCI runtime %s): %s", ErrStartRefused, r.run.Config.Image, r.run.HostConfig.Runtime, msg)
 	}
 	return fmt.Errorf("starting the plugin container (image %s, OCI runtime %s): %w", r.run.Config.Image, r.run.HostConfig.Runtime, err)
 }
@@ -212,14 +236,29 @@ func (r *Runner) Exited() (bool, int64) {
 // go-plugin's own "Unrecognized remote plugin message" is left out; else the
 // cause is kept, with the last output if go-plugin did not quote it.
 func (r *Runner) Failure(cause error) error {
+	if r.startErr != nil {
+		return r.startErr
+	}
 	tail := r.tail.String()
 	if done, code := r.Exited(); done && r.waitErr == nil {
-		return fmt.Errorf("%w with code %d before the plugin handshake; last output:\n%s", ErrContainerExited, code, tail)
+		return fmt.Errorf("%w with code %d%s before the plugin handshake; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), tail)
 	}
 	if tail == "" || strings.Contains(cause.Error(), tail) {
 		return cause
 	}
 	return fmt.Errorf("%w; the container's last output:\n%s", cause, tail)
+}
+
+// exitMeaning explains an exit code the container's own output may not:
+// 137 is SIGKILL, which the kernel sends when the memory limit is exceeded.
+func (r *Runner) exitMeaning(code int64) string {
+	if code == 137 && r.run.HostConfig.Memory > 0 {
+		return fmt.Sprintf(" (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
+	}
+	if code == 137 {
+		return " (SIGKILL)"
+	}
+	return ""
 }
 
 // Wait waits for the container to end; a non-zero exit code is an error.

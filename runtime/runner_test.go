@@ -154,8 +154,10 @@ func TestRunnerFailuresSayWhy(t *testing.T) {
 			"missing image: no image example/kv:1.2.3 on the Docker Engine (images are never pulled: build or load it there)", false},
 		{"SHA256 mismatch", &memEngine{images: []image.Summary{{ID: otherID}}}, memImageID, ErrSHA256Mismatch,
 			"SHA256 mismatch: image example/kv:1.2.3 is " + otherID + ", not the registered sha256 " + memImageID, false},
-		{"start refused", &memEngine{images: present, startErr: errors.New("OCI runtime create failed")}, "", nil,
-			"starting the plugin container (image example/kv:1.2.3, OCI runtime nope): OCI runtime create failed", true},
+		{"start refused", &memEngine{images: present, startErr: errors.New("OCI runtime create failed: exec: \"/kv\": no such file")}, "",
+			ErrStartRefused, `the engine refused the container (image example/kv:1.2.3, OCI runtime nope): OCI runtime create failed: exec: "/kv": no such file`, true},
+		{"engine failed", &memEngine{images: present, startErr: errors.New("connection reset by peer")}, "", nil,
+			"starting the plugin container (image example/kv:1.2.3, OCI runtime nope): connection reset by peer", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := memRunner(tc.engine, tc.sha).Start(context.Background())
