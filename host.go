@@ -619,6 +619,9 @@ func (h *host) StartAll(ctx context.Context, clusterID string) {
 			}
 		}
 	}
+	if n := runtime.ReapSocketRoots(); n > 0 {
+		h.logger.Info("removed the socket directories of processes that are gone", "count", n)
+	}
 	entries, err := h.catalog.Mounts(ctx)
 	if err != nil {
 		h.logger.Error("listing hosted mounts", "error", err)

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // Serve serves the plugin to Vault as the SDK's ServeMultiplex does, with
@@ -43,6 +45,9 @@ func Serve(tlsProvider func() (*tls.Config, error)) error {
 		},
 		TLSProvider: tlsProvider,
 	})
+	// Vault stopped the plugin, after cleaning every mount up: the socket
+	// directories' root goes too (a killed process leaves it to the next).
+	os.RemoveAll(runtime.OwnSocketRoot())
 	return nil
 }
 

@@ -54,7 +54,7 @@ func TestRuntimeCatalogThroughVaultCLI(t *testing.T) {
 
 	v.MustRun(t, "patch", "runtimes/catalog/container/limited", "cpu_nanos=20000000000")
 	v.MustJSON(t, &read, "read", "runtimes/catalog/container/limited")
-	want["cpu_nanos"] = float64(2000)
+	want["cpu_nanos"] = float64(20000000000)
 	assertSubset(t, read.Data, want)
 
 	v.MustRun(t, "delete", "runtimes/catalog/container/limited")
@@ -87,7 +87,7 @@ func TestRuntimeCatalogErrorsThroughVaultCLI(t *testing.T) {
 	}
 	var read readResult
 	v.MustJSON(t, &read, "read", "runtimes/catalog/container/kept")
-	if read.Data["cpu_nanos"] != float64(5) {
+	if read.Data["cpu_nanos"] != float64(50000000) {
 		t.Fatalf("rejected writes changed the runtime: %#v", read.Data)
 	}
 

@@ -3,7 +3,6 @@ package acceptance
 import (
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,8 +90,9 @@ func TestFailedChecksSayWhyAndLeaveNothing(t *testing.T) {
 	docker := testimage.Docker(t)
 	id := testimage.Build(t, docker)
 	v := vaulttest.StartDev(t, "runtimes")
+	// The plugin's socket directories: <its TMPDIR>/rc-<pid>-<start>/plugin-dir*.
 	socketDirs := func() int {
-		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "plugin-dir*"))
+		dirs, _ := filepath.Glob(filepath.Join(v.TempDir, "rc-*", "plugin-dir*"))
 		return len(dirs)
 	}
 	before := socketDirs()
@@ -118,6 +118,9 @@ func TestFailedChecksSayWhyAndLeaveNothing(t *testing.T) {
 		}
 	}
 	testimage.AssertNoContainers(t, docker)
+	if roots, _ := filepath.Glob(filepath.Join(v.TempDir, "rc-*")); len(roots) != 1 {
+		t.Fatalf("the plugin's socket root is not where this test counts: %v", roots)
+	}
 	if after := socketDirs(); after != before {
 		t.Errorf("socket directories: %d before the failed checks, %d after", before, after)
 	}

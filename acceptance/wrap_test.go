@@ -35,7 +35,7 @@ func TestWrappedListUnwrapsToTheRuntimes(t *testing.T) {
 		t.Fatalf("unwrapped key_info = %#v (all: %#v)", info, unwrapped.Data)
 	}
 	runtimes, _ := unwrapped.Data["runtimes"].([]interface{})
-	if len(runtimes) != 2 || runtimes[1].(map[string]interface{})["cpu_nanos"] != float64(5) {
+	if len(runtimes) != 2 || runtimes[1].(map[string]interface{})["cpu_nanos"] != float64(50000000) {
 		t.Fatalf("unwrapped runtimes = %#v", unwrapped.Data["runtimes"])
 	}
 }

@@ -37,6 +37,7 @@ func main() {
 
 	t := &mainT{}
 	defer t.cleanup()
+	t.Cleanup(vaulttest.RemoveBuild)
 	// Ctrl-C or a kill stops Vault (and with it the plugins) too.
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)

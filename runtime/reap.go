@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -31,7 +32,10 @@ func ownerOf(pid int) string {
 	// the fields after its closing parenthesis start with field 3.
 	stat := string(data)
 	fields := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
-	if len(fields) < 20 {
+	// Field 3 is the state: a zombie (Z) or dead (X) process is gone, though
+	// its pid and start time stay until its parent reaps it, which a killed
+	// Vault never does.
+	if len(fields) < 20 || fields[0] == "Z" || fields[0] == "X" {
 		return strconv.Itoa(pid) + ":"
 	}
 	return strconv.Itoa(pid) + ":" + fields[19] // field 22, starttime
@@ -45,6 +49,45 @@ func ownerAlive(owner string) bool {
 		return false
 	}
 	return ownerOf(pid) == owner
+}
+
+// socketRootPrefix names the directories that hold the socket directories
+// of one process: /tmp/rc-<pid>-<start time>.
+const socketRootPrefix = "rc-"
+
+// OwnSocketRoot is this process's directory for socket directories, made on
+// first use. A process killed with SIGKILL cannot remove its sockets; the
+// owner in the name lets the next one remove them (ReapSocketRoots).
+func OwnSocketRoot() string {
+	pid, start, _ := strings.Cut(Owner(), ":")
+	dir := filepath.Join(os.TempDir(), socketRootPrefix+pid+"-"+start)
+	// 0711: the engine (rootless Docker runs as a user) must reach the
+	// socket directories inside, which have their own permissions.
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return os.TempDir()
+	}
+	os.Chmod(dir, 0o711)
+	return dir
+}
+
+// ReapSocketRoots removes the socket roots of processes that are gone, and
+// returns how many.
+func ReapSocketRoots() int {
+	roots, _ := filepath.Glob(filepath.Join(os.TempDir(), socketRootPrefix+"*-*"))
+	removed := 0
+	for _, root := range roots {
+		pid, start, ok := strings.Cut(strings.TrimPrefix(filepath.Base(root), socketRootPrefix), "-")
+		if !ok || ownerAlive(pid+":"+start) {
+			continue
+		}
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue // not one of ours
+		}
+		if os.RemoveAll(root) == nil {
+			removed++
+		}
+	}
+	return removed
 }
 
 // Lister is what reaping needs of an engine besides removal.

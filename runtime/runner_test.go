@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -252,5 +254,26 @@ func TestReapOrphansRemovesOnlyDeadOwners(t *testing.T) {
 	removed, err := ReapOrphans(context.Background(), e, "cluster")
 	if err != nil || strings.Join(removed, ",") != "dead" || strings.Join(e.removed, ",") != "dead" {
 		t.Fatalf("removed %v (%v)", removed, err)
+	}
+}
+
+func TestReapSocketRootsRemovesOnlyDeadOwners(t *testing.T) {
+	mine := OwnSocketRoot()
+	dead := filepath.Join(os.TempDir(), socketRootPrefix+"999999999-1")
+	other := filepath.Join(os.TempDir(), socketRootPrefix+"notapid-1")
+	for _, d := range []string{dead, other} {
+		if err := os.MkdirAll(filepath.Join(d, "plugin-dir1"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer os.RemoveAll(other)
+	ReapSocketRoots()
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("the dead owner's root is still there: %v", err)
+	}
+	for _, kept := range []string{mine, other} {
+		if _, err := os.Stat(kept); err != nil {
+			t.Errorf("%s was removed: %v", kept, err)
+		}
 	}
 }

@@ -30,7 +30,8 @@ type Options struct {
 	// means DefaultHardening().
 	Hardening *Hardening
 	// SocketRoot is where go-plugin makes the socket directory; keep it
-	// short, Unix socket paths are limited to about 108 bytes. Default /tmp.
+	// short, Unix socket paths are limited to about 108 bytes. Default
+	// OwnSocketRoot().
 	SocketRoot   string
 	StartTimeout time.Duration // default 30s
 	Logger       hclog.Logger
@@ -42,7 +43,7 @@ func (o Options) withDefaults() Options {
 		o.Hardening = &h
 	}
 	if o.SocketRoot == "" {
-		o.SocketRoot = "/tmp"
+		o.SocketRoot = OwnSocketRoot()
 	}
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 30 * time.Second
@@ -77,11 +78,15 @@ var errPreviewed = errors.New("run config previewed")
 func PreviewRunConfig(p Plugin, r Runtime, o Options) (*RunConfig, error) {
 	o = o.withDefaults()
 	var rc *RunConfig
+	var socketDir string
 	client := plugin.NewClient(clientConfig(p, r, o, func(built *RunConfig, socketDir string) (runner.Runner, error) {
 		rc = built
 		return nil, errPreviewed
-	}, nil))
+	}, func(dir string) { socketDir = dir }))
 	_, err := client.Start()
+	if socketDir != "" {
+		os.RemoveAll(socketDir) // go-plugin made it for a start that never came
+	}
 	if rc == nil {
 		return nil, err
 	}

@@ -125,6 +125,14 @@ func BuildCommand(t T, pkg, out string) string {
 	return out
 }
 
+// RemoveBuild removes the directory BuildPlugin built into; a test binary
+// that builds the plugin calls it from TestMain when its tests are done.
+func RemoveBuild() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
 func copyExecutable(t T, src, dst string) {
 	t.Helper()
 	data, err := os.ReadFile(src)
@@ -171,10 +179,12 @@ func ShortTempDir(t T) string {
 type Server struct {
 	Addr  string
 	Token string
-	bin   string
-	cmd   *exec.Cmd
-	log   *lockedBuffer
-	done  chan struct{}
+	// TempDir is the server's and its plugins' TMPDIR.
+	TempDir string
+	bin     string
+	cmd     *exec.Cmd
+	log     *lockedBuffer
+	done    chan struct{}
 }
 
 // StartDev starts `vault server -dev` with this plugin in its plugin
@@ -192,7 +202,7 @@ func StartDev(t T, path string, extraPlugins ...string) *Server {
 		copyExecutable(t, extra, filepath.Join(pluginDir, filepath.Base(extra)))
 	}
 	port := FreePort(t)
-	s := start(t, fmt.Sprintf("http://127.0.0.1:%d", port), "root",
+	s := start(t, fmt.Sprintf("http://127.0.0.1:%d", port), "root", dir,
 		"server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
 	s.WaitReady(t)
@@ -200,11 +210,19 @@ func StartDev(t T, path string, extraPlugins ...string) *Server {
 	return s
 }
 
-func start(t T, addr, token string, args ...string) *Server {
+// start runs vault with args. Its plugin processes inherit its environment,
+// and TMPDIR makes what they leave in temp (go-plugin's sockets, the socket
+// directories) land in dir, which the test removes: a plugin killed with
+// SIGKILL cannot remove its own.
+func start(t T, addr, token, dir string, args ...string) *Server {
 	t.Helper()
-	s := &Server{Addr: addr, Token: token, bin: Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Addr: addr, Token: token, TempDir: tmp, bin: Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(s.bin, args...)
-	s.cmd.Env = append(os.Environ(), "VAULT_LOG_LEVEL=info")
+	s.cmd.Env = append(os.Environ(), "VAULT_LOG_LEVEL=info", "TMPDIR="+tmp)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -347,7 +365,7 @@ plugin_directory = %q
 		BuildPlugin(t, filepath.Join(dir, "plugins"))
 	}
 
-	s := start(t, addr, "", "server", "-config="+configPath)
+	s := start(t, addr, "", dir, "server", "-config="+configPath)
 	s.WaitReady(t)
 	var keys struct {
 		UnsealKeys []string `json:"unseal_keys_b64"`

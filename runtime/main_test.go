@@ -1,0 +1,17 @@
+package runtime
+
+import (
+	"os"
+	"testing"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+)
+
+// TestMain removes what this test process made in the temp directory: the
+// socket directories' root of its starts and the plugin it built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	os.RemoveAll(OwnSocketRoot())
+	vaulttest.RemoveBuild() // the test image's plugin binary
+	os.Exit(code)
+}
