@@ -99,13 +99,13 @@ func pathCatalog(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "runtimes",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: pageFields(map[string]*framework.FieldSchema{
 				"type": {
 					Type:        framework.TypeString,
 					Description: `Only list runtimes of this type; "container" is the only one.`,
 					Query:       true,
 				},
-			},
+			}),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathRuntimesList, Summary: "List the plugin runtimes.", Responses: listResponses,
@@ -123,7 +123,7 @@ func pathCatalog(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "runtimes-of-type",
 			},
-			Fields: map[string]*framework.FieldSchema{"type": runtimeTypeField()},
+			Fields: pageFields(map[string]*framework.FieldSchema{"type": runtimeTypeField()}),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathRuntimesList, Summary: "List the plugin runtimes of one type.", Responses: listResponses,
@@ -178,14 +178,28 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 			return respondError(err)
 		}
 	}
+	pg, err := pageOf(d)
+	if err != nil {
+		return respondError(err)
+	}
 	sorted, generation, err := b.catalog.Runtimes(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if pg.paged {
+		from, to := pg.bounds(len(sorted), func(i int) string { return sorted[i].Name })
+		sorted = sorted[from:to]
+	}
 	// Ordinary data when wrapped (Vault stores it in the wrapping token) or
 	// when fields were ignored (a raw body would drop the framework's warning).
 	if req.WrapInfo == nil && len(unknownFields(d)) == 0 {
-		body, err := b.runtimeList.get(generation, func() (string, error) { return encodeRuntimeList(sorted) })
+		encode := func() (string, error) { return encodeRuntimeList(sorted) }
+		var body string
+		if pg.paged { // a page is encoded for its request; the whole list once per change
+			body, err = encode()
+		} else {
+			body, err = b.runtimeList.get(generation, encode)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -87,6 +87,7 @@ func pathMounts(b *backend) []*framework.Path {
 		{
 			Pattern:      "mounts/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "hosted-mounts"},
+			Fields:       pageFields(nil),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: b.pathMountsList, Summary: pathMountsHelpSyn,
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
@@ -129,11 +130,17 @@ func pathMounts(b *backend) []*framework.Path {
 	}
 }
 
-func (b *backend) pathMountsList(ctx context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathMountsList(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	pg, err := pageOf(d)
+	if err != nil {
+		return respondError(err)
+	}
 	mounts, err := b.catalog.Mounts(ctx)
 	if err != nil {
 		return nil, err
 	}
+	from, to := pg.bounds(len(mounts), func(i int) string { return mounts[i].Name })
+	mounts = mounts[from:to]
 	keys := make([]string, len(mounts)) // empty, not absent: an empty list has the shape of a full one
 	info := make(map[string]interface{}, len(mounts))
 	for i, m := range mounts {

@@ -96,10 +96,10 @@ func pathPlugins(b *backend) []*framework.Path {
 		{
 			Pattern:      "plugins/catalog/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugins"},
-			Fields: map[string]*framework.FieldSchema{"type": {
+			Fields: pageFields(map[string]*framework.FieldSchema{"type": {
 				Type: framework.TypeString, Query: true,
 				Description: "Only list plugins of this type (auth, database or secret), as plugins/catalog/TYPE does.",
-			}},
+			}}),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins.", Responses: listResponses},
 				logical.ReadOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins.", Responses: listResponses},
@@ -110,7 +110,7 @@ func pathPlugins(b *backend) []*framework.Path {
 		{
 			Pattern:      "plugins/catalog/" + framework.GenericNameRegex("type") + "/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "plugins-of-type"},
-			Fields:       map[string]*framework.FieldSchema{"type": pluginTypeField()},
+			Fields:       pageFields(map[string]*framework.FieldSchema{"type": pluginTypeField()}),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: b.pathPluginsList, Summary: "List the container plugins of one type.", Responses: listResponses},
 			},
@@ -145,13 +145,17 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 			return respondError(err)
 		}
 	}
+	pg, err := pageOf(d)
+	if err != nil {
+		return respondError(err)
+	}
 	all, err := b.catalog.Plugins(ctx)
 	if err != nil {
 		return nil, err
 	}
-	plugins := []map[string]interface{}{}
-	keys := []string{} // an empty list has the shape of a full one
-	keyInfo := map[string]interface{}{}
+	// The keys: "type/name", or the names of one type; sorted either way.
+	var selected []*pluginEntry
+	var allKeys []string
 	for _, p := range all {
 		if onlyType != "" && p.Type != onlyType {
 			continue
@@ -160,8 +164,15 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 		if onlyType != "" {
 			key = p.Name
 		}
-		data := p.toResponseData()
-		plugins, keys, keyInfo[key] = append(plugins, data), append(keys, key), data
+		selected, allKeys = append(selected, p), append(allKeys, key)
+	}
+	from, to := pg.bounds(len(allKeys), func(i int) string { return allKeys[i] })
+	plugins := []map[string]interface{}{}
+	keys := []string{} // an empty list has the shape of a full one
+	keyInfo := map[string]interface{}{}
+	for i := from; i < to; i++ {
+		data := selected[i].toResponseData()
+		plugins, keys, keyInfo[allKeys[i]] = append(plugins, data), append(keys, allKeys[i]), data
 	}
 	resp := listResponse(keys, keyInfo)
 	resp.Data["plugins"] = plugins
