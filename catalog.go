@@ -26,7 +26,22 @@ const (
 	runtimeEntryFormat   = 1
 	pluginEntryFormat    = 1
 	mountEntryFormat     = 1
+	settingsKey          = "config"
+	settingsFormat       = 1
 )
+
+// settingsEntry is the mount's own configuration.
+type settingsEntry struct {
+	// CompressLists lets lists answer with a gzip body to clients that ask
+	// for one (Accept-Encoding), which the mount must pass through, and let
+	// the Content-Encoding header back out of.
+	CompressLists bool `json:"compress_lists"`
+}
+
+type storedSettings struct {
+	Format int `json:"format"`
+	*settingsEntry
+}
 
 func runtimeKey(name string) string    { return runtimeStoragePrefix + name }
 func pluginKey(id pluginID) string     { return pluginStoragePrefix + id.String() }
@@ -72,6 +87,7 @@ type catalog struct {
 	plugins  map[pluginID]*pluginEntry
 	users    map[string]map[pluginID]struct{} // runtime name -> plugins using it
 	mounts   map[string]*mountEntry
+	settings settingsEntry
 	// Sorted views, nil after a change.
 	runtimesSorted []*runtimeEntry
 	pluginsSorted  []*pluginEntry
@@ -145,6 +161,9 @@ func (c *catalog) loadLocked(ctx context.Context) error {
 	}
 	entries, err := getAll(ctx, c.storage, append(append(runtimeKeys, pluginKeys...), mountKeys...))
 	if err != nil {
+		return err
+	}
+	if c.settings, err = decodeSettings(c.storage.Get(ctx, settingsKey)); err != nil {
 		return err
 	}
 
@@ -244,6 +263,13 @@ func (c *catalog) refreshLocked(ctx context.Context, key string) error {
 			c.setPluginLocked(p)
 		}
 		return nil
+	}
+	if key == settingsKey {
+		settings, err := decodeSettings(c.storage.Get(ctx, key))
+		if err == nil {
+			c.settings = settings
+		}
+		return err
 	}
 	if name, ok := strings.CutPrefix(key, mountStoragePrefix); ok {
 		m, err := decodeMount(c.storage.Get(ctx, key))
@@ -688,6 +714,42 @@ func (c *catalog) DeleteMount(ctx context.Context, name string, stop func(*mount
 	c.changedLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// Settings are the mount's configuration.
+func (c *catalog) Settings(ctx context.Context) (settingsEntry, error) {
+	if err := c.ensure(ctx); err != nil {
+		return settingsEntry{}, err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.settings, nil
+}
+
+// WriteSettings stores the mount's configuration.
+func (c *catalog) WriteSettings(ctx context.Context, settings settingsEntry) error {
+	if err := c.ensure(ctx); err != nil {
+		return err
+	}
+	se, err := logical.StorageEntryJSON(settingsKey, storedSettings{settingsFormat, &settings})
+	if err == nil {
+		err = c.storage.Put(ctx, se)
+	}
+	if err != nil {
+		return fmt.Errorf("storing the configuration: %w", err)
+	}
+	c.mu.Lock()
+	c.settings = settings
+	c.mu.Unlock()
+	return nil
+}
+
+func decodeSettings(se *logical.StorageEntry, err error) (settingsEntry, error) {
+	stored := storedSettings{settingsEntry: &settingsEntry{}}
+	if ok, err := decodeStored(se, err, "configuration", &stored, &stored.Format, settingsFormat); !ok {
+		return settingsEntry{}, err
+	}
+	return *stored.settingsEntry, nil
 }
 
 func decodeMount(se *logical.StorageEntry, err error) (*mountEntry, error) {

@@ -138,7 +138,11 @@ func TestCatalogToRun(t *testing.T) {
 // The envelope's start is padded so its base64 joins the cached body's:
 // every padding length decodes to the envelope with the request's own ID.
 func TestRawListResponseForEveryPadding(t *testing.T) {
-	body, err := encodeRuntimeList([]*runtimeEntry{newRuntimeEntry("a")})
+	rest, err := encodeRuntimeList([]*runtimeEntry{newRuntimeEntry("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := newListBody(rest, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +150,7 @@ func TestRawListResponseForEveryPadding(t *testing.T) {
 	for _, id := range []string{"", "a", "ab", "abc", `q"uote`, strings.Repeat("x", 37)} {
 		start := `{"request_id":` + string(mustJSON(t, id)) + `,"lease_id":"","renewable":false,"lease_duration":0,"data":`
 		pads[len(start)%3] = true
-		resp := rawListResponse(id, body)
+		resp := body.response(id, false)
 		raw, err := base64.StdEncoding.DecodeString(resp.Data[logical.HTTPRawBody].(string))
 		if err != nil {
 			t.Fatalf("id %q: %v", id, err)

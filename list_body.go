@@ -23,9 +23,10 @@ import (
 // envelopeEnd closes the response envelope after "data".
 const envelopeEnd = `,"wrap_info":null,"warnings":null,"auth":null,"mount_type":""}`
 
-// encodeRuntimeList returns base64 of the list's data object followed by the
-// envelope's end, for runtimes sorted by name.
-func encodeRuntimeList(sorted []*runtimeEntry) (string, error) {
+// encodeRuntimeList returns the list's data object followed by the
+// envelope's end, for runtimes sorted by name: the part of the body that
+// is the same for every request.
+func encodeRuntimeList(sorted []*runtimeEntry) ([]byte, error) {
 	data := struct {
 		Runtimes []runtimeEntry            `json:"runtimes"`
 		Keys     []string                  `json:"keys"`
@@ -37,26 +38,80 @@ func encodeRuntimeList(sorted []*runtimeEntry) (string, error) {
 	}
 	encoded, err := json.Marshal(data)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return base64.StdEncoding.EncodeToString(append(encoded, envelopeEnd...)), nil
+	return append(encoded, envelopeEnd...), nil
 }
 
-// rawListResponse wraps the cached body in the envelope's start, which
-// carries this request's ID. The start is padded with JSON white space to a
-// multiple of 3 bytes, so that its base64 and the cached base64 concatenate
-// into the base64 of the whole body.
-func rawListResponse(requestID, encodedRest string) *logical.Response {
+// listBody is a list's constant part, ready to be sent: as base64 for a
+// plain body, and compressed once a client asked for gzip.
+type listBody struct {
+	b64 string
+	gz  *gzipRest
+}
+
+func newListBody(rest []byte, wantGzip bool) (*listBody, error) {
+	body := &listBody{b64: base64.StdEncoding.EncodeToString(rest)}
+	if wantGzip {
+		var err error
+		if body.gz, err = compressRest(rest); err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
+}
+
+// envelopeStart is the start of Vault's envelope for a request: what varies.
+func envelopeStart(requestID string) string {
 	idJSON, _ := json.Marshal(requestID)
-	start := `{"request_id":` + string(idJSON) + `,"lease_id":"","renewable":false,"lease_duration":0,"data":`
+	return `{"request_id":` + string(idJSON) + `,"lease_id":"","renewable":false,"lease_duration":0,"data":`
+}
+
+// response wraps the body in the envelope's start, which carries this
+// request's ID: gzip when the client negotiated it, else plain. For a plain
+// body the start is padded with JSON white space to a multiple of 3 bytes,
+// so that its base64 and the cached base64 concatenate into the base64 of
+// the whole.
+func (lb *listBody) response(requestID string, gzipped bool) *logical.Response {
+	start := envelopeStart(requestID)
 	if pad := len(start) % 3; pad != 0 {
 		start += strings.Repeat(" ", 3-pad)
+	}
+	if gzipped && lb.gz != nil { // the same bytes as the plain body, compressed
+		return gzipResponse(lb.gz.member([]byte(start)))
 	}
 	return &logical.Response{Data: map[string]interface{}{
 		logical.HTTPStatusCode:  http.StatusOK,
 		logical.HTTPContentType: "application/json",
-		logical.HTTPRawBody:     base64.StdEncoding.EncodeToString([]byte(start)) + encodedRest,
+		logical.HTTPRawBody:     base64.StdEncoding.EncodeToString([]byte(start)) + lb.b64,
 	}}
+}
+
+// gzipResponse is a raw response of a gzip body, with the headers a client
+// decodes it by; the mount must allow them back (allowed_response_headers).
+func gzipResponse(member []byte) *logical.Response {
+	return &logical.Response{
+		Data: map[string]interface{}{
+			logical.HTTPStatusCode:  http.StatusOK,
+			logical.HTTPContentType: "application/json",
+			logical.HTTPRawBody:     base64.StdEncoding.EncodeToString(member),
+		},
+		Headers: map[string][]string{"Content-Encoding": {"gzip"}, "Vary": {"Accept-Encoding"}},
+	}
+}
+
+// gzipData answers with data as Vault's own envelope, compressed for this
+// request: for the lists that are not cached (plugins, hosted mounts).
+func gzipData(requestID string, data interface{}) (*logical.Response, error) {
+	encoded, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	g, err := compressRest(append([]byte(envelopeStart(requestID)), append(encoded, envelopeEnd...)...))
+	if err != nil {
+		return nil, err
+	}
+	return gzipResponse(g.member(nil)), nil
 }
 
 // rawDataResponse answers with data as Vault's own envelope, raw: Vault
@@ -110,32 +165,37 @@ func wrappable(req *logical.Request, resp *logical.Response) *logical.Response {
 	return resp
 }
 
-// listBodyCache keeps one encoded list body for the catalog generation it
-// was encoded from, so a list costs an encoding only after a change.
+// listBodyCache keeps one list body for the catalog generation it was
+// encoded from, so a list costs an encoding (and a compression, once gzip
+// is asked for) only after a change.
 type listBodyCache struct {
 	mu         sync.Mutex
 	generation uint64
-	body       string
+	body       *listBody
 }
 
 // get returns the body for generation gen, encoding it when the cached one
-// is of another generation. Encoding happens outside the lock: concurrent
-// lists of a new generation may each encode it, none waits on another.
-func (lc *listBodyCache) get(gen uint64, encode func() (string, error)) (string, error) {
+// is of another generation or lacks the gzip form asked for. Encoding
+// happens outside the lock: concurrent lists of a new generation may each
+// encode it, none waits on another.
+func (lc *listBodyCache) get(gen uint64, encode func() ([]byte, error), wantGzip bool) (*listBody, error) {
 	lc.mu.Lock()
 	body, cachedGen := lc.body, lc.generation
 	lc.mu.Unlock()
-	if body != "" && cachedGen == gen {
+	if body != nil && cachedGen == gen && (!wantGzip || body.gz != nil) {
 		return body, nil
 	}
-	body, err := encode()
+	rest, err := encode()
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	if body, err = newListBody(rest, wantGzip); err != nil {
+		return nil, err
 	}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	if gen >= lc.generation { // never replace a newer body with an older one
-		lc.body, lc.generation = body, gen
+	if gen > lc.generation || (gen == lc.generation && (lc.body == nil || lc.body.gz == nil)) {
+		lc.body, lc.generation = body, gen // never an older body, never one with less
 	}
 	return body, nil
 }

@@ -193,17 +193,24 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 	// Ordinary data when wrapped (Vault stores it in the wrapping token) or
 	// when fields were ignored (a raw body would drop the framework's warning).
 	if req.WrapInfo == nil && len(unknownFields(d)) == 0 {
-		encode := func() (string, error) { return encodeRuntimeList(sorted) }
-		var body string
+		gzipped, err := b.listsGzipped(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		encode := func() ([]byte, error) { return encodeRuntimeList(sorted) }
+		var body *listBody
 		if pg.paged { // a page is encoded for its request; the whole list once per change
-			body, err = encode()
+			var rest []byte
+			if rest, err = encode(); err == nil {
+				body, err = newListBody(rest, gzipped)
+			}
 		} else {
-			body, err = b.runtimeList.get(generation, encode)
+			body, err = b.runtimeList.get(generation, encode, gzipped)
 		}
 		if err != nil {
 			return nil, err
 		}
-		return rawListResponse(req.ID, body), nil
+		return body.response(req.ID, gzipped), nil
 	}
 	// A wrapped response must be ordinary data for Vault to store.
 	runtimes := make([]map[string]interface{}, len(sorted))

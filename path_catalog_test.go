@@ -3,7 +3,6 @@ package runtimecatalog
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -515,7 +514,7 @@ func TestRuntimeViewMatchesResponseData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, _ := base64.StdEncoding.DecodeString(encoded)
+		body := encoded
 		var list struct {
 			Runtimes []json.RawMessage `json:"runtimes"`
 		}

@@ -130,7 +130,7 @@ func pathMounts(b *backend) []*framework.Path {
 	}
 }
 
-func (b *backend) pathMountsList(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathMountsList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	pg, err := pageOf(d)
 	if err != nil {
 		return respondError(err)
@@ -146,7 +146,7 @@ func (b *backend) pathMountsList(ctx context.Context, _ *logical.Request, d *fra
 	for i, m := range mounts {
 		keys[i], info[m.Name] = m.Name, m.summary()
 	}
-	return listResponse(keys, info), nil
+	return b.listAnswer(ctx, req, listResponse(keys, info))
 }
 
 func mountName(d *framework.FieldData) (string, error) {

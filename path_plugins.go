@@ -176,7 +176,7 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 	}
 	resp := listResponse(keys, keyInfo)
 	resp.Data["plugins"] = plugins
-	return wrappable(req, resp), nil
+	return b.listAnswer(ctx, req, resp)
 }
 
 // pluginIDFromPath validates the type and name captured from the path.
