@@ -32,7 +32,11 @@ for _ in $(seq 1 100); do
   kill -0 "$vault_pid" 2>/dev/null || { cat "$dir/vault.log"; exit 1; }
   sleep 0.1
 done
-"$vault" secrets enable -path=runtimes vault-plugin-runtime-catalog
+# Compressed lists: the mount passes Accept-Encoding in and lets
+# Content-Encoding and Vary out, and the plugin is told it may use them.
+"$vault" secrets enable -path=runtimes -passthrough-request-headers=Accept-Encoding \
+  -allowed-response-headers=Content-Encoding -allowed-response-headers=Vary vault-plugin-runtime-catalog
+"$vault" write runtimes/config compress_lists=true >/dev/null
 
 cat <<TXT
 
