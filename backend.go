@@ -6,7 +6,6 @@ package runtimecatalog
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -141,14 +140,7 @@ func (b *backend) ignoredFields(req *logical.Request) []string {
 	if route == nil || req.Operation == logical.HelpOperation {
 		return nil
 	}
-	var ignored []string
-	for k := range req.Data {
-		if _, ok := route.Fields[k]; !ok {
-			ignored = append(ignored, k)
-		}
-	}
-	sort.Strings(ignored)
-	return ignored
+	return unknownKeys(req.Data, route.Fields)
 }
 
 // HandleExistenceCheck asks a hosted plugin about its own paths.

@@ -195,10 +195,13 @@ func jsonKind(raw interface{}) string {
 }
 
 // unknownFields are the fields a request sent that the path does not know.
-func unknownFields(d *framework.FieldData) []string {
+func unknownFields(d *framework.FieldData) []string { return unknownKeys(d.Raw, d.Schema) }
+
+// unknownKeys are the keys of data that schema does not have, sorted.
+func unknownKeys(data map[string]interface{}, schema map[string]*framework.FieldSchema) []string {
 	var unknown []string
-	for k := range d.Raw {
-		if _, ok := d.Schema[k]; !ok {
+	for k := range data {
+		if _, ok := schema[k]; !ok {
 			unknown = append(unknown, k)
 		}
 	}
