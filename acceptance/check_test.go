@@ -44,5 +44,5 @@ func TestPluginCheckThroughVaultCLI(t *testing.T) {
 	if host["Runtime"] != "runc" || host["NanoCpus"] != float64(500000000) {
 		t.Fatalf("run-config host_config: %#v", host)
 	}
-	testimage.AssertNoContainers(t, docker)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }

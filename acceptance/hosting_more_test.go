@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
@@ -107,7 +104,7 @@ path "runtimes/mounts"   { capabilities = ["read", "list"] }
 	v.MustRun(t, "delete", "runtimes/mounts/p")
 	v.MustRun(t, "delete", "runtimes/plugins/catalog/secret/probe")
 	v.Stop(t)
-	testimage.AssertNoContainers(t, docker)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }
 
 // kv v1 with leased_passthrough issues leases that Vault renews and revokes
@@ -151,7 +148,7 @@ func TestHostedKVLeases(t *testing.T) {
 	}
 	v.MustRun(t, "delete", "runtimes/mounts/plain")
 	v.Stop(t)
-	testimage.AssertNoContainers(t, docker)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }
 
 // Hosted mounts keep their data across a restart of a file-backed Vault;
@@ -170,7 +167,7 @@ func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
 	}
 	eventually(t, "kv2 write", func() error { return writeJSON(t, v, "write", "runtimes/mounts/kv2/data/s", `{"data":{"v":"two"}}`) })
 	v.Stop(t)
-	testimage.AssertNoContainers(t, docker)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 
 	v = vaulttest.StartPersistent(t, dir, port, "runtimes")
 	assertHostedData := func() {
@@ -238,12 +235,7 @@ func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
 	}
 	assertHostedData()
 	v.Stop(t)
-	testimage.AssertNoContainers(t, docker)
-	list, _ := docker.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", runtime.LabelManagedBy))})
-	if len(list) != 0 {
-		t.Fatalf("%d containers left", len(list))
-	}
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }
 
 // A plugin that cannot start is refused with the reason and nothing is
@@ -326,5 +318,5 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 		t.Fatalf("data after the failed mount's reload: %#v", read.Data)
 	}
 	v.Stop(t)
-	testimage.AssertNoContainers(t, docker)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }

@@ -144,7 +144,7 @@ func TestHostedKV(t *testing.T) {
 				t.Fatalf("read of a deleted mount: exit %d %s", code, errOut)
 			}
 			v.Stop(t)
-			testimage.AssertNoContainers(t, docker)
+			testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 		})
 	}
 }

@@ -117,7 +117,7 @@ func TestFailedChecksSayWhyAndLeaveNothing(t *testing.T) {
 			t.Errorf("check %s: exit %d, want a 400 saying %q\n%s", tc.name, code, tc.says, errOut)
 		}
 	}
-	testimage.AssertNoContainers(t, docker)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 	if roots, _ := filepath.Glob(filepath.Join(v.TempDir, "rc-*")); len(roots) != 1 {
 		t.Fatalf("the plugin's socket root is not where this test counts: %v", roots)
 	}

@@ -169,12 +169,28 @@ func Plugin(id string) runtime.Plugin {
 	return runtime.Plugin{Name: "rc-test", Type: "secret", Version: Version, Image: Name, SHA256: id}
 }
 
-// AssertNoContainers fails the test if any container of this project's is
-// left on the engine.
+// AssertNoContainers fails the test if any container this test process
+// started itself (through the runtime package) is left on the engine. Other
+// test processes run beside it, with containers of their own.
 func AssertNoContainers(t testing.TB, docker *client.Client) {
 	t.Helper()
+	assertNone(t, docker, runtime.LabelOwner+"="+runtime.Owner())
+}
+
+// AssertNoContainersOf fails the test if any container of the Vault cluster
+// is left: the containers its plugins started.
+func AssertNoContainersOf(t testing.TB, docker *client.Client, clusterID string) {
+	t.Helper()
+	if clusterID == "" {
+		t.Fatal("no cluster ID to look for containers by")
+	}
+	assertNone(t, docker, runtime.LabelClusterID+"="+clusterID)
+}
+
+func assertNone(t testing.TB, docker *client.Client, label string) {
+	t.Helper()
 	list, err := docker.ContainerList(context.Background(), container.ListOptions{
-		All: true, Filters: filters.NewArgs(filters.Arg("label", runtime.LabelManagedBy)),
+		All: true, Filters: filters.NewArgs(filters.Arg("label", runtime.LabelManagedBy), filters.Arg("label", label)),
 	})
 	if err != nil {
 		t.Fatal(err)

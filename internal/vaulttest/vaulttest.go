@@ -181,10 +181,13 @@ type Server struct {
 	Token string
 	// TempDir is the server's and its plugins' TMPDIR.
 	TempDir string
-	bin     string
-	cmd     *exec.Cmd
-	log     *lockedBuffer
-	done    chan struct{}
+	// ClusterID is the Vault cluster's ID, once unsealed: the label its
+	// plugin containers carry.
+	ClusterID string
+	bin       string
+	cmd       *exec.Cmd
+	log       *lockedBuffer
+	done      chan struct{}
 }
 
 // StartDev starts `vault server -dev` with this plugin in its plugin
@@ -206,8 +209,18 @@ func StartDev(t T, path string, extraPlugins ...string) *Server {
 		"server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
 	s.WaitReady(t)
+	s.readClusterID(t)
 	s.MustRun(t, "secrets", "enable", "-path="+path, PluginName)
 	return s
+}
+
+func (s *Server) readClusterID(t T) {
+	t.Helper()
+	var status struct {
+		ClusterID string `json:"cluster_id"`
+	}
+	s.MustJSON(t, &status, "status")
+	s.ClusterID = status.ClusterID
 }
 
 // start runs vault with args. Its plugin processes inherit its environment,
@@ -386,6 +399,7 @@ plugin_directory = %q
 	}
 	s.Token = keys.RootToken
 	s.MustRun(t, "operator", "unseal", keys.UnsealKeys[0])
+	s.readClusterID(t)
 	if fresh {
 		sum, err := FileSHA256(filepath.Join(dir, "plugins", PluginName))
 		if err != nil {
