@@ -150,7 +150,10 @@ func TestRawListResponseForEveryPadding(t *testing.T) {
 	for _, id := range []string{"", "a", "ab", "abc", `q"uote`, strings.Repeat("x", 37)} {
 		start := `{"request_id":` + string(mustJSON(t, id)) + `,"lease_id":"","renewable":false,"lease_duration":0,"data":`
 		pads[len(start)%3] = true
-		resp := body.response(id, false)
+		resp, err := body.response(id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
 		raw, err := base64.StdEncoding.DecodeString(resp.Data[logical.HTTPRawBody].(string))
 		if err != nil {
 			t.Fatalf("id %q: %v", id, err)

@@ -210,7 +210,7 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 		if err != nil {
 			return nil, err
 		}
-		return body.response(req.ID, gzipped), nil
+		return body.response(req.ID, gzipped)
 	}
 	// A wrapped response must be ordinary data for Vault to store.
 	runtimes := make([]map[string]interface{}, len(sorted))

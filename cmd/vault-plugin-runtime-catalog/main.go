@@ -20,9 +20,17 @@ import (
 // third of the list rate for 15 MiB less.
 const memoryLimit = 64 << 20
 
+// gcPercent lets the heap grow by half its live size between collections,
+// not by all of it: this plugin's live heap is small (12 MB with 10,000
+// runtimes) and most of what it allocates is short-lived response buffers.
+const gcPercent = 50
+
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
 	}
 	apiClientMeta := &api.PluginAPIClientMeta{}
 	flags := apiClientMeta.FlagSet()
