@@ -102,9 +102,6 @@ func BuildProbe(t vaulttest.T, docker *client.Client) string {
 	})
 }
 
-// KVPlugin is the kv image as a registered plugin, pinned to its image ID.
-func KVPlugin(id string) runtime.Plugin {
-	return runtime.Plugin{Name: "kv", Type: "secret", Version: KVVersion, Image: KVName, SHA256: id}
 }
 
 func buildOnce(t vaulttest.T, docker *client.Client, ref string, binary func() string) string {
