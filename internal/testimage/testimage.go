@@ -102,8 +102,6 @@ func BuildProbe(t vaulttest.T, docker *client.Client) string {
 	})
 }
 
-}
-
 func buildOnce(t vaulttest.T, docker *client.Client, ref string, binary func() string) string {
 	t.Helper()
 	buildMu.Lock()
