@@ -112,6 +112,7 @@ func TestStartFailuresSayWhy(t *testing.T) {
 		{"exits under runsc", crashing, runtime.Runtime{}, runtime.ErrContainerExited,
 			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
 		{"killed by its memory limit", good, runtime.Runtime{OCIRuntime: "runc", MemoryBytes: 6 << 20}, runtime.ErrContainerExited,
+			// Before or after the handshake, as the kernel's timing falls.
 			[]string{"exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 6291456)"}},
 		{"no executable under runc", noExecutable, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrStartRefused,
 			[]string{"the engine refused the container", "/nope"}},

@@ -62,6 +62,8 @@ type Runner struct {
 	// startErr is the engine's reason when it refused to start the
 	// container: it says more than the exit code (127) that comes with it.
 	startErr error
+	// handshook is set once go-plugin's handshake completed.
+	handshook bool
 
 	// Created and Started are how long ContainerCreate and ContainerStart took.
 	Created, Started time.Duration
@@ -241,7 +243,11 @@ func (r *Runner) Failure(cause error) error {
 	}
 	tail := r.tail.String()
 	if done, code := r.Exited(); done && r.waitErr == nil {
-		return fmt.Errorf("%w with code %d%s before the plugin handshake; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), tail)
+		when := "before the plugin handshake"
+		if r.handshook {
+			when = "after the plugin handshake"
+		}
+		return fmt.Errorf("%w with code %d%s %s; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), when, tail)
 	}
 	if tail == "" || strings.Contains(cause.Error(), tail) {
 		return cause
@@ -259,6 +265,18 @@ func (r *Runner) exitMeaning(code int64) string {
 		return " (SIGKILL)"
 	}
 	return ""
+}
+
+// ExplainCall explains a call to the plugin that failed: when the
+// container has exited (or does within outputGrace), its exit code and last
+// output say why, not the broken connection the caller saw.
+func (r *Runner) ExplainCall(cause error) error {
+	select {
+	case <-r.exited:
+	case <-time.After(outputGrace):
+		return cause
+	}
+	return r.Failure(cause)
 }
 
 // Wait waits for the container to end; a non-zero exit code is an error.

@@ -202,6 +202,7 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 		return nil, fmt.Errorf("the plugin speaks %T, not gRPC", rpc)
 	}
 	running.Handshake = time.Since(began) - running.Runner.Created - running.Runner.Started
+	running.Runner.handshook = true
 	return running, nil
 }
 
@@ -222,7 +223,9 @@ func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendC
 		return nil, fmt.Errorf("handshake done, but the plugin serves no Vault backend: %w", err)
 	}
 	if err := b.Setup(ctx, conf); err != nil {
-		return nil, fmt.Errorf("setting up the plugin's backend: %w", err)
+		// A plugin killed during its Setup (by its memory limit, say) breaks
+		// the connection: its exit says why.
+		return nil, r.Runner.ExplainCall(fmt.Errorf("setting up the plugin's backend: %w", err))
 	}
 	return b, nil
 }
