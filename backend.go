@@ -62,6 +62,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 		b.multiplexID = id
 		instances.Store(id, b)
 	}
+	backends.Store(b, struct{}{})
 	return b, nil
 }
 
@@ -177,6 +178,7 @@ func (b *backend) clean(ctx context.Context) {
 	if b.multiplexID != "" {
 		instances.CompareAndDelete(b.multiplexID, b)
 	}
+	backends.Delete(b)
 	b.host.Close(ctx)
 	if b.docker.client != nil {
 		b.docker.client.Close()

@@ -5,8 +5,11 @@ import (
 	"crypto/tls"
 	"math"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -34,6 +37,7 @@ func Serve(tlsProvider func() (*tls.Config, error)) error {
 	if err := pluginutil.OptionallyEnableMlock(); err != nil {
 		return err
 	}
+	go watchParent(os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  vaultplugin.HandshakeConfig,
 		VersionedPlugins: map[int]plugin.PluginSet{3: backendPlugin(false), 4: backendPlugin(false), 5: backendPlugin(true)},
@@ -50,6 +54,37 @@ func Serve(tlsProvider func() (*tls.Config, error)) error {
 	os.RemoveAll(runtime.OwnSocketRoot())
 	return nil
 }
+
+// watchParent ends this process cleanly once the Vault that started it is
+// gone. A Vault killed with SIGKILL (a crashed node, a Raft leader lost in a
+// failover) never stops its plugins: without this, this process would live
+// on, adopted by init, with its hosted containers running and nobody to
+// serve; the next active node starts its own. Polling the parent pid is
+// what Linux offers that survives Vault's threads coming and going
+// (PR_SET_PDEATHSIG fires when the forking thread exits, not the process).
+func watchParent(parent int, every time.Duration) {
+	for os.Getppid() == parent {
+		time.Sleep(every)
+	}
+	// Standard error was a pipe to Vault: a log line would now kill this
+	// process with SIGPIPE halfway through stopping its containers.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	backends.Range(func(b, _ any) bool {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.(*backend).clean(ctx) }()
+		return true
+	})
+	wg.Wait()
+	os.RemoveAll(runtime.OwnSocketRoot())
+	os.Exit(0)
+}
+
+// backends are this process's live backends, multiplexed or not, for
+// watchParent to stop.
+var backends sync.Map // *backend -> struct{}
 
 // instances are the backends of this process by the multiplexing ID Vault
 // set them up with, so a request can be matched to its mount of ours.

@@ -23,7 +23,7 @@ import (
 // containerized plugin support with the same OCI runtime, and kv as a
 // plain external plugin (kv-ext, when given); then how long a new mount
 // takes to its first answered read, and a killed container to the next.
-func (b *bench) hostingBench(t *mainT, v *vaulttest.Server, external bool) {
+func (b *bench) hostingBench(t *vaulttest.Program, v *vaulttest.Server, external bool) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
 	t.Cleanup(func() { removeContainers(docker) })
@@ -32,7 +32,7 @@ func (b *bench) hostingBench(t *mainT, v *vaulttest.Server, external bool) {
 	}
 }
 
-func (b *bench) hostingTable(t *mainT, v *vaulttest.Server, docker *client.Client, kvID, oci string, external bool) {
+func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *client.Client, kvID, oci string, external bool) {
 	// Ours: a runtime, the plugin, a hosted mount.
 	v.MustRun(t, "write", "runtimes/catalog/container/bench-"+oci, "oci_runtime="+oci)
 	// kv version 1 everywhere, each read registering a lease: Vault's own
@@ -139,7 +139,7 @@ func timed(f func()) time.Duration {
 
 // until sends a request until it is answered without a server error (a
 // 404 for a missing key is an answer).
-func (b *bench) until(t *mainT, method, path string) int {
+func (b *bench) until(t *vaulttest.Program, method, path string) int {
 	failed := 0
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -154,7 +154,7 @@ func (b *bench) until(t *mainT, method, path string) int {
 	}
 }
 
-func (b *bench) killAndRead(t *mainT, id, path string) (time.Duration, int) {
+func (b *bench) killAndRead(t *vaulttest.Program, id, path string) (time.Duration, int) {
 	if out, err := exec.Command("docker", "kill", id).CombinedOutput(); err != nil {
 		t.Fatalf("docker kill %s: %v %s", id, err, out)
 	}
@@ -165,7 +165,7 @@ func (b *bench) killAndRead(t *mainT, id, path string) (time.Duration, int) {
 
 // vaultContainer finds the container Vault itself runs a plugin in, by the
 // labels Vault gives it.
-func vaultContainer(t *mainT, docker *client.Client, plugin string) string {
+func vaultContainer(t *vaulttest.Program, docker *client.Client, plugin string) string {
 	list, err := docker.ContainerList(context.Background(), container.ListOptions{
 		Filters: filters.NewArgs(filters.Arg("label", "com.hashicorp.vault.plugin.name="+plugin)),
 	})

@@ -35,8 +35,8 @@ func main() {
 	hosting := flag.Bool("hosting", true, "measure hosted kv beside Vault's containerized kv (needs Docker and -kv-plugin)")
 	flag.Parse()
 
-	t := &mainT{}
-	defer t.cleanup()
+	t := &vaulttest.Program{}
+	defer t.RunCleanups()
 	t.Cleanup(vaulttest.RemoveBuild)
 	// Ctrl-C or a kill stops Vault (and with it the plugins) too.
 	signals := make(chan os.Signal, 1)
@@ -198,7 +198,7 @@ func (b *bench) coldRead(t vaulttest.T, v *vaulttest.Server) time.Duration {
 }
 
 type bench struct {
-	t           *mainT // a failure stops Vault before the program exits
+	t           *vaulttest.Program // a failure stops Vault before the program exits
 	addr, token string
 	clients     int
 	duration    time.Duration
@@ -322,50 +322,4 @@ func pluginRSS(t vaulttest.T) float64 {
 	}
 	t.Fatal("plugin process not found")
 	return 0
-}
-
-// mainT lets the vaulttest helpers run outside a test: Fatal exits after
-// running the cleanups, from any goroutine, once.
-type mainT struct {
-	mu       sync.Mutex
-	cleanups []func()
-	failed   bool
-	once     sync.Once
-}
-
-func (m *mainT) Helper()                         {}
-func (m *mainT) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (m *mainT) Cleanup(f func()) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cleanups = append(m.cleanups, f)
-}
-func (m *mainT) Failed() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.failed
-}
-func (m *mainT) Skipf(format string, args ...any) { m.Fatalf(format, args...) }
-func (m *mainT) Fatal(args ...any)                { m.Fatalf("%s", fmt.Sprint(args...)) }
-func (m *mainT) Fatalf(format string, args ...any) {
-	m.mu.Lock()
-	m.failed = true
-	m.mu.Unlock()
-	m.Logf(format, args...)
-	m.cleanup()
-	os.Exit(1)
-}
-
-// cleanup runs the cleanups, newest first, once; another caller (a second
-// failing goroutine) waits until they are done, so none exits before Vault
-// is stopped.
-func (m *mainT) cleanup() {
-	m.once.Do(func() {
-		m.mu.Lock()
-		cleanups := m.cleanups
-		m.mu.Unlock()
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	})
 }

@@ -184,10 +184,14 @@ type Server struct {
 	// ClusterID is the Vault cluster's ID, once unsealed: the label its
 	// plugin containers carry.
 	ClusterID string
-	bin       string
-	cmd       *exec.Cmd
-	log       *lockedBuffer
-	done      chan struct{}
+	// Dir is the server's directory (its plugins are in Dir/plugins).
+	Dir string
+	// NodeID names a node of a cluster (StartCluster).
+	NodeID string
+	bin    string
+	cmd    *exec.Cmd
+	log    *lockedBuffer
+	done   chan struct{}
 }
 
 // StartDev starts `vault server -dev` with this plugin in its plugin
@@ -233,7 +237,7 @@ func start(t T, addr, token, dir string, args ...string) *Server {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: addr, Token: token, TempDir: tmp, bin: Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
+	s := &Server{Addr: addr, Token: token, TempDir: tmp, Dir: dir, bin: Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(s.bin, args...)
 	s.cmd.Env = append(os.Environ(), "VAULT_LOG_LEVEL=info", "TMPDIR="+tmp)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -260,9 +264,12 @@ func (s *Server) Stop(t T) {
 		<-s.done
 	}
 	if t.Failed() {
-		t.Logf("vault server log:\n%s", s.log.String())
+		t.Logf("vault server %s log:\n%s", s.NodeID, s.log.String())
 	}
 }
+
+// Log is what the server has printed so far.
+func (s *Server) Log() string { return s.log.String() }
 
 // Kill ends the server with SIGKILL, as a crash would: its plugin
 // processes are left running.
