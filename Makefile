@@ -1,7 +1,7 @@
 # The README's two commands: `make dev` and `make test`.
 BIN := bin/vault-plugin-runtime-catalog
 
-.PHONY: build dev test unit fmt vet bench
+.PHONY: build dev cluster test unit fmt vet bench
 
 build:
 	CGO_ENABLED=0 go build -o $(BIN) ./cmd/vault-plugin-runtime-catalog
@@ -10,6 +10,11 @@ build:
 # enabled at runtimes/, and stops it on Ctrl-C.
 dev: build
 	scripts/dev.sh
+
+# A 3-node Vault Raft cluster on 127.0.0.1 with the plugin registered on
+# every node and enabled at runtimes/; prints the addresses, stops on Ctrl-C.
+cluster:
+	scripts/cluster.sh
 
 # Everything: vet, unit tests, and the acceptance and integration tests on a
 # real Vault and a real Docker Engine (installed and started if missing).

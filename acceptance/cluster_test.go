@@ -158,25 +158,11 @@ func ownedBy(t *testing.T, docker *client.Client, clusterID string, pids []int) 
 	return n
 }
 
-// stopCluster stops every node, the active one first, and asserts that no
-// plugin process and no container of the cluster is left. A node that
-// loses its quorum while stopping exits without stopping its plugin, which
-// then sees its Vault gone and stops itself: that is waited for.
+// stopCluster stops the cluster and asserts that no plugin process and no
+// container of it is left.
 func stopCluster(t *testing.T, c *vaulttest.Cluster, docker *client.Client) {
 	t.Helper()
-	nodes := append([]*vaulttest.Server{}, c.Nodes...)
-	sort.SliceStable(nodes, func(i, j int) bool {
-		active, _ := nodes[i].IsActive()
-		return active
-	})
-	for _, s := range nodes {
-		s.Stop(t)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(vaulttest.ProcessesUnder(c.Dir)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if pids := vaulttest.ProcessesUnder(c.Dir); len(pids) > 0 {
+	if pids := c.Stop(t); len(pids) > 0 {
 		t.Errorf("plugin processes left 30 s after the cluster stopped: %v", pids)
 		for _, s := range c.Nodes {
 			t.Logf("%s log:\n%s", s.NodeID, s.Log())

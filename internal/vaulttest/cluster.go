@@ -80,6 +80,7 @@ storage "raft" {
 		s.NodeID = nodeID
 		c.Nodes = append(c.Nodes, s)
 	}
+	t.Cleanup(func() { c.Stop(t) })
 	for _, s := range c.Nodes {
 		s.WaitReady(t)
 	}
@@ -138,6 +139,29 @@ storage "raft" {
 	first.MustRun(t, "plugin", "register", "-sha256="+sum, "secret", PluginName)
 	first.MustRun(t, "secrets", "enable", "-path="+path, PluginName)
 	return c
+}
+
+// Stop stops every node, the active one first, and returns the plugin
+// processes still running 30 s later. A node that stops after losing its
+// quorum exits without stopping its plugin; the plugin sees its Vault gone
+// and stops itself, with its containers: that is what is waited for.
+func (c *Cluster) Stop(t T) []int {
+	var nodes []*Server
+	for _, s := range c.Nodes {
+		if active, _ := s.IsActive(); active {
+			nodes = append([]*Server{s}, nodes...)
+		} else {
+			nodes = append(nodes, s)
+		}
+	}
+	for _, s := range nodes {
+		s.Stop(t)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(ProcessesUnder(c.Dir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return ProcessesUnder(c.Dir)
 }
 
 // Peer is a server of the Raft configuration.

@@ -268,6 +268,9 @@ func (s *Server) Stop(t T) {
 	}
 }
 
+// Pid is the server's process ID.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Log is what the server has printed so far.
 func (s *Server) Log() string { return s.log.String() }
 

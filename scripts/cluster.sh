@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make cluster`: a 3-node Vault Raft cluster on 127.0.0.1 (free ports, TLS
+# off on the API listeners) with the plugin in every node's plugin
+# directory, registered by its sha256 and enabled at runtimes/. The nodes
+# join with retry_join, are unsealed, and are all voters before it prints
+# their addresses. Ctrl-C stops the nodes, their plugins and containers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VAULT_BINARY="$(scripts/build-vault.sh)"
+export VAULT_BINARY RC_ACC=1
+if [ "$(id -u)" = 0 ]; then
+  scripts/start-docker.sh || echo "Docker Engine not started: hosted mounts will fail until it runs" >&2
+fi
+exec go run ./cluster "$@"
