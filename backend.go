@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/pluginutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // Version is the plugin's version, reported to Vault; set at build time.
@@ -37,7 +39,7 @@ type backend struct {
 	catalog     *catalog
 	host        *host
 	runtimeList listBodyCache // the encoded runtime list, per catalog generation
-	docker      engineOnce
+	engines     runtime.Engines
 	multiplexID string // set when served by Serve
 }
 
@@ -180,7 +182,5 @@ func (b *backend) clean(ctx context.Context) {
 	}
 	backends.Delete(b)
 	b.host.Close(ctx)
-	if b.docker.client != nil {
-		b.docker.client.Close()
-	}
+	b.engines.Close()
 }

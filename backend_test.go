@@ -5,17 +5,23 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"testing"
 
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/system"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 func newTestBackend(t testing.TB) (*backend, logical.Storage) {
 	t.Helper()
 	storage := &logical.InmemStorage{}
 	b := newBackend(storage)
+	b.engines.Dial = dialFakeEngine
 	conf := &logical.BackendConfig{System: logical.TestSystemView(), StorageView: storage}
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
@@ -139,4 +145,51 @@ func listKeys(t testing.TB, data map[string]interface{}) []string {
 		t.Fatalf("keys is a %T", keys)
 		return nil
 	}
+}
+
+// fakeEngine answers what an engine runs, for the runtime checks of writes
+// and reads; anything else it is asked panics (the embedded nil interface).
+type fakeEngine struct {
+	runtime.Engine
+	runtimes       []string
+	defaultRuntime string
+	podman         bool
+	down           bool
+}
+
+// Addresses dialFakeEngine knows: the default engine (Docker, with runc and
+// runsc), a Podman service whose default is runc, and one that is down.
+const (
+	fakePodmanAddress = "unix:///run/podman/podman.sock"
+	fakeDownAddress   = "unix:///run/nothing.sock"
+)
+
+func dialFakeEngine(address string) (runtime.Engine, error) {
+	switch address {
+	case "":
+		return &fakeEngine{runtimes: []string{"runc", "runsc"}, defaultRuntime: "runc"}, nil
+	case fakePodmanAddress:
+		return &fakeEngine{runtimes: []string{"crun", "kata", "runc", "runsc"}, defaultRuntime: "runc", podman: true}, nil
+	default:
+		return &fakeEngine{down: true}, nil
+	}
+}
+
+func (f *fakeEngine) Info(context.Context) (system.Info, error) {
+	if f.down {
+		return system.Info{}, errors.New("dial unix /run/nothing.sock: connect: no such file or directory")
+	}
+	info := system.Info{DefaultRuntime: f.defaultRuntime, Runtimes: map[string]system.RuntimeWithStatus{}}
+	for _, name := range f.runtimes {
+		info.Runtimes[name] = system.RuntimeWithStatus{}
+	}
+	return info, nil
+}
+
+func (f *fakeEngine) ServerVersion(context.Context) (types.Version, error) {
+	name := "Engine"
+	if f.podman {
+		name = "Podman Engine"
+	}
+	return types.Version{Components: []types.ComponentVersion{{Name: name}}}, nil
 }

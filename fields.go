@@ -23,7 +23,17 @@ import (
 // entityFields returns the fields of the struct entity points to by their
 // JSON names, embedded structs flattened as encoding/json flattens them.
 func entityFields(entity interface{}) map[string]reflect.Value {
+	fields, _ := entityFieldsAndOmitted(entity)
+	return fields
+}
+
+// entityFieldsAndOmitted is entityFields, and the names of the fields that
+// are zero and tagged omitempty: settings Vault's own catalog does not have,
+// which responses (and storage) show only when set, so that an entity that
+// uses none of them reads exactly as Vault's does.
+func entityFieldsAndOmitted(entity interface{}) (map[string]reflect.Value, map[string]bool) {
 	fields := map[string]reflect.Value{}
+	omitted := map[string]bool{}
 	var walk func(v reflect.Value)
 	walk = func(v reflect.Value) {
 		t := v.Type()
@@ -33,22 +43,28 @@ func entityFields(entity interface{}) map[string]reflect.Value {
 				walk(v.Field(i))
 				continue
 			}
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 			if f.IsExported() && name != "" && name != "-" {
 				fields[name] = v.Field(i)
+				if opts == "omitempty" && v.Field(i).IsZero() {
+					omitted[name] = true
+				}
 			}
 		}
 	}
 	walk(reflect.ValueOf(entity).Elem())
-	return fields
+	return fields, omitted
 }
 
 // fieldData is every field of the struct entity points to, by JSON name,
 // with its Go value (int64 stays int64, as Vault's own responses have it).
 func fieldData(entity interface{}) map[string]interface{} {
 	data := map[string]interface{}{}
-	for name, v := range entityFields(entity) {
-		data[name] = v.Interface()
+	fields, omitted := entityFieldsAndOmitted(entity)
+	for name, v := range fields {
+		if !omitted[name] {
+			data[name] = v.Interface()
+		}
 	}
 	return data
 }

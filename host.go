@@ -44,7 +44,7 @@ const (
 type host struct {
 	storage logical.Storage
 	catalog *catalog
-	engine  func() (runtime.Engine, error)
+	engine  func(runtime.Runtime) (runtime.Engine, error)
 	options func(ctx context.Context, logName string) runtime.Options
 	system  func() logical.SystemView
 	logger  hclog.Logger
@@ -97,7 +97,7 @@ type hostedContainer struct {
 	users       map[string]bool
 }
 
-func newHost(s logical.Storage, c *catalog, engine func() (runtime.Engine, error),
+func newHost(s logical.Storage, c *catalog, engine func(runtime.Runtime) (runtime.Engine, error),
 	options func(context.Context, string) runtime.Options, system func() logical.SystemView, logger hclog.Logger,
 ) *host {
 	return &host{
@@ -336,9 +336,9 @@ func (h *host) acquire(ctx context.Context, key, mount string, p runtime.Plugin,
 	}
 	h.mu.Unlock()
 
-	engine, err := h.engine()
+	engine, err := h.engine(rt)
 	if err != nil {
-		return nil, logical.CodedError(http.StatusBadGateway, "connecting to the Docker Engine: "+err.Error())
+		return nil, err
 	}
 	running, err := runtime.Start(ctx, engine, p, rt, h.options(ctx, "hosted."+mount))
 	if err != nil {
@@ -610,22 +610,34 @@ func (h *host) Rollback(ctx context.Context, req *logical.Request) {
 // state and reason, and its next request tries again. Before that, the
 // containers a dead earlier instance of this plugin left are removed.
 func (h *host) StartAll(ctx context.Context, clusterID string) {
-	if engine, err := h.engine(); err == nil {
+	entries, err := h.catalog.Mounts(ctx)
+	if err != nil {
+		h.logger.Error("listing hosted mounts", "error", err)
+		return
+	}
+	// The engines to reap on: the default one, and those of the mounts'
+	// runtimes (a Podman service, say).
+	engines := map[string]runtime.Runtime{"": {}}
+	for _, e := range entries {
+		if _, rt, err := h.catalog.ToRun(ctx, e.pluginID()); err == nil {
+			engines[rt.Engine] = rt
+		}
+	}
+	for _, rt := range engines {
+		engine, err := h.engine(rt)
+		if err != nil {
+			continue
+		}
 		if lister, ok := engine.(runtime.Lister); ok {
 			if removed, err := runtime.ReapOrphans(ctx, lister, clusterID); err != nil {
-				h.logger.Warn("removing orphaned plugin containers", "error", err)
+				h.logger.Warn("removing orphaned plugin containers", "engine", runtime.EngineAddress(rt.Engine), "error", err)
 			} else if len(removed) > 0 {
-				h.logger.Info("removed plugin containers of a process that is gone", "count", len(removed))
+				h.logger.Info("removed plugin containers of a process that is gone", "engine", runtime.EngineAddress(rt.Engine), "count", len(removed))
 			}
 		}
 	}
 	if n := runtime.ReapSocketRoots(); n > 0 {
 		h.logger.Info("removed the socket directories of processes that are gone", "count", n)
-	}
-	entries, err := h.catalog.Mounts(ctx)
-	if err != nil {
-		h.logger.Error("listing hosted mounts", "error", err)
-		return
 	}
 	for _, e := range entries {
 		hm := h.mount(e)

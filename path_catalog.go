@@ -3,9 +3,12 @@ package runtimecatalog
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 const (
@@ -52,6 +55,15 @@ func runtimeFieldSchemas() map[string]*framework.FieldSchema {
 			Type:        framework.TypeBool,
 			Description: "Whether the container runtime runs as a non-privileged user (rootless Docker). Must be set if plugin images run as a non-root user.",
 		},
+		"network": {
+			Type:        framework.TypeBool,
+			Description: "Whether the containers get the engine's default network, for plugins that reach outside services. Off by default: loopback only.",
+		},
+		"engine": {
+			Type: framework.TypeString,
+			Description: "The engine that runs the containers: a unix:// socket speaking the Docker Engine API, such as a Podman service " +
+				"(unix:///run/podman/podman.sock). Empty means the Docker Engine of the plugin's environment (DOCKER_HOST, or /var/run/docker.sock).",
+		},
 	}
 }
 
@@ -69,6 +81,10 @@ func runtimeResponseFields() map[string]*framework.FieldSchema {
 	fields["type"] = runtimeTypeField()
 	fields["oci_runtime"] = &framework.FieldSchema{Type: framework.TypeString, Description: "OCI runtime containers are run with (runsc when none was set)."}
 	fields["plugins"] = &framework.FieldSchema{Type: framework.TypeStringSlice, Description: `Plugins that use the runtime, as "type/name", sorted by name.`}
+	fields["engine_runs_oci_runtime"] = &framework.FieldSchema{Type: framework.TypeBool,
+		Description: "With check_engine: whether the engine runs the containers under oci_runtime (a Podman service runs only its default)."}
+	fields["engine_oci_runtimes"] = &framework.FieldSchema{Type: framework.TypeStringSlice,
+		Description: "With check_engine: the OCI runtimes the engine runs containers under."}
 	return fields
 }
 
@@ -89,6 +105,12 @@ func pathCatalog(b *backend) []*framework.Path {
 	runtimeFields["name"] = &framework.FieldSchema{
 		Type:        framework.TypeString,
 		Description: "Name of the runtime: letters, digits and '_', with '-' and '.' only inside; at most 128 characters.",
+	}
+	runtimeFields["check_engine"] = &framework.FieldSchema{
+		Type: framework.TypeBool,
+		Description: "On a read: also ask the runtime's engine whether it runs containers under the runtime's oci_runtime " +
+			"(engine_runs_oci_runtime) and which OCI runtimes it has (engine_oci_runtimes).",
+		Query: true,
 	}
 	noContent := map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}}
 
@@ -264,6 +286,18 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 		plugins[i] = id.String()
 	}
 	data["plugins"] = plugins
+	if d.Get("check_engine").(bool) {
+		facts, err := b.askEngine(ctx, r.Runtime)
+		if err != nil {
+			// The engine is the question: its silence is the answer.
+			return &logical.Response{Data: data, Warnings: []string{err.Error()}}, nil
+		}
+		data["engine_runs_oci_runtime"] = facts.Runs(r.EffectiveOCIRuntime())
+		data["engine_oci_runtimes"] = facts.Runtimes
+		if facts.Podman {
+			data["engine_oci_runtimes"] = []string{facts.DefaultRuntime} // the only one it really uses
+		}
+	}
 	if req.WrapInfo != nil || len(unknownFields(d)) > 0 {
 		// Ordinary data: what Vault wraps, and what carries the framework's
 		// warning about unknown fields.
@@ -302,10 +336,33 @@ func (b *backend) writeRuntime(ctx context.Context, name string, build func(*run
 	if err != nil {
 		return respondError(err)
 	}
-	if warnings := r.warnings(); len(warnings) > 0 {
+	warnings := r.warnings()
+	// An engine may be set up after the catalog: what it says is a
+	// warning, and the runtime is stored either way.
+	if facts, err := b.askEngine(ctx, r.Runtime); err != nil {
+		warnings = append(warnings, err.Error()+"; the runtime is stored, and its plugins cannot start until the engine answers")
+	} else if oci := r.EffectiveOCIRuntime(); !facts.Runs(oci) {
+		warnings = append(warnings, facts.Refusal(oci)+"; the runtime is stored, and its plugins will not start there until this changes")
+	}
+	if len(warnings) > 0 {
 		return &logical.Response{Warnings: warnings}, nil
 	}
 	return nil, nil
+}
+
+// engineAskTimeout bounds how long a write or read waits for an engine's
+// answer about its OCI runtimes.
+const engineAskTimeout = 3 * time.Second
+
+// askEngine asks rt's engine what it runs.
+func (b *backend) askEngine(ctx context.Context, rt runtime.Runtime) (runtime.EngineFacts, error) {
+	engine, err := b.engines.Get(rt.Engine)
+	if err != nil {
+		return runtime.EngineFacts{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, engineAskTimeout)
+	defer cancel()
+	return runtime.AskEngine(ctx, engine, rt.Engine)
 }
 
 func (b *backend) pathRuntimeDelete(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -461,6 +461,7 @@ func TestEverySettableFieldIsApplied(t *testing.T) {
 	// passes validation.
 	runtimeValues := map[string]interface{}{
 		"oci_runtime": "runc", "cgroup_parent": "/x/", "cpu_nanos": int64(70000000), "memory_bytes": int64(minMemoryBytes), "rootless": true,
+		"network": true, "engine": "unix:///run/podman/podman.sock",
 	}
 	pluginValues := map[string]interface{}{
 		"oci_image": "example/kv", "version": "1.2.3", "sha256": testSHA, "command": "/kv",

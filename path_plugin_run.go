@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 
-	"github.com/docker/docker/client"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -133,9 +131,9 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 	if err != nil {
 		return respondError(err)
 	}
-	engine, err := b.engine()
+	engine, err := b.engine(rt)
 	if err != nil {
-		return nil, logical.CodedError(http.StatusBadGateway, "connecting to the Docker Engine: "+err.Error())
+		return nil, err
 	}
 	result, err := runtime.Check(ctx, engine, p, rt, b.runOptions(ctx, "check"))
 	if err != nil {
@@ -181,15 +179,11 @@ func (b *backend) runOptions(ctx context.Context, logName string) runtime.Option
 	}
 }
 
-// engineOnce holds the backend's Docker Engine client, made on first use:
-// mounts that never run a plugin never connect.
-type engineOnce struct {
-	once   sync.Once
-	client *client.Client
-	err    error
-}
-
-func (b *backend) engine() (runtime.Engine, error) {
-	b.docker.once.Do(func() { b.docker.client, b.docker.err = runtime.NewDockerClient() })
-	return b.docker.client, b.docker.err
+// engine is the client of the engine that runs rt's containers.
+func (b *backend) engine(rt runtime.Runtime) (runtime.Engine, error) {
+	engine, err := b.engines.Get(rt.Engine)
+	if err != nil {
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	}
+	return engine, nil
 }

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/hashicorp/go-version"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
@@ -175,12 +174,8 @@ func validateImage(image string) error {
 	if image == "" {
 		return errors.New("oci_image is required: the image to run, without a tag")
 	}
-	if strings.Contains(image, ":") {
-		return fmt.Errorf(`oci_image %q must not contain ":": give the image without a tag, the tag comes from version`, image)
-	}
-	ref, err := reference.ParseNormalizedNamed(image)
-	if err != nil || !reference.IsNameOnly(ref) {
-		return fmt.Errorf("oci_image %q is not an image name (lower-case letters, digits and separators, e.g. registry.example.com/team/plugin)", image)
+	if err := runtime.CheckImageName(image); err != nil {
+		return fmt.Errorf("oci_image %w", err)
 	}
 	return nil
 }

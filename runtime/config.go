@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
@@ -63,6 +64,14 @@ type Runtime struct {
 	NanoCPUs     int64  `json:"cpu_nanos"`
 	MemoryBytes  int64  `json:"memory_bytes"`
 	Rootless     bool   `json:"rootless"`
+	// Network gives the containers the engine's default network, for
+	// plugins that reach services outside; off, they have loopback only.
+	Network bool `json:"network,omitempty"`
+	// Engine is the address of the engine that runs the containers, a
+	// unix:// socket speaking the Docker Engine API (a Podman service, say);
+	// empty means the Docker Engine the environment names (DOCKER_HOST, or
+	// the default socket).
+	Engine string `json:"engine,omitempty"`
 }
 
 // Host is what comes from the process that runs the plugin.
@@ -99,6 +108,24 @@ type RunConfig struct {
 	NetworkingConfig *network.NetworkingConfig `json:"networking_config"`
 }
 
+// CheckImageName says why image cannot be a plugin's image, which is a
+// name alone, registry-qualified or not (127.0.0.1:5000/team/kv): the tag
+// comes from the version, the digest from its own field.
+func CheckImageName(image string) error {
+	ref, err := reference.ParseNormalizedNamed(image)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not an image name (lower-case letters, digits and separators, optionally "+
+			"after a registry host and port, e.g. registry.example.com/team/plugin or 127.0.0.1:5000/plugin)", image)
+	case reference.IsNameOnly(ref):
+		return nil
+	case strings.Contains(image, "@"):
+		return fmt.Errorf("%q carries a digest: give the image without it, and the manifest digest as image_digest", image)
+	default:
+		return fmt.Errorf("%q carries a tag: give the image without it, the tag comes from version", image)
+	}
+}
+
 // ImageRef is the reference the container is created from: the exact image
 // ID when a sha256 is given, else image:tag.
 func (p Plugin) ImageRef() string {
@@ -129,8 +156,8 @@ func BuildRunConfig(p Plugin, r Runtime, h Host, hard Hardening) (*RunConfig, er
 	if p.Image == "" {
 		return nil, errors.New("plugin has no image")
 	}
-	if strings.Contains(p.Image, ":") {
-		return nil, fmt.Errorf("image %q must not contain ':': the tag comes from the version", p.Image)
+	if err := CheckImageName(p.Image); err != nil {
+		return nil, fmt.Errorf("image %w", err)
 	}
 	if h.SocketDir == "" {
 		return nil, errors.New("no host socket directory")
@@ -140,6 +167,9 @@ func BuildRunConfig(p Plugin, r Runtime, h Host, hard Hardening) (*RunConfig, er
 		Image:  p.ImageRef(),
 		Env:    containerEnv(p, h),
 		Labels: labels(p, r, h),
+		// A plugin talks to Vault over the socket directory; a network is
+		// only for one that asks (Runtime.Network).
+		NetworkDisabled: !r.Network,
 	}
 	if p.Command != "" {
 		cfg.Entrypoint = []string{p.Command}
@@ -167,6 +197,11 @@ func BuildRunConfig(p Plugin, r Runtime, h Host, hard Hardening) (*RunConfig, er
 			Consistency: mount.ConsistencyDefault,
 		}},
 		ReadonlyRootfs: hard.ReadonlyRootfs,
+	}
+	if !r.Network {
+		// Said twice: Podman ignores NetworkDisabled and would put the
+		// container on its bridge; "none" leaves it loopback only.
+		host.NetworkMode = network.NetworkNone
 	}
 	if h.MLock {
 		host.CapAdd = append(host.CapAdd, "IPC_LOCK")

@@ -53,7 +53,7 @@ func TestBuildRunConfigFieldByField(t *testing.T) {
 		LabelPluginVersion: "v1.2.3", LabelManagedBy: "vault-plugin-runtime-catalog", LabelPluginRuntime: "limited",
 	})
 	check("User", c.User, "")
-	check("NetworkDisabled", c.NetworkDisabled, false)
+	check("NetworkDisabled", c.NetworkDisabled, true)
 
 	check("Runtime", h.Runtime, "runc")
 	check("AutoRemove", h.AutoRemove, true)
@@ -72,7 +72,7 @@ func TestBuildRunConfigFieldByField(t *testing.T) {
 	check("SecurityOpt", h.SecurityOpt, []string{"no-new-privileges"})
 	check("ReadonlyRootfs", h.ReadonlyRootfs, true)
 	check("PidsLimit", *h.PidsLimit, int64(DefaultPidsLimit))
-	check("NetworkMode", h.NetworkMode, container.NetworkMode(""))
+	check("NetworkMode", h.NetworkMode, container.NetworkMode("none"))
 	check("EndpointsConfig", len(rc.NetworkingConfig.EndpointsConfig), 0)
 }
 
@@ -81,7 +81,7 @@ func TestBuildRunConfigDefaultsAndOptions(t *testing.T) {
 	p.Command, p.Args, p.SHA256 = "", nil, "sha256:"+strings.Repeat("ab", 32)
 	h := testHost()
 	h.GroupID, h.MLock = 0, true
-	rc, err := BuildRunConfig(p, Runtime{Rootless: true}, h, Hardening{})
+	rc, err := BuildRunConfig(p, Runtime{Rootless: true, Network: true}, h, Hardening{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +104,9 @@ func TestBuildRunConfigDefaultsAndOptions(t *testing.T) {
 	if hc.SecurityOpt != nil || hc.ReadonlyRootfs || hc.PidsLimit != nil {
 		t.Errorf("hardening off: %v %v %v", hc.SecurityOpt, hc.ReadonlyRootfs, hc.PidsLimit)
 	}
+	if c.NetworkDisabled || hc.NetworkMode != "" {
+		t.Errorf("a runtime with network: NetworkDisabled %v, NetworkMode %q", c.NetworkDisabled, hc.NetworkMode)
+	}
 	if _, ok := c.Labels[LabelPluginRuntime]; ok {
 		t.Error("no runtime, yet a runtime label")
 	}
@@ -112,8 +115,18 @@ func TestBuildRunConfigDefaultsAndOptions(t *testing.T) {
 func TestBuildRunConfigErrors(t *testing.T) {
 	p := testPlugin()
 	p.Image = "example/kv:1"
-	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || err.Error() != `image "example/kv:1" must not contain ':': the tag comes from the version` {
+	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || err.Error() != `image "example/kv:1" carries a tag: give the image without it, the tag comes from version` {
 		t.Errorf("tagged image: %v", err)
+	}
+	for _, ok := range []string{"127.0.0.1:5000/kv-plugin", "registry.example.com/team/kv", "kv"} {
+		p.Image = ok
+		if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err != nil {
+			t.Errorf("image %s: %v", ok, err)
+		}
+	}
+	p.Image = "127.0.0.1:5000/kv@sha256:" + strings.Repeat("ab", 32)
+	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || !strings.Contains(err.Error(), "carries a digest: give the image without it, and the manifest digest as image_digest") {
+		t.Errorf("image with a digest: %v", err)
 	}
 	p.Image = ""
 	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || err.Error() != "plugin has no image" {

@@ -2,6 +2,9 @@ package runtime
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"sync"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
@@ -26,14 +29,77 @@ type Engine interface {
 	ContainerStop(ctx context.Context, id string, options container.StopOptions) error
 	ContainerRemove(ctx context.Context, id string, options container.RemoveOptions) error
 	Info(ctx context.Context) (system.Info, error)
+	ServerVersion(ctx context.Context) (types.Version, error)
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 }
 
 var _ Engine = (*client.Client)(nil)
 
-// NewDockerClient connects to the Docker Engine the environment names
-// (DOCKER_HOST, or the default socket), negotiating the API version so an
-// older engine (20.10 speaks 1.41) is understood.
-func NewDockerClient() (*client.Client, error) {
-	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+// NewDockerClient connects to the engine at address (a unix:// socket
+// speaking the Docker Engine API), or when address is empty to the Docker
+// Engine the environment names (DOCKER_HOST, or the default socket),
+// negotiating the API version so an older engine (Docker 20.10 and Podman
+// 4 speak 1.41) is understood.
+func NewDockerClient(address string) (*client.Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if address != "" {
+		opts = append(opts, client.WithHost(address))
+	}
+	return client.NewClientWithOpts(opts...)
+}
+
+// EngineAddress is where the engine of a runtime whose engine setting is
+// address is reached, for messages.
+func EngineAddress(address string) string {
+	if address != "" {
+		return address
+	}
+	if env := os.Getenv(client.EnvOverrideHost); env != "" {
+		return env
+	}
+	return client.DefaultDockerHost
+}
+
+// Engines are clients by engine address, each made on first use (a mount
+// that never runs a plugin never connects) and kept: a client holds a pool
+// of connections.
+type Engines struct {
+	// Dial makes a client; nil means NewDockerClient. Unit tests set it.
+	Dial    func(address string) (Engine, error)
+	mu      sync.Mutex
+	clients map[string]Engine
+}
+
+// Get is the client for address ("" for the environment's Docker Engine).
+func (e *Engines) Get(address string) (Engine, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.clients[address]; ok {
+		return c, nil
+	}
+	dial := e.Dial
+	if dial == nil {
+		dial = func(address string) (Engine, error) { return NewDockerClient(address) }
+	}
+	c, err := dial(address)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the engine at %s: %w", EngineAddress(address), err)
+	}
+	if e.clients == nil {
+		e.clients = map[string]Engine{}
+	}
+	e.clients[address] = c
+	return c, nil
+}
+
+// Close closes every client.
+func (e *Engines) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for address, c := range e.clients {
+		if closer, ok := c.(interface{ Close() error }); ok {
+			closer.Close()
+		}
+		delete(e.clients, address)
+	}
 }

@@ -54,7 +54,10 @@ type Runner struct {
 	stdout io.ReadCloser
 	stderr io.ReadCloser
 	tail   *lineTail
-	exited chan struct{} // closed when the container has exited and is removed, and its output is read
+	exited chan struct{} // closed when the container has exited and its output is read
+	// removed is closed when the engine has removed the container (or
+	// waiting for that failed).
+	removed chan struct{}
 	// outputDone is closed when the container's output stream has ended.
 	outputDone chan struct{}
 	exit       container.WaitResponse
@@ -64,6 +67,10 @@ type Runner struct {
 	startErr error
 	// handshook is set once go-plugin's handshake completed.
 	handshook bool
+
+	// EngineAddress is the engine's address as the runtime names it ("" for
+	// the environment's Docker Engine), for messages.
+	EngineAddress string
 
 	// Created and Started are how long ContainerCreate and ContainerStart took.
 	Created, Started time.Duration
@@ -76,7 +83,7 @@ var _ runner.Runner = (*Runner)(nil)
 func NewRunner(engine Engine, logger hclog.Logger, p Plugin, rc *RunConfig, socketDir string, rootless bool) *Runner {
 	return &Runner{
 		engine: engine, logger: logger, plugin: p, run: rc, socketDir: socketDir, rootless: rootless,
-		tail: newLineTail(logTailLines), exited: make(chan struct{}), outputDone: make(chan struct{}),
+		tail: newLineTail(logTailLines), exited: make(chan struct{}), removed: make(chan struct{}), outputDone: make(chan struct{}),
 	}
 }
 
@@ -87,6 +94,9 @@ func (r *Runner) Start(ctx context.Context) error {
 		if err := setRootlessACL(r.socketDir); err != nil {
 			return err
 		}
+	}
+	if err := r.checkOCIRuntime(ctx); err != nil {
+		return err
 	}
 	if err := r.checkImage(ctx); err != nil {
 		return err
@@ -107,8 +117,19 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.remove()
 		return fmt.Errorf("attaching to container %s: %w", short(r.id), err)
 	}
-	waitC, waitErrC := r.engine.ContainerWait(context.Background(), r.id, container.WaitConditionRemoved)
+	// The exit code comes from next-exit: Podman answers a wait for the
+	// removal of an auto-removed container with 0, whatever its exit code.
+	// The removal is waited for apart, so that Kill leaves nothing behind.
+	waitC, waitErrC := r.engine.ContainerWait(context.Background(), r.id, container.WaitConditionNextExit)
 	go r.awaitExit(waitC, waitErrC)
+	removedC, removedErrC := r.engine.ContainerWait(context.Background(), r.id, container.WaitConditionRemoved)
+	go func() {
+		defer close(r.removed)
+		select {
+		case <-removedC:
+		case <-removedErrC:
+		}
+	}()
 
 	stdoutR, stdoutW := io.Pipe()
 	stderrR, stderrW := io.Pipe()
@@ -163,6 +184,21 @@ func (r *Runner) checkImage(ctx context.Context) error {
 		found = append(found, img.ID)
 	}
 	return fmt.Errorf("%w: image %s is %s, not the registered sha256 %s", ErrSHA256Mismatch, ref, strings.Join(found, ", "), want)
+}
+
+// checkOCIRuntime refuses to start a container on an engine that would run
+// it under another OCI runtime than it asks for: a Podman service runs every
+// container under its own default, silently. (The Docker Engine refuses an
+// unknown runtime at create, which explainCreateError explains.)
+func (r *Runner) checkOCIRuntime(ctx context.Context) error {
+	facts, err := AskEngine(ctx, r.engine, r.EngineAddress)
+	if err != nil {
+		return err
+	}
+	if facts.Podman && !facts.Runs(r.run.HostConfig.Runtime) {
+		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, facts.Refusal(r.run.HostConfig.Runtime))
+	}
+	return nil
 }
 
 func (r *Runner) explainCreateError(ctx context.Context, err error) error {
@@ -317,10 +353,14 @@ func (r *Runner) awaitRemoval(timeout time.Duration) {
 	if r.id == "" {
 		return
 	}
-	select {
-	case <-r.exited:
-	case <-time.After(timeout):
-		r.remove()
+	deadline := time.After(timeout)
+	for _, done := range []chan struct{}{r.removed, r.exited} {
+		select {
+		case <-done:
+		case <-deadline:
+			r.remove()
+			return
+		}
 	}
 }
 

@@ -42,7 +42,8 @@ type memEngine struct {
 	created []string
 	removed []string
 	stopped []string
-	waitC   chan container.WaitResponse
+	waitC   chan container.WaitResponse // next-exit
+	removeC chan container.WaitResponse // removed
 	pipe    net.Conn
 }
 
@@ -60,6 +61,7 @@ func (e *memEngine) ContainerCreate(context.Context, *container.Config, *contain
 	defer e.mu.Unlock()
 	e.created = append(e.created, "c0ffee")
 	e.waitC = make(chan container.WaitResponse, 1)
+	e.removeC = make(chan container.WaitResponse, 1)
 	return container.CreateResponse{ID: "c0ffee"}, nil
 }
 
@@ -69,7 +71,10 @@ func (e *memEngine) ContainerAttach(context.Context, string, container.AttachOpt
 	return types.HijackedResponse{Conn: ours, Reader: bufio.NewReader(ours)}, nil
 }
 
-func (e *memEngine) ContainerWait(context.Context, string, container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
+func (e *memEngine) ContainerWait(_ context.Context, _ string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
+	if condition == container.WaitConditionRemoved {
+		return e.removeC, make(chan error)
+	}
 	return e.waitC, make(chan error)
 }
 
@@ -93,6 +98,7 @@ func (e *memEngine) exit(id string) {
 	if len(e.removed) == 0 {
 		e.removed = append(e.removed, id)
 		e.waitC <- container.WaitResponse{StatusCode: e.exitCode}
+		e.removeC <- container.WaitResponse{StatusCode: e.exitCode}
 	}
 }
 
@@ -114,6 +120,10 @@ func (e *memEngine) ContainerRemove(_ context.Context, id string, _ container.Re
 	}
 	e.exit(id)
 	return nil
+}
+
+func (e *memEngine) ServerVersion(context.Context) (types.Version, error) {
+	return types.Version{Components: []types.ComponentVersion{{Name: "Engine"}}}, nil
 }
 
 func (e *memEngine) Info(context.Context) (system.Info, error) {

@@ -179,6 +179,7 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	var socketDir string
 	running.client = plugin.NewClient(clientConfig(p, r, o, func(rc *RunConfig, dir string) (runner.Runner, error) {
 		running.Runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
+		running.Runner.EngineAddress = r.Engine
 		return running.Runner, nil
 	}, func(dir string) { socketDir = dir }))
 

@@ -47,7 +47,7 @@ func dockerfile(binary string) string {
 func Docker(t vaulttest.T) *client.Client {
 	t.Helper()
 	vaulttest.RequireAcceptance(t)
-	docker, err := runtime.NewDockerClient()
+	docker, err := runtime.NewDockerClient("")
 	if err != nil {
 		t.Fatal(err)
 	}

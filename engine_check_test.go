@@ -1,0 +1,85 @@
+package runtimecatalog
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// A runtime is checked against its engine when written: what the engine
+// lacks, or an engine that does not answer, is a warning naming it, and the
+// runtime is stored all the same.
+func TestRuntimeWriteIsCheckedAgainstItsEngine(t *testing.T) {
+	b, s := newTestBackend(t)
+	for _, tc := range []struct {
+		name, oci, engine string
+		warning           string // "" for none
+	}{
+		{"known", "runc", "", ""},
+		{"default-runsc", "", "", ""},
+		{"typo", "runcc", "", "the engine at unix:///var/run/docker.sock has no OCI runtime runcc; it has runc, runsc; the runtime is stored, and its plugins will not start there until this changes"},
+		{"podman-default", "runc", fakePodmanAddress, ""},
+		{"podman-other", "runsc", fakePodmanAddress, "the Podman service at unix:///run/podman/podman.sock runs every container under its default OCI runtime runc, whatever a container asks for, and this runtime asks for runsc: name a Podman service whose default runtime is runsc (containers.conf [engine] runtime) as the runtime's engine; the runtime is stored, and its plugins will not start there until this changes"},
+		{"down", "runc", fakeDownAddress, "the engine at unix:///run/nothing.sock could not be reached: dial unix /run/nothing.sock: connect: no such file or directory; the runtime is stored, and its plugins cannot start until the engine answers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("DOCKER_HOST", "")
+			data := map[string]interface{}{"oci_runtime": tc.oci}
+			if tc.engine != "" {
+				data["engine"] = tc.engine
+			}
+			resp := mustDo(t, b, s, logical.UpdateOperation, "catalog/container/"+tc.name, data)
+			var warnings []string
+			if resp != nil {
+				warnings = resp.Warnings
+			}
+			if tc.warning == "" && len(warnings) > 0 || tc.warning != "" && !reflect.DeepEqual(warnings, []string{tc.warning}) {
+				t.Fatalf("warnings = %q, want %q", warnings, tc.warning)
+			}
+			// Stored whatever the engine said.
+			read := mustDo(t, b, s, logical.ReadOperation, "catalog/container/"+tc.name, nil)
+			if got := read.Data["engine"]; tc.engine != "" && got != tc.engine {
+				t.Fatalf("engine read back %v", got)
+			}
+		})
+	}
+}
+
+func TestRuntimeReadCanAskItsEngine(t *testing.T) {
+	b, s := newTestBackend(t)
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/ok", map[string]interface{}{"oci_runtime": "runsc"})
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/podman", map[string]interface{}{"oci_runtime": "runsc", "engine": fakePodmanAddress})
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/down", map[string]interface{}{"oci_runtime": "runc", "engine": fakeDownAddress})
+
+	// A plain read does not ask, and shows nothing of the engine.
+	plain := mustDo(t, b, s, logical.ReadOperation, "catalog/container/ok", nil)
+	if _, asked := plain.Data["engine_runs_oci_runtime"]; asked {
+		t.Fatalf("a plain read asked the engine: %v", plain.Data)
+	}
+	check := map[string]interface{}{"check_engine": true}
+	ok := mustDo(t, b, s, logical.ReadOperation, "catalog/container/ok", check)
+	if ok.Data["engine_runs_oci_runtime"] != true || !reflect.DeepEqual(ok.Data["engine_oci_runtimes"], []string{"runc", "runsc"}) {
+		t.Fatalf("ok: %v", ok.Data)
+	}
+	podman := mustDo(t, b, s, logical.ReadOperation, "catalog/container/podman", check)
+	if podman.Data["engine_runs_oci_runtime"] != false || !reflect.DeepEqual(podman.Data["engine_oci_runtimes"], []string{"runc"}) {
+		t.Fatalf("podman: %v", podman.Data)
+	}
+	down := mustDo(t, b, s, logical.ReadOperation, "catalog/container/down", check)
+	if _, asked := down.Data["engine_runs_oci_runtime"]; asked || len(down.Warnings) != 1 ||
+		!strings.Contains(down.Warnings[0], "the engine at unix:///run/nothing.sock could not be reached") {
+		t.Fatalf("down: %v %q", down.Data, down.Warnings)
+	}
+}
+
+func TestRuntimeEngineMustBeAUnixSocket(t *testing.T) {
+	b, s := newTestBackend(t)
+	for _, bad := range []string{"tcp://127.0.0.1:2375", "unix://relative.sock", "/run/podman/podman.sock", "unix://" + strings.Repeat("x", 300)} {
+		got := errorOf(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"engine": bad})
+		if !strings.Contains(got, `is not an engine address: unix:// and the absolute path of a socket speaking the Docker Engine API`) {
+			t.Errorf("engine %q: %s", bad, got)
+		}
+	}
+}
