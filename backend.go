@@ -6,6 +6,7 @@ package runtimecatalog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -86,11 +87,11 @@ func newBackend(s logical.Storage) *backend {
 			// Root paths need the sudo capability, as Vault's own catalog
 			// does. "mounts/*" covers every hosted mount's settings; the
 			// host lifts it for the data of each mount Vault has read.
-			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*", "plugins/reload", "mounts", "mounts/*", "config"},
+			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*", "plugins/reload", "mounts", "mounts/*", "config", "registries", "registries/*"},
 		},
 		// run-config and check come before the plugin path, whose name
 		// pattern would take them in: the first matching pattern wins.
-		Paths: append(append(append(append(pathCatalog(b), pathPluginRun(b)...), pathPlugins(b)...), pathMounts(b)...), pathConfig(b)...),
+		Paths: slices.Concat(pathCatalog(b), pathPluginRun(b), pathPlugins(b), pathMounts(b), pathConfig(b), pathRegistries(b)),
 		Invalidate: func(ctx context.Context, key string) {
 			b.catalog.invalidate(key)
 			b.host.Invalidate(ctx, key)

@@ -28,6 +28,8 @@ const (
 	mountEntryFormat     = 1
 	settingsKey          = "config"
 	settingsFormat       = 1
+	registryPrefix       = "registry/" // + registry address: its credentials
+	registryEntryFormat  = 1
 )
 
 // settingsEntry is the mount's own configuration.
@@ -47,6 +49,11 @@ func runtimeKey(name string) string    { return runtimeStoragePrefix + name }
 func pluginKey(id pluginID) string     { return pluginStoragePrefix + id.String() }
 func pluginTypePrefix(t string) string { return pluginStoragePrefix + t + "/" }
 func mountKey(name string) string      { return mountStoragePrefix + name }
+
+type storedRegistry struct {
+	Format int `json:"format"`
+	*registryEntry
+}
 
 type storedRuntime struct {
 	Format int `json:"format"`
@@ -742,6 +749,48 @@ func (c *catalog) WriteSettings(ctx context.Context, settings settingsEntry) err
 	c.settings = settings
 	c.mu.Unlock()
 	return nil
+}
+
+// Registry is the credentials stored for a registry, or nil. They are read
+// from storage each time: a pull is rare, and a secret kept in memory only
+// when needed is a secret less often in a core dump.
+func (c *catalog) Registry(ctx context.Context, registry string) (*registryEntry, error) {
+	stored := storedRegistry{registryEntry: &registryEntry{}}
+	se, err := c.storage.Get(ctx, registryPrefix+registry)
+	if ok, err := decodeStored(se, err, "registry credentials", &stored, &stored.Format, registryEntryFormat); !ok {
+		return nil, err
+	}
+	return stored.registryEntry, nil
+}
+
+// Registries are the registries credentials are stored for, sorted.
+func (c *catalog) Registries(ctx context.Context) ([]string, error) {
+	keys, err := c.storage.List(ctx, registryPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing registries: %w", err)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// WriteRegistry validates and stores a registry's credentials.
+func (c *catalog) WriteRegistry(ctx context.Context, r *registryEntry) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	se, err := logical.StorageEntryJSON(registryPrefix+r.Registry, storedRegistry{registryEntryFormat, r})
+	if err == nil {
+		err = c.storage.Put(ctx, se)
+	}
+	if err != nil {
+		return fmt.Errorf("storing the credentials of registry %s: %w", r.Registry, err)
+	}
+	return nil
+}
+
+// DeleteRegistry removes a registry's credentials.
+func (c *catalog) DeleteRegistry(ctx context.Context, registry string) error {
+	return c.storage.Delete(ctx, registryPrefix+registry)
 }
 
 func decodeSettings(se *logical.StorageEntry, err error) (settingsEntry, error) {

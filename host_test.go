@@ -80,7 +80,7 @@ func TestSpecialPathsOfHostedMounts(t *testing.T) {
 	if !reflect.DeepEqual(paths.Unauthenticated, []string{"mounts/pki/ca/pem"}) {
 		t.Errorf("unauthenticated = %v", paths.Unauthenticated)
 	}
-	if len(own.Root) != 8 {
+	if len(own.Root) != 10 {
 		t.Errorf("the backend's own paths changed: %v", own.Root)
 	}
 

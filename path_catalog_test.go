@@ -466,6 +466,7 @@ func TestEverySettableFieldIsApplied(t *testing.T) {
 	pluginValues := map[string]interface{}{
 		"oci_image": "example/kv", "version": "1.2.3", "sha256": testSHA, "command": "/kv",
 		"args": []string{"-x"}, "env": []string{"K=v"}, "runtime": "rt",
+		"pull_policy": "missing", "image_digest": "sha256:" + strings.Repeat("5b", 32),
 	}
 	for _, tc := range []struct {
 		path    string
@@ -489,6 +490,9 @@ func TestEverySettableFieldIsApplied(t *testing.T) {
 						data[k] = v
 					}
 					data[field] = tc.values[field]
+				}
+				if field == "pull_policy" {
+					data["sha256"] = testSHA // pulling needs the ID to check against
 				}
 				mustDo(t, b, s, op, tc.path, data)
 				got := mustDo(t, b, s, logical.ReadOperation, tc.path, nil).Data[field]

@@ -73,6 +73,8 @@ func pathPluginRun(b *backend) []*framework.Path {
 						"create_ms":      {Type: framework.TypeFloat, Description: "Milliseconds to create the container."},
 						"start_ms":       {Type: framework.TypeFloat, Description: "Milliseconds to start it."},
 						"handshake_ms":   {Type: framework.TypeFloat, Description: "Milliseconds from its start to the end of the go-plugin handshake."},
+						"pulled":         {Type: framework.TypeBool, Description: "Whether the image was pulled for this check (pull_policy missing, and the engine lacked it)."},
+						"pull_ms":        {Type: framework.TypeFloat, Description: "Milliseconds the pull took, pinned and verified; 0 when nothing was pulled."},
 						"total_ms":       {Type: framework.TypeFloat, Description: "Milliseconds for the whole check, stopping and removal included."},
 					}}}},
 				},
@@ -145,6 +147,8 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 		"container_id":   result.ContainerID,
 		"image":          p.ImageRef(),
 		"oci_runtime":    rt.EffectiveOCIRuntime(),
+		"pulled":         result.Pulled > 0,
+		"pull_ms":        ms(result.Pulled),
 		"create_ms":      ms(result.Created),
 		"start_ms":       ms(result.Started),
 		"handshake_ms":   ms(result.Handshake),
@@ -157,8 +161,11 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 // unknown OCI runtime, a plugin that exits), or the engine's (a 502).
 func startFailure(id pluginID, err error) error {
 	msg := fmt.Errorf("plugin %s did not start: %w", id, err)
+	if errors.Is(err, runtime.ErrPullTimeout) {
+		return logical.CodedError(http.StatusGatewayTimeout, msg.Error())
+	}
 	for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime,
-		runtime.ErrContainerExited, runtime.ErrStartRefused} {
+		runtime.ErrContainerExited, runtime.ErrStartRefused, runtime.ErrPullFailed} {
 		if errors.Is(err, configErr) {
 			return badRequest(msg)
 		}
@@ -176,6 +183,16 @@ func (b *backend) runOptions(ctx context.Context, logName string) runtime.Option
 	return runtime.Options{
 		ClusterID: clusterID, VaultVersion: vaultVersion, MLock: sys.MlockEnabled(),
 		Logger: b.Logger().Named(logName),
+		Auth: func(registry string) *runtime.RegistryAuth {
+			r, err := b.catalog.Registry(ctx, registry)
+			if err != nil {
+				b.Logger().Warn("reading the credentials of a registry", "registry", registry, "error", err)
+			}
+			if r == nil {
+				return nil
+			}
+			return r.auth()
+		},
 	}
 }
 

@@ -41,6 +41,15 @@ func pluginFieldSchemas() map[string]*framework.FieldSchema {
 			Type:        framework.TypeString,
 			Description: `SHA-256 image ID (64 hex characters, "sha256:" prefix allowed). When set, the container runs exactly this image.`,
 		},
+		"pull_policy": {
+			Type: framework.TypeString,
+			Description: `Whether a start may pull the image: "never" (the default, as Vault: the image must be on the engine) or ` +
+				`"missing" (pulled when the engine lacks the image ID, by image_digest when set, and checked against sha256, which it needs).`,
+		},
+		"image_digest": {
+			Type:        framework.TypeString,
+			Description: `The registry's manifest digest ("sha256:…") a pull is pinned to: the image is pulled as oci_image@image_digest.`,
+		},
 		"command": {
 			Type:        framework.TypeString,
 			Description: "Command to run in the container (its entrypoint); empty keeps the image's own.",

@@ -92,6 +92,9 @@ func (p *pluginEntry) validate() error {
 	if err := p.normaliseSHA256(); err != nil {
 		return badRequest(err)
 	}
+	if err := p.validatePull(); err != nil {
+		return err
+	}
 	if err := validateExecStrings(p.Command, p.Args, p.Env); err != nil {
 		return err
 	}
@@ -105,6 +108,28 @@ func (p *pluginEntry) validate() error {
 		if err := validateName("runtime", p.Runtime); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+var manifestDigestRegex = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// validatePull checks how the image may be pulled: never a floating tag
+// without a check, so pulling needs the image ID to check against.
+func (p *pluginEntry) validatePull() error {
+	switch p.PullPolicy {
+	case "", runtime.PullNever, runtime.PullMissing:
+	default:
+		return badRequestf("pull_policy %q is not a pull policy: use %q (the default: the image must be on the engine) or %q "+
+			"(pulled when the engine lacks it, then checked against sha256)", p.PullPolicy, runtime.PullNever, runtime.PullMissing)
+	}
+	if p.ImageDigest != "" && !manifestDigestRegex.MatchString(p.ImageDigest) {
+		return badRequestf(`image_digest %q is not a manifest digest: "sha256:" and 64 lower-case hex characters, `+
+			`as the registry gives it (docker push prints it; RepoDigests shows it)`, p.ImageDigest)
+	}
+	if p.PullPolicy == runtime.PullMissing && p.SHA256 == "" {
+		return badRequest(errors.New("pull_policy missing needs sha256, the image ID a pulled image is checked against " +
+			"(docker images --no-trunc -q IMAGE): a pull is never taken on trust"))
 	}
 	return nil
 }

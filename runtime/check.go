@@ -12,6 +12,7 @@ import (
 type CheckResult struct {
 	ContainerID   string
 	PluginVersion string
+	Pulled        time.Duration // the pull, when the image had to be pulled
 	Created       time.Duration // ContainerCreate
 	Started       time.Duration // ContainerStart
 	Handshake     time.Duration // from the start until go-plugin's handshake completed
@@ -41,6 +42,7 @@ func Check(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	}
 	result := &CheckResult{
 		ContainerID: running.Runner.ID(),
+		Pulled:      running.Runner.Pulled,
 		Created:     running.Runner.Created,
 		Started:     running.Runner.Started,
 		Handshake:   running.Handshake,

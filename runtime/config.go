@@ -52,6 +52,11 @@ type Plugin struct {
 	Command string   `json:"command"`
 	Args    []string `json:"args"`
 	Env     []string `json:"env"` // KEY=VALUE
+	// PullPolicy says whether a start may pull the image: PullNever ("" too)
+	// or PullMissing.
+	PullPolicy string `json:"pull_policy,omitempty"`
+	// ImageDigest is the manifest digest ("sha256:…") a pull is pinned to.
+	ImageDigest string `json:"image_digest,omitempty"`
 }
 
 // Runtime is a plugin runtime's settings; the zero value is "no runtime".

@@ -104,7 +104,7 @@ func TestStartFailuresSayWhy(t *testing.T) {
 		{"unknown OCI runtime", good, runtime.Runtime{OCIRuntime: "no-such-runtime"}, runtime.ErrUnknownOCIRuntime,
 			[]string{`the Docker Engine has no OCI runtime "no-such-runtime" (it has: `, "runc", "runsc"}},
 		{"missing image", wrongTag, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrImageMissing,
-			[]string{"no image " + testimage.Name + ":9.9.9 on the Docker Engine (images are never pulled"}},
+			[]string{"no image " + testimage.Name + ":9.9.9 on the Docker Engine (its pull_policy is never"}},
 		{"SHA256 mismatch", wrongID, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrSHA256Mismatch,
 			[]string{"image " + testimage.Name + ":" + testimage.Tag + " is " + id + ", not the registered sha256 sha256:" + strings.Repeat("0", 64)}},
 		{"exits under runc", crashing, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrContainerExited,

@@ -68,6 +68,12 @@ type Runner struct {
 	// handshook is set once go-plugin's handshake completed.
 	handshook bool
 
+	// Auth gives the credentials of a registry, or nil; PullTimeout bounds
+	// a pull (DefaultPullTimeout when 0). Pulled is how long a pull took.
+	Auth        func(registry string) *RegistryAuth
+	PullTimeout time.Duration
+	Pulled      time.Duration
+
 	// EngineAddress is the engine's address as the runtime names it ("" for
 	// the environment's Docker Engine), for messages.
 	EngineAddress string
@@ -157,8 +163,12 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 // checkImage makes sure the image is local, and when a sha256 is given that
-// the named image has exactly that ID. Images are never pulled.
+// the named image has exactly that ID. Images are pulled only under
+// PullMissing (pullIfMissing).
 func (r *Runner) checkImage(ctx context.Context) error {
+	if r.plugin.PullPolicy == PullMissing {
+		return r.pullIfMissing(ctx)
+	}
 	ref := r.plugin.TaggedImage()
 	// The engine lists images by their familiar names: a fully qualified
 	// docker.io/library/kv-plugin is listed as kv-plugin.
@@ -170,7 +180,7 @@ func (r *Runner) checkImage(ctx context.Context) error {
 		return fmt.Errorf("listing images named %s: %w", ref, err)
 	}
 	if len(images) == 0 {
-		return fmt.Errorf("%w: no image %s on the Docker Engine (images are never pulled: build or load it there)", ErrImageMissing, ref)
+		return fmt.Errorf("%w: no image %s on the Docker Engine (its pull_policy is never: build or load it there, or register a pull_policy of missing)", ErrImageMissing, ref)
 	}
 	if r.plugin.SHA256 == "" {
 		return nil
@@ -217,7 +227,7 @@ func (r *Runner) explainCreateError(ctx context.Context, err error) error {
 			ErrUnknownOCIRuntime, r.run.HostConfig.Runtime, known)
 	}
 	if errdefs.IsNotFound(err) {
-		return fmt.Errorf("%w: %s (images are never pulled: build or load it there)", ErrImageMissing, msg)
+		return fmt.Errorf("%w: %s (its pull_policy is never: build or load it there, or register a pull_policy of missing)", ErrImageMissing, msg)
 	}
 	if errdefs.IsInvalidParameter(err) {
 		// For example "Range of CPUs is from 0.01 to 2.00, as there are only

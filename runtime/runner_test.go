@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 	hclog "github.com/hashicorp/go-hclog"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -37,6 +42,15 @@ type memEngine struct {
 	// once it has printed its output.
 	serves bool
 	listed []container.Summary
+	// registry maps what a pull may ask for to the image ID it brings;
+	// pullErr is the registry's refusal, in the progress stream; pullHangs
+	// makes a pull wait until it is cancelled.
+	registry  map[string]string
+	pullErr   string
+	pullHangs bool
+	pulls     []image.PullOptions
+	pulledRef []string
+	untagged  []string
 
 	mu      sync.Mutex
 	created []string
@@ -122,6 +136,38 @@ func (e *memEngine) ContainerRemove(_ context.Context, id string, _ container.Re
 	return nil
 }
 
+func (e *memEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+	for _, img := range e.images {
+		if img.ID == ref || slices.Contains(img.RepoTags, ref) {
+			return image.InspectResponse{ID: img.ID}, nil
+		}
+	}
+	return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", ref))
+}
+
+func (e *memEngine) ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error) {
+	e.pulls = append(e.pulls, options)
+	e.pulledRef = append(e.pulledRef, ref)
+	if e.pullHangs {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if e.pullErr != "" {
+		return io.NopCloser(strings.NewReader(`{"status":"Pulling"}` + "\n" + `{"errorDetail":{"message":"` + e.pullErr + `"},"error":"` + e.pullErr + `"}` + "\n")), nil
+	}
+	id, ok := e.registry[ref]
+	if !ok {
+		return nil, errdefs.NotFound(fmt.Errorf("manifest for %s not found: manifest unknown", ref))
+	}
+	e.images = append(e.images, image.Summary{ID: id, RepoTags: []string{ref}})
+	return io.NopCloser(strings.NewReader(`{"status":"Downloaded newer image for ` + ref + `"}` + "\n")), nil
+}
+
+func (e *memEngine) ImageRemove(_ context.Context, ref string, _ image.RemoveOptions) ([]image.DeleteResponse, error) {
+	e.untagged = append(e.untagged, ref)
+	return []image.DeleteResponse{{Untagged: ref}}, nil
+}
+
 func (e *memEngine) ServerVersion(context.Context) (types.Version, error) {
 	return types.Version{Components: []types.ComponentVersion{{Name: "Engine"}}}, nil
 }
@@ -163,7 +209,7 @@ func TestRunnerFailuresSayWhy(t *testing.T) {
 			createErr: errors.New("Error response from daemon: Unknown runtime specified nope")}, "",
 			ErrUnknownOCIRuntime, `unknown OCI runtime: the Docker Engine has no OCI runtime "nope" (it has: runc, runsc); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime`, false},
 		{"missing image", &memEngine{}, "", ErrImageMissing,
-			"missing image: no image example/kv:1.2.3 on the Docker Engine (images are never pulled: build or load it there)", false},
+			"missing image: no image example/kv:1.2.3 on the Docker Engine (its pull_policy is never: build or load it there, or register a pull_policy of missing)", false},
 		{"SHA256 mismatch", &memEngine{images: []image.Summary{{ID: otherID}}}, memImageID, ErrSHA256Mismatch,
 			"SHA256 mismatch: image example/kv:1.2.3 is " + otherID + ", not the registered sha256 " + memImageID, false},
 		{"start refused", &memEngine{images: present, startErr: errors.New("OCI runtime create failed: exec: \"/kv\": no such file")}, "",

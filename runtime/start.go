@@ -33,7 +33,11 @@ type Options struct {
 	// short, Unix socket paths are limited to about 108 bytes. Default
 	// OwnSocketRoot().
 	SocketRoot   string
-	StartTimeout time.Duration // default 30s
+	StartTimeout time.Duration // default 30s; a pull has its own bound
+	// Auth gives a registry's credentials for a pull, or nil; PullTimeout
+	// bounds a pull (DefaultPullTimeout when 0).
+	Auth        func(registry string) *RegistryAuth
+	PullTimeout time.Duration
 	Logger       hclog.Logger
 }
 
@@ -180,6 +184,7 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	running.client = plugin.NewClient(clientConfig(p, r, o, func(rc *RunConfig, dir string) (runner.Runner, error) {
 		running.Runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
 		running.Runner.EngineAddress = r.Engine
+		running.Runner.Auth, running.Runner.PullTimeout = o.Auth, o.PullTimeout
 		return running.Runner, nil
 	}, func(dir string) { socketDir = dir }))
 
