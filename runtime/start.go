@@ -38,7 +38,7 @@ type Options struct {
 	// bounds a pull (DefaultPullTimeout when 0).
 	Auth        func(registry string) *RegistryAuth
 	PullTimeout time.Duration
-	Logger       hclog.Logger
+	Logger      hclog.Logger
 }
 
 func (o Options) withDefaults() Options {
