@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 
@@ -86,6 +88,29 @@ func BuildKV(t vaulttest.T, docker *client.Client) string {
 	return buildOnce(t, docker, KVName+":"+KVTag, func() string { return binary })
 }
 
+// BuildUniqueKV builds HashiCorp's kv plugin into an image of its own,
+// tagged ref, whose ID no other image has (a nonce file is added): a test
+// may push, remove and pull it without touching the images other tests
+// share. The image is removed when the test ends.
+func BuildUniqueKV(t vaulttest.T, docker *client.Client, ref string) string {
+	t.Helper()
+	binary := os.Getenv("KV_PLUGIN_BINARY")
+	if binary == "" {
+		vaulttest.RequireReal(t, "HashiCorp's kv plugin ($KV_PLUGIN_BINARY)", "run `make test`, or export KV_PLUGIN_BINARY=$(scripts/build-kv-plugin.sh)")
+	}
+	id, err := buildImage(docker, ref, binary, []byte(fmt.Sprintf("%s %d %d", ref, os.Getpid(), time.Now().UnixNano())))
+	if err != nil {
+		t.Fatalf("building the image %s: %v", ref, err)
+	}
+	t.Cleanup(func() { RemoveImage(docker, id) })
+	return id
+}
+
+// RemoveImage removes an image and every name it has, if it is there.
+func RemoveImage(docker *client.Client, id string) {
+	docker.ImageRemove(context.Background(), id, image.RemoveOptions{Force: true, PruneChildren: true})
+}
+
 // Probe names the image of the hosting tests' probe plugin
 // (internal/probeplugin).
 const (
@@ -109,7 +134,7 @@ func buildOnce(t vaulttest.T, docker *client.Client, ref string, binary func() s
 	if id := built[ref]; id != "" {
 		return id
 	}
-	id, err := buildImage(docker, ref, binary())
+	id, err := buildImage(docker, ref, binary(), nil)
 	if err != nil {
 		t.Fatalf("building the image %s: %v", ref, err)
 	}
@@ -117,18 +142,26 @@ func buildOnce(t vaulttest.T, docker *client.Client, ref string, binary func() s
 	return id
 }
 
-func buildImage(docker *client.Client, ref, binary string) (string, error) {
+// buildImage builds binary into an image FROM scratch tagged ref; a nonce,
+// when given, is added as a file, which makes the image's ID its own.
+func buildImage(docker *client.Client, ref, binary string, nonce []byte) (string, error) {
 	data, err := os.ReadFile(binary)
 	if err != nil {
 		return "", err
 	}
-	var buildContext bytes.Buffer
-	tw := tar.NewWriter(&buildContext)
-	for _, f := range []struct {
+	type file struct {
 		name string
 		mode int64
 		body []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile(filepath.Base(binary)))}, {filepath.Base(binary), 0o755, data}} {
+	}
+	files := []file{{"Dockerfile", 0o644, []byte(dockerfile(filepath.Base(binary)))}, {filepath.Base(binary), 0o755, data}}
+	if nonce != nil {
+		files[0].body = append(files[0].body, "COPY nonce /nonce\n"...)
+		files = append(files, file{"nonce", 0o644, nonce})
+	}
+	var buildContext bytes.Buffer
+	tw := tar.NewWriter(&buildContext)
+	for _, f := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body))}); err != nil {
 			return "", err
 		}
