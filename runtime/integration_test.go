@@ -22,19 +22,45 @@ func checkOptions() runtime.Options {
 func TestCheckHandshakeUnderEachRuntime(t *testing.T) {
 	docker := testimage.Docker(t)
 	id := testimage.Build(t, docker)
-	for _, oci := range []string{"runc", "runsc"} {
-		t.Run(oci, func(t *testing.T) {
-			res, err := runtime.Check(context.Background(), docker, testimage.Plugin(id), runtime.Runtime{OCIRuntime: oci}, checkOptions())
+	for _, e := range testimage.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			e.Load(t, docker, id)
+			res, err := runtime.Check(context.Background(), e.Client, testimage.Plugin(id), e.Runtime(), checkOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.PluginVersion != testimage.Version {
 				t.Fatalf("plugin version = %q, want %q", res.PluginVersion, testimage.Version)
 			}
-			t.Logf("%s: create %v, start %v, handshake %v, total %v", oci, res.Created, res.Started, res.Handshake, res.Total)
-			testimage.AssertNoContainers(t, docker)
+			t.Logf("%s: create %v, start %v, handshake %v, total %v", e.Name, res.Created, res.Started, res.Handshake, res.Total)
+			testimage.AssertNoContainers(t, e.Client)
 		})
 	}
+}
+
+// A Podman service runs every container under its default OCI runtime: a
+// runtime that asks for another is refused there, never run under the
+// wrong one.
+func TestPodmanServiceRefusesAnotherOCIRuntime(t *testing.T) {
+	docker := testimage.Docker(t)
+	id := testimage.Build(t, docker)
+	for _, e := range testimage.Engines(t) {
+		if !e.Podman || e.OCIRuntime != "runc" {
+			continue
+		}
+		e.Load(t, docker, id)
+		rt := e.Runtime()
+		rt.OCIRuntime = "runsc"
+		_, err := runtime.Check(context.Background(), e.Client, testimage.Plugin(id), rt, checkOptions())
+		want := "unknown OCI runtime: the Podman service at " + e.Address + " runs every container under its default OCI runtime runc, " +
+			"whatever a container asks for, and this runtime asks for runsc"
+		if !errors.Is(err, runtime.ErrUnknownOCIRuntime) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("runsc on a runc service: %v", err)
+		}
+		testimage.AssertNoContainers(t, e.Client)
+		return
+	}
+	t.Skip("no Podman service for runc")
 }
 
 // The runtime's limits are set on the container (docker inspect) and
@@ -43,26 +69,32 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 	docker := testimage.Docker(t)
 	id := testimage.Build(t, docker)
 	const nanoCPUs, memory = 500_000_000, 64 << 20
-	for _, oci := range []string{"runc", "runsc"} {
-		t.Run(oci, func(t *testing.T) {
+	for _, e := range testimage.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			e.Load(t, docker, id)
 			ctx := context.Background()
-			parent := "/rc-test-" + oci
-			rt := runtime.Runtime{Name: "limited", OCIRuntime: oci, CgroupParent: parent, NanoCPUs: nanoCPUs, MemoryBytes: memory}
-			running, err := runtime.Start(ctx, docker, testimage.Plugin(id), rt, checkOptions())
+			parent := "/rc-test-" + strings.ReplaceAll(e.Name, "/", "-")
+			rt := e.Runtime()
+			rt.Name, rt.CgroupParent, rt.NanoCPUs, rt.MemoryBytes = "limited", parent, nanoCPUs, memory
+			running, err := runtime.Start(ctx, e.Client, testimage.Plugin(id), rt, checkOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer func() {
 				running.Stop(ctx)
-				testimage.AssertNoContainers(t, docker)
+				testimage.AssertNoContainers(t, e.Client)
 			}()
 
-			info, err := docker.ContainerInspect(ctx, running.Runner.ID())
+			info, err := e.Client.ContainerInspect(ctx, running.Runner.ID())
 			if err != nil {
 				t.Fatal(err)
 			}
 			hc := info.HostConfig
-			if hc.Runtime != oci || hc.NanoCPUs != nanoCPUs || hc.Memory != memory || hc.CgroupParent != parent {
+			wantRuntime := e.OCIRuntime
+			if e.Podman {
+				wantRuntime = "oci" // Podman's compatible inspect says no more; the service's default was checked at start
+			}
+			if hc.Runtime != wantRuntime || hc.NanoCPUs != nanoCPUs || hc.Memory != memory || hc.CgroupParent != parent {
 				t.Fatalf("inspect: runtime %s, NanoCPUs %d, Memory %d, CgroupParent %s", hc.Runtime, hc.NanoCPUs, hc.Memory, hc.CgroupParent)
 			}
 			if !hc.ReadonlyRootfs || hc.PidsLimit == nil || *hc.PidsLimit != runtime.DefaultPidsLimit ||
@@ -73,7 +105,10 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 				t.Fatalf("labels: %v", info.Config.Labels)
 			}
 
-			assertCgroupLimits(t, parent, running.Runner.ID(), nanoCPUs, memory, runtime.DefaultPidsLimit)
+			if hc.NetworkMode != "none" {
+				t.Fatalf("network mode %q: a plugin container has loopback only", hc.NetworkMode)
+			}
+			assertCgroupLimits(t, e.CgroupDir(parent, running.Runner.ID()), nanoCPUs, memory, runtime.DefaultPidsLimit)
 		})
 	}
 }
@@ -91,55 +126,79 @@ func TestStartFailuresSayWhy(t *testing.T) {
 	wrongTag.Version, wrongTag.SHA256 = "v9.9.9", ""
 	wrongID := good
 	wrongID.SHA256 = strings.Repeat("0", 64)
-	noExecutable := good
-	noExecutable.Command = "/nope"
+	noExec := good
+	noExec.Command = "/nope"
 
-	for _, tc := range []struct {
-		name    string
-		plugin  runtime.Plugin
-		runtime runtime.Runtime
-		is      error
-		says    []string
-	}{
-		{"unknown OCI runtime", good, runtime.Runtime{OCIRuntime: "no-such-runtime"}, runtime.ErrUnknownOCIRuntime,
-			[]string{`the Docker Engine has no OCI runtime "no-such-runtime" (it has: `, "runc", "runsc"}},
-		{"missing image", wrongTag, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrImageMissing,
-			[]string{"no image " + testimage.Name + ":9.9.9 on the Docker Engine (its pull_policy is never"}},
-		{"SHA256 mismatch", wrongID, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrSHA256Mismatch,
-			[]string{"image " + testimage.Name + ":" + testimage.Tag + " is " + id + ", not the registered sha256 sha256:" + strings.Repeat("0", 64)}},
-		{"exits under runc", crashing, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrContainerExited,
-			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
-		{"exits under runsc", crashing, runtime.Runtime{}, runtime.ErrContainerExited,
-			[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
-		{"killed by its memory limit", good, runtime.Runtime{OCIRuntime: "runc", MemoryBytes: 6 << 20}, runtime.ErrContainerExited,
-			// Before or after the handshake, as the kernel's timing falls.
-			[]string{"exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 6291456)"}},
-		{"no executable under runc", noExecutable, runtime.Runtime{OCIRuntime: "runc"}, runtime.ErrStartRefused,
-			[]string{"the engine refused the container", "/nope"}},
-		{"no executable under runsc", noExecutable, runtime.Runtime{}, runtime.ErrStartRefused,
-			[]string{"the engine refused the container", "failed to load /nope"}},
-		{"more CPU than the host has", good, runtime.Runtime{OCIRuntime: "runc", NanoCPUs: 1000 * 1_000_000_000}, runtime.ErrStartRefused,
-			[]string{"the engine refused the container", "Range of CPUs"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			// A failed start leaves no socket directory behind either.
-			o := checkOptions()
-			o.SocketRoot = vaulttest.ShortTempDir(t)
-			_, err := runtime.Check(context.Background(), docker, tc.plugin, tc.runtime, o)
-			if !errors.Is(err, tc.is) {
-				t.Fatalf("error %v is not %v", err, tc.is)
+	for _, e := range testimage.Engines(t) {
+		e.Load(t, docker, id)
+		on := func(change func(*runtime.Runtime)) runtime.Runtime {
+			rt := e.Runtime()
+			if change != nil {
+				change(&rt)
 			}
-			t.Logf("%s: %v", tc.name, err)
-			for _, want := range tc.says {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error does not say %q:\n%v", want, err)
+			return rt
+		}
+		unknownRuntime := []string{`the Docker Engine has no OCI runtime "no-such-runtime" (it has: `, "runc", "runsc"}
+		if e.Podman {
+			unknownRuntime = []string{"the Podman service at " + e.Address + " runs every container under its default OCI runtime " +
+				e.OCIRuntime + ", whatever a container asks for, and this runtime asks for no-such-runtime"}
+		}
+		noExecutable := []string{"the engine refused the container", "/nope"}
+		if e.OCIRuntime == "runsc" && !e.Podman {
+			noExecutable = append(noExecutable, "failed to load /nope")
+		}
+		cases := []struct {
+			name    string
+			plugin  runtime.Plugin
+			runtime runtime.Runtime
+			is      error
+			says    []string
+		}{
+			{"unknown OCI runtime", good, on(func(rt *runtime.Runtime) { rt.OCIRuntime = "no-such-runtime" }), runtime.ErrUnknownOCIRuntime, unknownRuntime},
+			{"missing image", wrongTag, on(nil), runtime.ErrImageMissing,
+				[]string{"no image " + testimage.Name + ":9.9.9 on the engine at " + runtime.EngineAddress(e.Address) + " (its pull_policy is never"}},
+			{"SHA256 mismatch", wrongID, on(nil), runtime.ErrSHA256Mismatch,
+				[]string{"image " + testimage.Name + ":" + testimage.Tag + " is " + id + ", not the registered sha256 sha256:" + strings.Repeat("0", 64)}},
+			{"exits", crashing, on(nil), runtime.ErrContainerExited,
+				[]string{"plugin container exited with code 1 before the plugin handshake", "flag provided but not defined: -no-such-flag"}},
+			{"no executable", noExec, on(nil), runtime.ErrStartRefused, noExecutable},
+		}
+		if e.OCIRuntime == "runc" && !e.Podman { // Podman takes any number of CPUs
+			cases = append(cases, []struct {
+				name    string
+				plugin  runtime.Plugin
+				runtime runtime.Runtime
+				is      error
+				says    []string
+			}{
+				{"killed by its memory limit", good, on(func(rt *runtime.Runtime) { rt.MemoryBytes = 6 << 20 }), runtime.ErrContainerExited,
+					// Before or after the handshake, as the kernel's timing falls.
+					[]string{"exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 6291456)"}},
+				{"more CPU than the host has", good, on(func(rt *runtime.Runtime) { rt.NanoCPUs = 1000 * 1_000_000_000 }), runtime.ErrStartRefused,
+					[]string{"the engine refused the container"}},
+			}...)
+		}
+		for _, tc := range cases {
+			t.Run(e.Name+"/"+tc.name, func(t *testing.T) {
+				// A failed start leaves no socket directory behind either.
+				o := checkOptions()
+				o.SocketRoot = vaulttest.ShortTempDir(t)
+				_, err := runtime.Check(context.Background(), e.Client, tc.plugin, tc.runtime, o)
+				if !errors.Is(err, tc.is) {
+					t.Fatalf("error %v is not %v", err, tc.is)
 				}
-			}
-			testimage.AssertNoContainers(t, docker)
-			if left, _ := os.ReadDir(o.SocketRoot); len(left) != 0 {
-				t.Errorf("a failed start left %d entries in the socket root, the first %s", len(left), left[0].Name())
-			}
-		})
+				t.Logf("%s: %v", tc.name, err)
+				for _, want := range tc.says {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error does not say %q:\n%v", want, err)
+					}
+				}
+				testimage.AssertNoContainers(t, e.Client)
+				if left, _ := os.ReadDir(o.SocketRoot); len(left) != 0 {
+					t.Errorf("a failed start left %d entries in the socket root, the first %s", len(left), left[0].Name())
+				}
+			})
+		}
 	}
 }
 
@@ -233,15 +292,15 @@ func TestPreviewMatchesStartedContainer(t *testing.T) {
 
 // assertCgroupLimits reads the container's cgroup files on the host, under
 // cgroup v1 (one hierarchy per controller) or v2 (one unified hierarchy),
-// with Docker's cgroupfs driver: <root>/<parent>/<container id>.
-func assertCgroupLimits(t *testing.T, parent, id string, nanoCPUs, memory, pids int64) {
+// with the cgroupfs driver, at the engine's layout (Engine.CgroupDir).
+func assertCgroupLimits(t *testing.T, cgroup string, nanoCPUs, memory, pids int64) {
 	t.Helper()
 	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
 	v2 := err == nil
 	read := func(controller, file string) string {
-		dir := filepath.Join("/sys/fs/cgroup", controller, parent, id)
+		dir := filepath.Join("/sys/fs/cgroup", controller, cgroup)
 		if v2 {
-			dir = filepath.Join("/sys/fs/cgroup", parent, id)
+			dir = filepath.Join("/sys/fs/cgroup", cgroup)
 		}
 		data, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {

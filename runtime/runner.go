@@ -121,7 +121,16 @@ func (r *Runner) Start(ctx context.Context) error {
 	attached, err := r.engine.ContainerAttach(ctx, r.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
 		r.remove()
-		return fmt.Errorf("attaching to container %s: %w", short(r.id), err)
+		id := short(r.id)
+		r.id = "" // gone, and never waited for
+		if strings.Contains(err.Error(), "received 409") {
+			// Podman sets the container up with its OCI runtime when it is
+			// attached to, so what the runtime refuses (an executable not in
+			// the image, say) surfaces here, as a conflict without a reason.
+			return fmt.Errorf("%w (%s): the engine could not set up container %s to attach to it (%v): "+
+				"the OCI runtime refused it; its reason is in the engine's log", ErrStartRefused, r.what(), id, err)
+		}
+		return fmt.Errorf("attaching to container %s: %w", id, err)
 	}
 	// The exit code comes from next-exit: Podman answers a wait for the
 	// removal of an auto-removed container with 0, whatever its exit code.
@@ -180,7 +189,7 @@ func (r *Runner) checkImage(ctx context.Context) error {
 		return fmt.Errorf("listing images named %s: %w", ref, err)
 	}
 	if len(images) == 0 {
-		return fmt.Errorf("%w: no image %s on the Docker Engine (its pull_policy is never: build or load it there, or register a pull_policy of missing)", ErrImageMissing, ref)
+		return fmt.Errorf("%w: no image %s on the engine at %s (its pull_policy is never: build or load it there, or register a pull_policy of missing)", ErrImageMissing, ref, EngineAddress(r.EngineAddress))
 	}
 	if r.plugin.SHA256 == "" {
 		return nil
@@ -242,12 +251,26 @@ func (r *Runner) explainStartError(ctx context.Context, err error) error {
 	if strings.Contains(msg, "unknown or invalid runtime name") || strings.Contains(strings.ToLower(msg), "unknown runtime") {
 		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, msg)
 	}
-	if strings.Contains(msg, "OCI runtime create failed") || strings.Contains(msg, "OCI runtime start failed") || errdefs.IsInvalidParameter(err) {
+	// Docker says "OCI runtime create/start failed"; Podman relays the OCI
+	// runtime's command that failed ("`runsc start <id>` failed: exit status").
+	podmanRuntimeFailed := strings.Contains(msg, " start "+r.id+"` failed")
+	if strings.Contains(msg, "OCI runtime create failed") || strings.Contains(msg, "OCI runtime start failed") || podmanRuntimeFailed ||
+		errdefs.IsInvalidParameter(err) {
 		// The OCI runtime's own reason: an executable that is not in the
 		// image, a cgroup it cannot make, a limit the kernel refuses.
-		return fmt.Errorf("%w (image %s, OCI runtime %s): %s", ErrStartRefused, r.run.Config.Image, r.run.HostConfig.Runtime, msg)
+		return fmt.Errorf("%w (%s): %s", ErrStartRefused, r.what(), msg)
 	}
 	return fmt.Errorf("starting the plugin container (image %s, OCI runtime %s): %w", r.run.Config.Image, r.run.HostConfig.Runtime, err)
+}
+
+// what names what the engine was asked to run: image, OCI runtime and,
+// when the registration sets them, the command it starts.
+func (r *Runner) what() string {
+	what := fmt.Sprintf("image %s, OCI runtime %s", r.run.Config.Image, r.run.HostConfig.Runtime)
+	if len(r.run.Config.Entrypoint) > 0 {
+		what += fmt.Sprintf(", command %q", []string(r.run.Config.Entrypoint))
+	}
+	return what
 }
 
 // outputGrace bounds how long an exit waits for the last of the output.
@@ -363,14 +386,18 @@ func (r *Runner) awaitRemoval(timeout time.Duration) {
 	if r.id == "" {
 		return
 	}
-	deadline := time.After(timeout)
-	for _, done := range []chan struct{}{r.removed, r.exited} {
-		select {
-		case <-done:
-		case <-deadline:
-			r.remove()
-			return
-		}
+	select {
+	case <-r.removed:
+	case <-time.After(timeout):
+		r.remove()
+		return
+	}
+	// Removed, so exited: the exit's report (code and output) follows at
+	// once, or never (Podman does not answer a next-exit wait for a container
+	// that never ran).
+	select {
+	case <-r.exited:
+	case <-time.After(outputGrace):
 	}
 }
 

@@ -209,11 +209,11 @@ func TestRunnerFailuresSayWhy(t *testing.T) {
 			createErr: errors.New("Error response from daemon: Unknown runtime specified nope")}, "",
 			ErrUnknownOCIRuntime, `unknown OCI runtime: the Docker Engine has no OCI runtime "nope" (it has: runc, runsc); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime`, false},
 		{"missing image", &memEngine{}, "", ErrImageMissing,
-			"missing image: no image example/kv:1.2.3 on the Docker Engine (its pull_policy is never: build or load it there, or register a pull_policy of missing)", false},
+			"missing image: no image example/kv:1.2.3 on the engine at unix:///var/run/docker.sock (its pull_policy is never: build or load it there, or register a pull_policy of missing)", false},
 		{"SHA256 mismatch", &memEngine{images: []image.Summary{{ID: otherID}}}, memImageID, ErrSHA256Mismatch,
 			"SHA256 mismatch: image example/kv:1.2.3 is " + otherID + ", not the registered sha256 " + memImageID, false},
 		{"start refused", &memEngine{images: present, startErr: errors.New("OCI runtime create failed: exec: \"/kv\": no such file")}, "",
-			ErrStartRefused, `the engine refused the container (image example/kv:1.2.3, OCI runtime nope): OCI runtime create failed: exec: "/kv": no such file`, true},
+			ErrStartRefused, `the engine refused the container (image example/kv:1.2.3, OCI runtime nope, command ["/bin/kv"]): OCI runtime create failed: exec: "/kv": no such file`, true},
 		{"engine failed", &memEngine{images: present, startErr: errors.New("connection reset by peer")}, "", nil,
 			"starting the plugin container (image example/kv:1.2.3, OCI runtime nope): connection reset by peer", true},
 	} {

@@ -19,8 +19,12 @@ echo "vault: $("$VAULT_BINARY" version)"
 
 if [ "$(id -u)" = 0 ]; then
   scripts/start-docker.sh
+  # Two Podman services (one per OCI runtime) and Debian's docker-registry:
+  # the integration tests run on Podman too, and start registries.
+  eval "$(scripts/start-podman.sh)"
+  export RC_PODMAN_RUNC RC_PODMAN_RUNSC
 else
-  echo "not root: using the Docker Engine as it is (scripts/start-docker.sh needs root)" >&2
+  echo "not root: using the Docker Engine as it is, without Podman (scripts/start-docker.sh and start-podman.sh need root)" >&2
 fi
 
 # Every package once, with the tests on real parts (RC_ACC=1) and the race
