@@ -18,9 +18,21 @@ import (
 // name says so.
 func hostKV(t *testing.T, v *vaulttest.Server, kvID, ociRuntime string, names ...string) {
 	t.Helper()
-	v.MustRun(t, "write", "runtimes/catalog/container/"+ociRuntime, "oci_runtime="+ociRuntime, "memory_bytes=134217728")
+	hostKVOn(t, v, kvID, testimage.Engine{OCIRuntime: ociRuntime}, names...)
+}
+
+// hostKVOn is hostKV on an engine: the runtime is named after the OCI
+// runtime, and says which engine when it is not the default.
+func hostKVOn(t *testing.T, v *vaulttest.Server, kvID string, e testimage.Engine, names ...string) {
+	t.Helper()
+	rt := e.OCIRuntime
+	args := []string{"write", "runtimes/catalog/container/" + rt, "oci_runtime=" + e.OCIRuntime, "memory_bytes=134217728"}
+	if e.Address != "" {
+		args = append(args, "engine="+e.Address)
+	}
+	v.MustRun(t, args...)
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv", "oci_image="+testimage.KVName,
-		"version="+testimage.KVVersion, "sha256="+kvID, "runtime="+ociRuntime)
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime="+rt)
 	for _, name := range names {
 		args := []string{"write", "runtimes/mounts/" + name, "plugin=kv", "description=kv " + name}
 		if strings.HasPrefix(name, "kv2") {
@@ -62,10 +74,11 @@ type mountState struct {
 func TestHostedKV(t *testing.T) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
-	for _, oci := range []string{"runc", "runsc"} {
-		t.Run(oci, func(t *testing.T) {
+	for _, e := range testimage.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			e.Load(t, docker, kvID)
 			v := vaulttest.StartDev(t, "runtimes")
-			hostKV(t, v, kvID, oci, "kv1", "kv2")
+			hostKVOn(t, v, kvID, e, "kv1", "kv2")
 
 			// kv v1: write, read, list, delete.
 			v.MustRun(t, "write", "runtimes/mounts/kv1/app/db", "password=hunter2")
@@ -112,16 +125,20 @@ func TestHostedKV(t *testing.T) {
 			v.MustJSON(t, &s1, "read", "runtimes/mounts/kv1")
 			v.MustJSON(t, &s2, "read", "runtimes/mounts/kv2")
 			if s1.Data.State != "running" || s1.Data.ContainerID == "" || s1.Data.ContainerID != s2.Data.ContainerID ||
-				s1.Data.OCIRuntime != oci || !reflect.DeepEqual(s1.Data.SharedWith, []string{"kv2"}) {
+				s1.Data.OCIRuntime != e.OCIRuntime || !reflect.DeepEqual(s1.Data.SharedWith, []string{"kv2"}) {
 				t.Fatalf("mount states: %+v / %+v", s1.Data, s2.Data)
 			}
-			info, err := docker.ContainerInspect(context.Background(), s1.Data.ContainerID)
-			if err != nil || info.HostConfig.Runtime != oci || info.HostConfig.Memory != 134217728 {
+			info, err := e.Client.ContainerInspect(context.Background(), s1.Data.ContainerID)
+			wantRuntime := e.OCIRuntime
+			if e.Podman {
+				wantRuntime = "oci" // all Podman's inspect says: the service's default was checked at start
+			}
+			if err != nil || info.HostConfig.Runtime != wantRuntime || info.HostConfig.Memory != 134217728 {
 				t.Fatalf("the container: %v %+v", err, info.HostConfig)
 			}
 
 			// Killed out of band: the next request restarts it and succeeds.
-			if out, err := runDocker("kill", s1.Data.ContainerID); err != nil {
+			if out, err := runDocker(e.DockerArgs("kill", s1.Data.ContainerID)...); err != nil {
 				t.Fatalf("docker kill: %v %s", err, out)
 			}
 			v.MustJSON(t, &read, "read", "runtimes/mounts/kv1/app/db")
@@ -144,7 +161,7 @@ func TestHostedKV(t *testing.T) {
 				t.Fatalf("read of a deleted mount: exit %d %s", code, errOut)
 			}
 			v.Stop(t)
-			testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+			testimage.AssertNoContainersOf(t, e.Client, v.ClusterID)
 		})
 	}
 }

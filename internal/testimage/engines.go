@@ -121,6 +121,15 @@ func (e Engine) Load(t vaulttest.T, docker *client.Client, id string) {
 	loaded[e.Address+id] = true
 }
 
+// DockerArgs are the docker CLI's arguments to run a command on this
+// engine.
+func (e Engine) DockerArgs(args ...string) []string {
+	if e.Address == "" {
+		return args
+	}
+	return append([]string{"-H", e.Address}, args...)
+}
+
 // CgroupDir is the container's cgroup directory under parent, as the
 // engine lays it out.
 func (e Engine) CgroupDir(parent, id string) string {
