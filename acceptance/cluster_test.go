@@ -171,16 +171,23 @@ func stopCluster(t *testing.T, c *vaulttest.Cluster, docker *client.Client) {
 	testimage.AssertNoContainersOf(t, docker, c.Nodes[0].ClusterID)
 }
 
+// startTestCluster starts a 3-node cluster with the plugin at runtimes/,
+// builds the kv image, and returns a client and the active node and a
+// standby.
+func startTestCluster(t *testing.T) (*client.Client, string, *vaulttest.Cluster, *clusterClient, *vaulttest.Server, *vaulttest.Server) {
+	t.Helper()
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	c := vaulttest.StartCluster(t, 3, "runtimes")
+	leader := c.Leader(t, 30*time.Second, nil)
+	return docker, kvID, c, newClusterClient(c.Token), leader, c.Standbys(leader)[0]
+}
+
 // The leader of a 3-node Raft cluster is killed with SIGKILL: a new leader
 // serves the whole catalog and the hosted mount's data within 30 s, and of
 // the writes racing the failover none acknowledged is lost.
 func TestClusterLeaderKilled(t *testing.T) {
-	docker := testimage.Docker(t)
-	kvID := testimage.BuildKV(t, docker)
-	c := vaulttest.StartCluster(t, 3, "runtimes")
-	cl := newClusterClient(c.Token)
-	leader := c.Leader(t, 30*time.Second, nil)
-	standby := c.Standbys(leader)[0]
+	docker, kvID, c, cl, leader, standby := startTestCluster(t)
 
 	// 200 runtimes and 50 plugins written through a standby.
 	runtimes := map[string]map[string]any{}
@@ -347,15 +354,8 @@ func TestClusterLeaderKilled(t *testing.T) {
 // active node's, compressed lists included; and a graceful step-down moves
 // leadership with no failure that Vault does not itself call retryable.
 func TestClusterStandbyAndStepDown(t *testing.T) {
-	docker := testimage.Docker(t)
-	kvID := testimage.BuildKV(t, docker)
-	c := vaulttest.StartCluster(t, 3, "runtimes")
-	cl := newClusterClient(c.Token)
-	leader := c.Leader(t, 30*time.Second, nil)
-	standby := c.Standbys(leader)[0]
-	standby.MustRun(t, "secrets", "tune", "-passthrough-request-headers=Accept-Encoding",
-		"-allowed-response-headers=Content-Encoding", "-allowed-response-headers=Vary", "runtimes/")
-	standby.MustRun(t, "write", "runtimes/config", "compress_lists=true")
+	docker, kvID, c, cl, leader, standby := startTestCluster(t)
+	standby.CompressLists(t, "runtimes")
 	for i := 0; i < 50; i++ {
 		name, fields := clusterRuntime(i)
 		cl.must(t, standby, "POST", "runtimes/catalog/container/"+name, fields)

@@ -14,13 +14,11 @@ import (
 	"math/rand"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
@@ -35,13 +33,9 @@ func main() {
 	hosting := flag.Bool("hosting", true, "measure hosted kv beside Vault's containerized kv (needs Docker and -kv-plugin)")
 	flag.Parse()
 
-	t := &vaulttest.Program{}
-	defer t.RunCleanups()
-	t.Cleanup(vaulttest.RemoveBuild)
 	// Ctrl-C or a kill stops Vault (and with it the plugins) too.
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	go func() { t.Fatalf("stopped by %v", <-signals) }()
+	t := vaulttest.NewProgram()
+	defer t.RunCleanups()
 	var extra []string
 	if *kvPlugin != "" {
 		extra = append(extra, *kvPlugin)
@@ -52,9 +46,7 @@ func main() {
 		v.MustRun(t, "secrets", "enable", "-path=kv-ext", filepath.Base(*kvPlugin))
 	}
 	// Compressed lists, as make dev and the README set them up.
-	v.MustRun(t, "secrets", "tune", "-passthrough-request-headers=Accept-Encoding",
-		"-allowed-response-headers=Content-Encoding", "-allowed-response-headers=Vary", "runtimes/")
-	v.MustRun(t, "write", "runtimes/config", "compress_lists=true")
+	v.CompressLists(t, "runtimes")
 	b := &bench{t: t, addr: v.Addr, token: v.Token, clients: *clients, duration: *duration,
 		// Go's transport asks for gzip and decodes it, as the vault CLI's
 		// does; plain asks for nothing, as curl without --compressed.

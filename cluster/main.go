@@ -8,10 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
@@ -22,18 +20,12 @@ func main() {
 	path := flag.String("path", "runtimes", "where the plugin is enabled")
 	flag.Parse()
 
-	t := &vaulttest.Program{}
-	defer t.RunCleanups()
-	t.Cleanup(vaulttest.RemoveBuild)
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	t := vaulttest.NewProgram()
 
 	start := time.Now()
 	c := vaulttest.StartCluster(t, *nodes, *path)
 	leader := c.Leader(t, 30*time.Second, nil)
-	leader.MustRun(t, "secrets", "tune", "-passthrough-request-headers=Accept-Encoding",
-		"-allowed-response-headers=Content-Encoding", "-allowed-response-headers=Vary", *path+"/")
-	leader.MustRun(t, "write", *path+"/config", "compress_lists=true")
+	leader.CompressLists(t, *path)
 
 	vault, _ := filepath.Abs(os.Getenv("VAULT_BINARY"))
 	var b strings.Builder
@@ -59,5 +51,5 @@ func main() {
 Ctrl-C stops the cluster.
 `, leader.Addr, c.Token, filepath.Dir(vault), c.UnsealKey, *path, c.Standbys(leader)[0].Addr, *path, leader.Pid())
 	fmt.Print(b.String())
-	fmt.Println("stopping:", <-signals)
+	select {} // until Ctrl-C
 }

@@ -11,15 +11,8 @@ set -euo pipefail
 
 log_dir="${DOCKERD_LOG_DIR:-/var/log}"
 
-need_install=()
-command -v dockerd >/dev/null 2>&1 || need_install+=(docker.io)
-command -v runsc >/dev/null 2>&1 || need_install+=(runsc)
-if [ "${#need_install[@]}" -gt 0 ]; then
-  echo "installing ${need_install[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "${need_install[@]}" >&2
-fi
+. "$(dirname "$0")/lib.sh"
+install_missing dockerd:docker.io runsc:runsc
 
 daemon_json=/etc/docker/daemon.json
 runsc_path="$(command -v runsc)"

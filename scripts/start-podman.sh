@@ -16,16 +16,8 @@
 set -euo pipefail
 
 state=/run/rc-podman
-need_install=()
-command -v podman >/dev/null 2>&1 || need_install+=(podman)
-command -v docker-registry >/dev/null 2>&1 || need_install+=(docker-registry)
-command -v runsc >/dev/null 2>&1 || need_install+=(runsc)
-if [ "${#need_install[@]}" -gt 0 ]; then
-  echo "installing ${need_install[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "${need_install[@]}" >&2
-fi
+. "$(dirname "$0")/lib.sh"
+install_missing podman:podman docker-registry:docker-registry runsc:runsc docker:docker.io
 
 mkdir -p "$state"
 cat > "$state/runsc-podman" <<SH

@@ -3,7 +3,9 @@ package vaulttest
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 )
 
 // Program lets these helpers run outside a test (the bench and cluster
@@ -14,6 +16,22 @@ type Program struct {
 	cleanups []func()
 	failed   bool
 	once     sync.Once
+}
+
+// NewProgram is a Program that also removes the plugin build it makes, and
+// stops on Ctrl-C or SIGTERM: the cleanups run (Vault and its plugins are
+// stopped), then the program exits.
+func NewProgram() *Program {
+	m := &Program{}
+	m.Cleanup(RemoveBuild)
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		m.Logf("stopping: %v", <-signals)
+		m.RunCleanups()
+		os.Exit(0)
+	}()
+	return m
 }
 
 func (m *Program) Helper()                         {}

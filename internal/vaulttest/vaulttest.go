@@ -359,6 +359,16 @@ func (s *Server) MustJSON(t T, v interface{}, args ...string) {
 	}
 }
 
+// CompressLists lets lists through the mount at path answer with gzip, as
+// the README says: the mount passes Accept-Encoding in and lets
+// Content-Encoding and Vary out, and the plugin is told it may use them.
+func (s *Server) CompressLists(t T, path string) {
+	t.Helper()
+	s.MustRun(t, "secrets", "tune", "-passthrough-request-headers=Accept-Encoding",
+		"-allowed-response-headers=Content-Encoding", "-allowed-response-headers=Vary", path+"/")
+	s.MustRun(t, "write", path+"/config", "compress_lists=true")
+}
+
 // StartPersistent starts a non-dev server with file storage in dir (created
 // on first use) on port, initialising it when new and unsealing it. The
 // plugin is registered and enabled at path the first time.
