@@ -83,6 +83,7 @@ type Runtime struct {
 type Host struct {
 	PID       int
 	Owner     string // this process as LabelOwner names it: Owner()
+	OwnerBoot string // its machine's boot: OwnerBoot()
 	ClusterID string
 	GroupID   int      // the host's egid, added to the container so it can reach the socket; 0 is never added
 	MLock     bool     // adds IPC_LOCK so the plugin can mlock
@@ -297,6 +298,9 @@ func labels(p Plugin, r Runtime, h Host) map[string]string {
 	}
 	if h.Owner != "" {
 		l[LabelOwner] = h.Owner
+	}
+	if h.OwnerBoot != "" {
+		l[LabelOwnerBoot] = h.OwnerBoot
 	}
 	if r.Name != "" {
 		l[LabelPluginRuntime] = r.Name

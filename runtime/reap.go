@@ -18,6 +18,21 @@ import (
 // after the owner died, the pair cannot.
 const LabelOwner = "io.github.vault-plugin-runtime-catalog.owner"
 
+// LabelOwnerBoot is the boot of the machine the owner runs on (the kernel's
+// boot_id): a pid says whether a process lives only on its own machine, and
+// an engine may be shared by several (a remote DOCKER_HOST).
+const LabelOwnerBoot = "io.github.vault-plugin-runtime-catalog.owner-boot"
+
+// OwnerBoot is this machine's boot as LabelOwnerBoot names it, or "" when
+// the kernel does not say.
+func OwnerBoot() string {
+	id, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(id))
+}
+
 // Owner is this process as LabelOwner names it.
 func Owner() string { return ownerOf(os.Getpid()) }
 
@@ -97,10 +112,10 @@ type Lister interface {
 }
 
 // ReapOrphans removes the plugin containers of this project's that were
-// started for clusterID by a process that is gone (a Vault and its plugins
-// killed with SIGKILL leave their containers running). Containers of a live
-// process, of another cluster, or of anything else are never touched. It
-// returns the IDs removed.
+// started for clusterID by a process of this machine that is gone (a Vault
+// and its plugins killed with SIGKILL leave their containers running).
+// Containers of a live process, of another machine, of another cluster, or
+// of anything else are never touched. It returns the IDs removed.
 func ReapOrphans(ctx context.Context, engine Lister, clusterID string) ([]string, error) {
 	list, err := engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", LabelManagedBy+"="+managedByThisPlugin),
@@ -110,10 +125,14 @@ func ReapOrphans(ctx context.Context, engine Lister, clusterID string) ([]string
 		return nil, fmt.Errorf("listing plugin containers: %w", err)
 	}
 	var removed []string
+	boot := OwnerBoot()
 	for _, c := range list {
 		owner, ok := c.Labels[LabelOwner]
 		if !ok || ownerAlive(owner) {
 			continue
+		}
+		if other := c.Labels[LabelOwnerBoot]; other != "" && other != boot {
+			continue // another machine's (or boot's) process: its life cannot be told from here
 		}
 		err := engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 		if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {

@@ -305,10 +305,12 @@ func TestReapOrphansRemovesOnlyDeadOwners(t *testing.T) {
 	e := &memEngine{listed: []container.Summary{
 		{ID: "live", Labels: map[string]string{LabelOwner: Owner()}},
 		{ID: "dead", Labels: map[string]string{LabelOwner: "999999999:1"}},
+		{ID: "dead-here", Labels: map[string]string{LabelOwner: "999999998:1", LabelOwnerBoot: OwnerBoot()}},
+		{ID: "elsewhere", Labels: map[string]string{LabelOwner: "999999997:1", LabelOwnerBoot: "another-machine"}},
 		{ID: "unlabelled", Labels: map[string]string{}},
 	}}
 	removed, err := ReapOrphans(context.Background(), e, "cluster")
-	if err != nil || strings.Join(removed, ",") != "dead" || strings.Join(e.removed, ",") != "dead" {
+	if err != nil || strings.Join(removed, ",") != "dead,dead-here" || strings.Join(e.removed, ",") != "dead,dead-here" {
 		t.Fatalf("removed %v (%v)", removed, err)
 	}
 }

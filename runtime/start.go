@@ -135,7 +135,7 @@ func clientConfig(p Plugin, r Runtime, o Options, newRunner func(*RunConfig, str
 				made(socketDir)
 			}
 			rc, err := BuildRunConfig(p, r, Host{
-				PID: os.Getpid(), Owner: Owner(), ClusterID: o.ClusterID, GroupID: os.Getegid(), MLock: o.MLock,
+				PID: os.Getpid(), Owner: Owner(), OwnerBoot: OwnerBoot(), ClusterID: o.ClusterID, GroupID: os.Getegid(), MLock: o.MLock,
 				BaseEnv: cmd.Env, SDKEnv: sdkEnv(o.VaultVersion, o.MLock), SocketDir: socketDir,
 			}, *o.Hardening)
 			if err != nil {
