@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 
 	"github.com/docker/docker/api/types"
@@ -157,6 +158,9 @@ type fakeEngine struct {
 	down           bool
 }
 
+// fakeEngineAsked counts the info calls of the fake engines.
+var fakeEngineAsked atomic.Int64
+
 // Addresses dialFakeEngine knows: the default engine (Docker, with runc and
 // runsc), a Podman service whose default is runc, and one that is down.
 const (
@@ -176,6 +180,7 @@ func dialFakeEngine(address string) (runtime.Engine, error) {
 }
 
 func (f *fakeEngine) Info(context.Context) (system.Info, error) {
+	fakeEngineAsked.Add(1)
 	if f.down {
 		return system.Info{}, errors.New("dial unix /run/nothing.sock: connect: no such file or directory")
 	}

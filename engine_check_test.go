@@ -83,3 +83,17 @@ func TestRuntimeEngineMustBeAUnixSocket(t *testing.T) {
 		}
 	}
 }
+
+// An engine is asked once per runtime.FactsTTL, not on every write: the
+// Docker Engine's info call takes 10 to 80 ms.
+func TestEngineAnswersAreKeptForAWhile(t *testing.T) {
+	b, s := newTestBackend(t)
+	before := fakeEngineAsked.Load()
+	for i := 0; i < 5; i++ {
+		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"oci_runtime": "runcc"})
+		mustDo(t, b, s, logical.UpdateOperation, "catalog/container/d", map[string]interface{}{"engine": fakeDownAddress})
+	}
+	if asked := fakeEngineAsked.Load() - before; asked != 2 {
+		t.Fatalf("10 writes asked the engines %d times, want 2 (one per engine)", asked)
+	}
+}

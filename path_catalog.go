@@ -354,15 +354,12 @@ func (b *backend) writeRuntime(ctx context.Context, name string, build func(*run
 // answer about its OCI runtimes.
 const engineAskTimeout = 3 * time.Second
 
-// askEngine asks rt's engine what it runs.
+// askEngine asks rt's engine what it runs (an answer up to
+// runtime.FactsTTL old).
 func (b *backend) askEngine(ctx context.Context, rt runtime.Runtime) (runtime.EngineFacts, error) {
-	engine, err := b.engines.Get(rt.Engine)
-	if err != nil {
-		return runtime.EngineFacts{}, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, engineAskTimeout)
 	defer cancel()
-	return runtime.AskEngine(ctx, engine, rt.Engine)
+	return b.engines.Facts(ctx, rt.Engine)
 }
 
 func (b *backend) pathRuntimeDelete(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {

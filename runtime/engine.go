@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
@@ -72,6 +73,43 @@ type Engines struct {
 	Dial    func(address string) (Engine, error)
 	mu      sync.Mutex
 	clients map[string]Engine
+	facts   map[string]factsEntry
+}
+
+// FactsTTL is how long an engine's answer about its OCI runtimes is taken
+// as still true. Asking costs a Docker Engine 10 to 80 ms (its info call),
+// which every runtime write would otherwise pay; engines change their
+// runtimes rarely, and a start checks again.
+const FactsTTL = 10 * time.Second
+
+type factsEntry struct {
+	facts EngineFacts
+	err   error
+	at    time.Time
+}
+
+// Facts is what the engine at address says of its OCI runtimes, asked at
+// most once per FactsTTL. Silence is kept too: a write must not wait on a
+// dead or hanging socket each time.
+func (e *Engines) Facts(ctx context.Context, address string) (EngineFacts, error) {
+	e.mu.Lock()
+	cached, ok := e.facts[address]
+	e.mu.Unlock()
+	if ok && time.Since(cached.at) < FactsTTL {
+		return cached.facts, cached.err
+	}
+	engine, err := e.Get(address)
+	var facts EngineFacts
+	if err == nil {
+		facts, err = AskEngine(ctx, engine, address)
+	}
+	e.mu.Lock()
+	if e.facts == nil {
+		e.facts = map[string]factsEntry{}
+	}
+	e.facts[address] = factsEntry{facts, err, time.Now()}
+	e.mu.Unlock()
+	return facts, err
 }
 
 // Get is the client for address ("" for the environment's Docker Engine).
