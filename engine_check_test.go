@@ -96,4 +96,9 @@ func TestEngineAnswersAreKeptForAWhile(t *testing.T) {
 	if asked := fakeEngineAsked.Load() - before; asked != 2 {
 		t.Fatalf("10 writes asked the engines %d times, want 2 (one per engine)", asked)
 	}
+	// A read that asks for the engine's word asks now.
+	mustDo(t, b, s, logical.ReadOperation, "catalog/container/r", map[string]interface{}{"check_engine": true})
+	if asked := fakeEngineAsked.Load() - before; asked != 3 {
+		t.Fatalf("check_engine did not ask the engine again (%d asks)", asked)
+	}
 }

@@ -287,7 +287,7 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 	}
 	data["plugins"] = plugins
 	if d.Get("check_engine").(bool) {
-		facts, err := b.askEngine(ctx, r.Runtime)
+		facts, err := b.askEngine(ctx, r.Runtime, true) // what it says now
 		if err != nil {
 			// The engine is the question: its silence is the answer.
 			return &logical.Response{Data: data, Warnings: []string{err.Error()}}, nil
@@ -339,7 +339,7 @@ func (b *backend) writeRuntime(ctx context.Context, name string, build func(*run
 	warnings := r.warnings()
 	// An engine may be set up after the catalog: what it says is a
 	// warning, and the runtime is stored either way.
-	if facts, err := b.askEngine(ctx, r.Runtime); err != nil {
+	if facts, err := b.askEngine(ctx, r.Runtime, false); err != nil {
 		warnings = append(warnings, err.Error()+"; the runtime is stored, and its plugins cannot start until the engine answers")
 	} else if oci := r.EffectiveOCIRuntime(); !facts.Runs(oci) {
 		warnings = append(warnings, facts.Refusal(oci)+"; the runtime is stored, and its plugins will not start there until this changes")
@@ -354,11 +354,14 @@ func (b *backend) writeRuntime(ctx context.Context, name string, build func(*run
 // answer about its OCI runtimes.
 const engineAskTimeout = 3 * time.Second
 
-// askEngine asks rt's engine what it runs (an answer up to
-// runtime.FactsTTL old).
-func (b *backend) askEngine(ctx context.Context, rt runtime.Runtime) (runtime.EngineFacts, error) {
+// askEngine asks rt's engine what it runs: now when fresh, else an answer
+// up to runtime.FactsTTL old.
+func (b *backend) askEngine(ctx context.Context, rt runtime.Runtime, fresh bool) (runtime.EngineFacts, error) {
 	ctx, cancel := context.WithTimeout(ctx, engineAskTimeout)
 	defer cancel()
+	if fresh {
+		return b.engines.FreshFacts(ctx, rt.Engine)
+	}
 	return b.engines.Facts(ctx, rt.Engine)
 }
 

@@ -98,6 +98,11 @@ func (e *Engines) Facts(ctx context.Context, address string) (EngineFacts, error
 	if ok && time.Since(cached.at) < FactsTTL {
 		return cached.facts, cached.err
 	}
+	return e.FreshFacts(ctx, address)
+}
+
+// FreshFacts asks the engine at address now, and keeps the answer for Facts.
+func (e *Engines) FreshFacts(ctx context.Context, address string) (EngineFacts, error) {
 	engine, err := e.Get(address)
 	var facts EngineFacts
 	if err == nil {
