@@ -178,7 +178,10 @@ func startTestCluster(t *testing.T) (*client.Client, string, *vaulttest.Cluster,
 	t.Helper()
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
+	var clusterID string
+	testimage.ReapCluster(t, docker, &clusterID) // runs after the cluster's own cleanups
 	c := vaulttest.StartCluster(t, 3, "runtimes")
+	clusterID = c.Nodes[0].ClusterID
 	leader := c.Leader(t, 30*time.Second, nil)
 	return docker, kvID, c, newClusterClient(c.Token), leader, c.Standbys(leader)[0]
 }

@@ -215,6 +215,21 @@ func AssertNoContainersOf(t testing.TB, docker *client.Client, clusterID string)
 	assertNone(t, docker, runtime.LabelClusterID+"="+clusterID)
 }
 
+// ReapCluster removes, when the test ends (after every cleanup registered
+// later, such as the cluster's), the containers of the cluster *clusterID
+// names whose owner process is gone: those of a plugin a test had to kill.
+func ReapCluster(t testing.TB, docker *client.Client, clusterID *string) {
+	t.Cleanup(func() {
+		if *clusterID == "" {
+			return
+		}
+		removed, err := runtime.ReapOrphans(context.Background(), docker, *clusterID)
+		if err != nil || len(removed) > 0 {
+			t.Logf("removed %d containers of killed plugins (%v)", len(removed), err)
+		}
+	})
+}
+
 func assertNone(t testing.TB, docker *client.Client, label string) {
 	t.Helper()
 	list, err := docker.ContainerList(context.Background(), container.ListOptions{

@@ -1,7 +1,6 @@
 package vaulttest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // Cluster is a Vault cluster of real processes on 127.0.0.1 with
@@ -40,13 +37,8 @@ func StartCluster(t T, n int, path string) *Cluster {
 	// Registered before the servers' own cleanups, so it runs after them:
 	// a node killed with SIGKILL leaves its plugin process behind (the
 	// plugin ends itself once it sees, but a test must not rely on that).
-	t.Cleanup(func() {
-		KillProcessesUnder(c.Dir)
-		// A plugin killed so leaves its containers: their owner is dead now.
-		if len(c.Nodes) > 0 && c.Nodes[0].ClusterID != "" {
-			reapContainers(t, c.Nodes[0].ClusterID)
-		}
-	})
+	// A plugin killed here leaves its containers: see testimage.ReapCluster.
+	t.Cleanup(func() { KillProcessesUnder(c.Dir) })
 	ports := FreePorts(t, 2*n)
 	var joins strings.Builder
 	for i := 0; i < n; i++ {
@@ -313,21 +305,6 @@ func KillProcessesUnder(dir string) {
 	}
 	for i := 0; i < 100 && len(ProcessesUnder(dir)) > 0; i++ {
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// reapContainers removes the cluster's plugin containers whose owner
-// process is gone, on the Docker Engine of the environment.
-func reapContainers(t T, clusterID string) {
-	docker, err := runtime.NewDockerClient("")
-	if err != nil {
-		return
-	}
-	defer docker.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if removed, err := runtime.ReapOrphans(ctx, docker, clusterID); err != nil || len(removed) > 0 {
-		t.Logf("removed %d containers of killed plugins (%v)", len(removed), err)
 	}
 }
 
