@@ -111,24 +111,14 @@ func clusterPlugin(i int) (string, map[string]any) {
 	}
 }
 
-// assertRuntime reads a runtime through node and compares every field with
+// assertReadsBack reads path through node and compares every field with
 // what was written (numbers as their exact text).
-func assertRuntime(t *testing.T, c *clusterClient, node *vaulttest.Server, name string, want map[string]any) {
+func assertReadsBack(t *testing.T, c *clusterClient, node *vaulttest.Server, path string, want map[string]any) {
 	t.Helper()
-	got := dataOf(t, c.must(t, node, "GET", "runtimes/catalog/container/"+name, nil))
+	got := dataOf(t, c.must(t, node, "GET", path, nil))
 	for k, w := range want {
 		if fmt.Sprint(got[k]) != fmt.Sprint(w) {
-			t.Errorf("runtime %s via %s: %s = %v, want %v", name, node.NodeID, k, got[k], w)
-		}
-	}
-}
-
-func assertPlugin(t *testing.T, c *clusterClient, node *vaulttest.Server, name string, want map[string]any) {
-	t.Helper()
-	got := dataOf(t, c.must(t, node, "GET", "runtimes/plugins/catalog/secret/"+name, nil))
-	for k, w := range want {
-		if fmt.Sprint(got[k]) != fmt.Sprint(w) {
-			t.Errorf("plugin %s via %s: %s = %v, want %v", name, node.NodeID, k, got[k], w)
+			t.Errorf("%s via %s: %s = %v, want %v", path, node.NodeID, k, got[k], w)
 		}
 	}
 }
@@ -278,10 +268,10 @@ func TestClusterLeaderKilled(t *testing.T) {
 	// Every runtime and plugin reads back exactly, through both nodes left.
 	for _, node := range []*vaulttest.Server{newLeader, other} {
 		for name, fields := range runtimes {
-			assertRuntime(t, cl, node, name, fields)
+			assertReadsBack(t, cl, node, "runtimes/catalog/container/"+name, fields)
 		}
 		for name, fields := range plugins {
-			assertPlugin(t, cl, node, name, fields)
+			assertReadsBack(t, cl, node, "runtimes/plugins/catalog/secret/"+name, fields)
 		}
 	}
 	// Acknowledged writes are all there; the lists hold exactly what reads.
