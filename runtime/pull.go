@@ -66,12 +66,12 @@ func (r *Runner) pullIfMissing(ctx context.Context) error {
 	if _, err := r.engine.ImageInspect(ctx, want); err == nil {
 		return nil
 	}
-	ref := r.plugin.PullRef()
+	ref, from := r.plugin.PullRef(), RegistryOf(r.plugin.Image)
 	options := image.PullOptions{}
 	if r.Auth != nil {
-		if auth := r.Auth(RegistryOf(r.plugin.Image)); auth != nil {
+		if auth := r.Auth(from); auth != nil {
 			encoded, err := registry.EncodeAuthConfig(registry.AuthConfig{
-				Username: auth.Username, Password: auth.Password, ServerAddress: RegistryOf(r.plugin.Image),
+				Username: auth.Username, Password: auth.Password, ServerAddress: from,
 			})
 			if err != nil {
 				return err
@@ -98,7 +98,7 @@ func (r *Runner) pullIfMissing(ctx context.Context) error {
 			return fmt.Errorf("%w: pulling %s did not finish within %s (the engine may go on with it; a later start uses it once there)",
 				ErrPullTimeout, ref, timeout)
 		}
-		return fmt.Errorf("%w: the registry %s refused %s: %s", ErrPullFailed, RegistryOf(r.plugin.Image), ref, registryWords(err))
+		return fmt.Errorf("%w: the registry %s refused %s: %s", ErrPullFailed, from, ref, registryWords(err))
 	}
 	pulled, err := r.engine.ImageInspect(ctx, ref)
 	if err != nil {

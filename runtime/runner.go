@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,11 +209,16 @@ func (r *Runner) checkImage(ctx context.Context) error {
 // container under its own default, silently. (The Docker Engine refuses an
 // unknown runtime at create, which explainCreateError explains.)
 func (r *Runner) checkOCIRuntime(ctx context.Context) error {
+	// Only a Podman service needs asking: every start pays for the question,
+	// and the Docker Engine's own answer comes with its refusal.
+	if !isPodman(ctx, r.engine) {
+		return nil
+	}
 	facts, err := AskEngine(ctx, r.engine, r.EngineAddress)
 	if err != nil {
 		return err
 	}
-	if facts.Podman && !facts.Runs(r.run.HostConfig.Runtime) {
+	if !facts.Runs(r.run.HostConfig.Runtime) {
 		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, facts.Refusal(r.run.HostConfig.Runtime))
 	}
 	return nil
@@ -224,13 +228,8 @@ func (r *Runner) explainCreateError(ctx context.Context, err error) error {
 	msg := err.Error()
 	if strings.Contains(strings.ToLower(msg), "unknown runtime") {
 		known := "unknown"
-		if info, infoErr := r.engine.Info(ctx); infoErr == nil {
-			names := make([]string, 0, len(info.Runtimes))
-			for name := range info.Runtimes {
-				names = append(names, name)
-			}
-			sort.Strings(names)
-			known = strings.Join(names, ", ")
+		if facts, factsErr := AskEngine(ctx, r.engine, r.EngineAddress); factsErr == nil {
+			known = strings.Join(facts.Runtimes, ", ")
 		}
 		return fmt.Errorf("%w: the Docker Engine has no OCI runtime %q (it has: %s); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime",
 			ErrUnknownOCIRuntime, r.run.HostConfig.Runtime, known)
