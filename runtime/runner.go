@@ -9,13 +9,9 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 	hclog "github.com/hashicorp/go-hclog"
@@ -170,108 +166,6 @@ func (r *Runner) Start(ctx context.Context) error {
 	return nil
 }
 
-// checkImage makes sure the image is local, and when a sha256 is given that
-// the named image has exactly that ID. Images are pulled only under
-// PullMissing (pullIfMissing).
-func (r *Runner) checkImage(ctx context.Context) error {
-	if r.plugin.PullPolicy == PullMissing {
-		return r.pullIfMissing(ctx)
-	}
-	ref := r.plugin.TaggedImage()
-	// The engine lists images by their familiar names: a fully qualified
-	// docker.io/library/kv-plugin is listed as kv-plugin.
-	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
-		ref = reference.FamiliarString(named)
-	}
-	images, err := r.engine.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", ref))})
-	if err != nil {
-		return fmt.Errorf("listing images named %s: %w", ref, err)
-	}
-	if len(images) == 0 {
-		return fmt.Errorf("%w: no image %s on the engine at %s (its pull_policy is never: build or load it there, or register a pull_policy of missing)", ErrImageMissing, ref, EngineAddress(r.EngineAddress))
-	}
-	if r.plugin.SHA256 == "" {
-		return nil
-	}
-	want := "sha256:" + strings.TrimPrefix(r.plugin.SHA256, "sha256:")
-	var found []string
-	for _, img := range images {
-		if img.ID == want {
-			return nil
-		}
-		found = append(found, img.ID)
-	}
-	return fmt.Errorf("%w: image %s is %s, not the registered sha256 %s", ErrSHA256Mismatch, ref, strings.Join(found, ", "), want)
-}
-
-// checkOCIRuntime refuses to start a container on an engine that would run
-// it under another OCI runtime than it asks for: a Podman service runs every
-// container under its own default, silently. (The Docker Engine refuses an
-// unknown runtime at create, which explainCreateError explains.)
-func (r *Runner) checkOCIRuntime(ctx context.Context) error {
-	// Only a Podman service needs asking: every start pays for the question,
-	// and the Docker Engine's own answer comes with its refusal.
-	if !isPodman(ctx, r.engine) {
-		return nil
-	}
-	facts, err := AskEngine(ctx, r.engine, r.EngineAddress)
-	if err != nil {
-		return err
-	}
-	if !facts.Runs(r.run.HostConfig.Runtime) {
-		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, facts.Refusal(r.run.HostConfig.Runtime))
-	}
-	return nil
-}
-
-func (r *Runner) explainCreateError(ctx context.Context, err error) error {
-	msg := err.Error()
-	if strings.Contains(strings.ToLower(msg), "unknown runtime") {
-		known := "unknown"
-		if facts, factsErr := AskEngine(ctx, r.engine, r.EngineAddress); factsErr == nil {
-			known = strings.Join(facts.Runtimes, ", ")
-		}
-		return fmt.Errorf("%w: the Docker Engine has no OCI runtime %q (it has: %s); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime",
-			ErrUnknownOCIRuntime, r.run.HostConfig.Runtime, known)
-	}
-	if errdefs.IsNotFound(err) {
-		return fmt.Errorf("%w: %s (its pull_policy is never: build or load it there, or register a pull_policy of missing)", ErrImageMissing, msg)
-	}
-	if errdefs.IsInvalidParameter(err) {
-		// For example "Range of CPUs is from 0.01 to 2.00, as there are only
-		// 2 CPUs available": the runtime asks for more than this host has.
-		return fmt.Errorf("%w: %s", ErrStartRefused, msg)
-	}
-	return fmt.Errorf("creating the plugin container: %w", err)
-}
-
-func (r *Runner) explainStartError(ctx context.Context, err error) error {
-	msg := err.Error()
-	if strings.Contains(msg, "unknown or invalid runtime name") || strings.Contains(strings.ToLower(msg), "unknown runtime") {
-		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, msg)
-	}
-	// Docker says "OCI runtime create/start failed"; Podman relays the OCI
-	// runtime's command that failed ("`runsc start <id>` failed: exit status").
-	podmanRuntimeFailed := strings.Contains(msg, " start "+r.id+"` failed")
-	if strings.Contains(msg, "OCI runtime create failed") || strings.Contains(msg, "OCI runtime start failed") || podmanRuntimeFailed ||
-		errdefs.IsInvalidParameter(err) {
-		// The OCI runtime's own reason: an executable that is not in the
-		// image, a cgroup it cannot make, a limit the kernel refuses.
-		return fmt.Errorf("%w (%s): %s", ErrStartRefused, r.what(), msg)
-	}
-	return fmt.Errorf("starting the plugin container (image %s, OCI runtime %s): %w", r.run.Config.Image, r.run.HostConfig.Runtime, err)
-}
-
-// what names what the engine was asked to run: image, OCI runtime and,
-// when the registration sets them, the command it starts.
-func (r *Runner) what() string {
-	what := fmt.Sprintf("image %s, OCI runtime %s", r.run.Config.Image, r.run.HostConfig.Runtime)
-	if len(r.run.Config.Entrypoint) > 0 {
-		what += fmt.Sprintf(", command %q", []string(r.run.Config.Entrypoint))
-	}
-	return what
-}
-
 // outputGrace bounds how long an exit waits for the last of the output.
 const outputGrace = 2 * time.Second
 
@@ -299,52 +193,6 @@ func (r *Runner) Exited() (bool, int64) {
 	default:
 		return false, 0
 	}
-}
-
-// Failure explains why the plugin is gone, or is not answering. When the
-// container exited, its exit code and last output say it all, and
-// go-plugin's own "Unrecognized remote plugin message" is left out; else the
-// cause is kept, with the last output if go-plugin did not quote it.
-func (r *Runner) Failure(cause error) error {
-	if r.startErr != nil {
-		return r.startErr
-	}
-	tail := r.tail.String()
-	if done, code := r.Exited(); done && r.waitErr == nil {
-		when := "before the plugin handshake"
-		if r.handshook {
-			when = "after the plugin handshake"
-		}
-		return fmt.Errorf("%w with code %d%s %s; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), when, tail)
-	}
-	if tail == "" || strings.Contains(cause.Error(), tail) {
-		return cause
-	}
-	return fmt.Errorf("%w; the container's last output:\n%s", cause, tail)
-}
-
-// exitMeaning explains an exit code the container's own output may not:
-// 137 is SIGKILL, which the kernel sends when the memory limit is exceeded.
-func (r *Runner) exitMeaning(code int64) string {
-	if code == 137 && r.run.HostConfig.Memory > 0 {
-		return fmt.Sprintf(" (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
-	}
-	if code == 137 {
-		return " (SIGKILL)"
-	}
-	return ""
-}
-
-// ExplainCall explains a call to the plugin that failed: when the
-// container has exited (or does within outputGrace), its exit code and last
-// output say why, not the broken connection the caller saw.
-func (r *Runner) ExplainCall(cause error) error {
-	select {
-	case <-r.exited:
-	case <-time.After(outputGrace):
-		return cause
-	}
-	return r.Failure(cause)
 }
 
 // Wait waits for the container to end; a non-zero exit code is an error.
@@ -466,39 +314,4 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// lineTail keeps the last n lines written to it, from any stream.
-type lineTail struct {
-	mu      sync.Mutex
-	n       int
-	lines   []string
-	partial string
-}
-
-func newLineTail(n int) *lineTail { return &lineTail{n: n} }
-
-func (t *lineTail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	text := t.partial + string(p)
-	parts := strings.Split(text, "\n")
-	t.partial = parts[len(parts)-1]
-	for _, line := range parts[:len(parts)-1] {
-		t.lines = append(t.lines, line)
-	}
-	if over := len(t.lines) - t.n; over > 0 {
-		t.lines = append([]string(nil), t.lines[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *lineTail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := t.lines
-	if t.partial != "" {
-		lines = append(append([]string(nil), lines...), t.partial)
-	}
-	return strings.Join(lines, "\n")
 }
