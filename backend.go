@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
-	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/pluginutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
@@ -38,7 +38,7 @@ type backend struct {
 	*framework.Backend
 
 	catalog     *catalog
-	host        *host
+	host        *hosting.Host // made in Setup, with the mount's logger and system view
 	runtimeList listBodyCache // the encoded runtime list, per catalog generation
 	engines     runtime.Engines
 	multiplexID string // set when served by Serve
@@ -74,12 +74,6 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // request's storage).
 func newBackend(s logical.Storage) *backend {
 	b := &backend{catalog: newCatalog(s)}
-	var hostedView *cachedTTLs
-	var viewOnce sync.Once
-	b.host = newHost(s, b.catalog, b.engine, b.runOptions, func() logical.SystemView {
-		viewOnce.Do(func() { hostedView = &cachedTTLs{SystemView: b.System()} })
-		return hostedView
-	}, hclog.NewNullLogger())
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -94,7 +88,9 @@ func newBackend(s logical.Storage) *backend {
 		Paths: slices.Concat(pathCatalog(b), pathPluginRun(b), pathPlugins(b), pathMounts(b), pathConfig(b), pathRegistries(b)),
 		Invalidate: func(ctx context.Context, key string) {
 			b.catalog.invalidate(key)
-			b.host.Invalidate(ctx, key)
+			if uuid, rest, ok := hostedKey(key); ok {
+				b.host.Invalidate(ctx, uuid, rest)
+			}
 		},
 		InitializeFunc: b.initialize,
 		Clean:          b.clean,
@@ -103,12 +99,16 @@ func newBackend(s logical.Storage) *backend {
 	return b
 }
 
-// Setup also gives the host the mount's logger.
+// Setup also makes the host of the hosted mounts, which needs the mount's
+// logger and system view.
 func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
 	if err := b.Backend.Setup(ctx, conf); err != nil {
 		return err
 	}
-	b.host.logger = b.Logger().Named("hosted")
+	b.host = hosting.New(hosting.Config{
+		Store: hostStore{b.catalog}, Start: b.startHosted, System: b.System, Engine: b.engine,
+		Logger: b.Logger().Named("hosted"),
+	})
 	return nil
 }
 
@@ -116,10 +116,10 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 // rest by this backend; Vault's periodic rollback reaches every hosted
 // backend too.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if name, rest, ok := hostedPath(req.Path); ok {
+	if name, rest, ok := hosting.SplitPath(req.Path); ok {
 		resp, err := b.host.Forward(ctx, name, rest, req)
 		if err != nil {
-			return respondError(err) // a start that failed for the registration's fault is a 400
+			return reqerr.Respond(err) // a start that failed for the registration's fault is a 400
 		}
 		return resp, nil
 	}
@@ -149,7 +149,7 @@ func (b *backend) ignoredFields(req *logical.Request) []string {
 
 // HandleExistenceCheck asks a hosted plugin about its own paths.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
-	if name, rest, ok := hostedPath(req.Path); ok {
+	if name, rest, ok := hosting.SplitPath(req.Path); ok {
 		return b.host.ExistenceCheck(ctx, name, rest, req)
 	}
 	return b.Backend.HandleExistenceCheck(ctx, req)
@@ -163,7 +163,7 @@ func (b *backend) SpecialPaths() *logical.Paths {
 		b.Logger().Warn("reading the hosted mounts for their special paths", "error", err)
 		mounts = nil
 	}
-	return b.host.SpecialPaths(b.Backend.SpecialPaths(), mounts)
+	return b.host.SpecialPaths(b.Backend.SpecialPaths(), hostingMounts(mounts))
 }
 
 // initialize starts the hosted mounts in the background: Vault calls it

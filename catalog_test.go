@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 func newRuntimeBuilder(name string, cpu int64) func(*runtimeEntry) (*runtimeEntry, error) {
@@ -30,8 +31,7 @@ func newPluginBuilder(id pluginID, runtimeName string) func(*pluginEntry) (*plug
 }
 
 func isRequestError(err error, text string) bool {
-	var re requestError
-	return errors.As(err, &re) && err.Error() == text
+	return reqerr.Is(err) && err.Error() == text
 }
 
 func TestCatalogReferenceRules(t *testing.T) {

@@ -2,7 +2,6 @@ package runtimecatalog
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -12,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 // An entity (a runtime, a plugin) names each of its fields once: its JSON
@@ -96,7 +95,7 @@ func applySentFields(entity interface{}, d *framework.FieldData, settable map[st
 		}
 		v, err := strictValue(name, settable[name], raw, d)
 		if err != nil {
-			return badRequest(err)
+			return reqerr.BadRequest(err)
 		}
 		f.Set(reflect.ValueOf(v).Convert(f.Type()))
 	}
@@ -223,26 +222,4 @@ func unknownKeys(data map[string]interface{}, schema map[string]*framework.Field
 	}
 	sort.Strings(unknown)
 	return unknown
-}
-
-// requestError is the request's fault: Vault answers 400 with its text,
-// which names the field and the rule.
-type requestError struct{ error }
-
-func (e requestError) Unwrap() error { return e.error }
-
-func badRequest(err error) error { return requestError{err} }
-
-func badRequestf(format string, args ...interface{}) error {
-	return requestError{fmt.Errorf(format, args...)}
-}
-
-// respondError answers a request that failed: a 400 for the request's
-// fault, a coded error (such as 404) with its code, anything else a 500.
-func respondError(err error) (*logical.Response, error) {
-	var re requestError
-	if errors.As(err, &re) {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	return nil, err
 }

@@ -5,48 +5,19 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 // mountEntry is a hosted mount: a registered secret container plugin
 // mounted under this mount's mounts/NAME/, its requests served by the plugin
-// in its container and its data kept in a storage view of its own.
+// in its container and its data kept in a storage view of its own. It
+// embeds what the host runs, so each field is named once (its JSON name is
+// its API and storage name), as runtimeEntry embeds runtime.Runtime.
 type mountEntry struct {
-	Name        string            `json:"name"`
-	Plugin      string            `json:"plugin"` // the name of a registered secret plugin
-	Options     map[string]string `json:"options"`
-	Description string            `json:"description"`
-	// UUID is the hosted backend's BackendUUID and names its storage view;
-	// it never changes, so the data outlives restarts and reloads.
-	UUID string `json:"uuid"`
-	// Paths are the hosted plugin's own special paths, recorded when it
-	// was set up: Vault reads a mount's special paths before any plugin of
-	// ours could start, so they must be known from storage.
-	Paths hostedPaths `json:"special_paths"`
+	hosting.Mount
+	Description string `json:"description"`
 }
-
-// hostedPaths are the special paths of a hosted plugin that Vault enforces.
-type hostedPaths struct {
-	Root            []string `json:"root"`
-	Unauthenticated []string `json:"unauthenticated"`
-}
-
-func pathsOf(p *logical.Paths) hostedPaths {
-	if p == nil {
-		return hostedPaths{}
-	}
-	return hostedPaths{Root: p.Root, Unauthenticated: p.Unauthenticated}
-}
-
-func (h hostedPaths) empty() bool { return len(h.Root) == 0 && len(h.Unauthenticated) == 0 }
-
-func (h hostedPaths) key() string {
-	return strings.Join(h.Root, "\x00") + "\x01" + strings.Join(h.Unauthenticated, "\x00")
-}
-
-// dataPrefix is the storage view the hosted plugin sees as all of its
-// storage: no other mount and not the catalog share it.
-func (m *mountEntry) dataPrefix() string { return hostedDataPrefix + m.UUID + "/" }
 
 func (m *mountEntry) pluginID() pluginID { return pluginID{Type: "secret", Name: m.Plugin} }
 
@@ -60,7 +31,7 @@ func (m *mountEntry) validate() error {
 		return err
 	}
 	if m.Plugin == "" {
-		return badRequest(errors.New("plugin is required: the name of a registered secret plugin to host"))
+		return reqerr.BadRequest(errors.New("plugin is required: the name of a registered secret plugin to host"))
 	}
 	if err := validateName("plugin", m.Plugin); err != nil {
 		return err
@@ -72,7 +43,7 @@ func (m *mountEntry) validate() error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if k == "" || strings.ContainsRune(k+m.Options[k], 0) {
-			return badRequestf("options entry %q is not KEY=VALUE with a non-empty KEY and no NUL byte", k)
+			return reqerr.BadRequestf("options entry %q is not KEY=VALUE with a non-empty KEY and no NUL byte", k)
 		}
 	}
 	return nil

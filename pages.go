@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 // Lists take pages as OpenBao's do: "after" (the last key of the previous
@@ -39,17 +40,17 @@ func pageOf(d *framework.FieldData) (page, error) {
 	if raw, ok := d.Raw["after"]; ok && raw != nil {
 		after, err := strictValue("after", d.Schema["after"], raw, d)
 		if err != nil {
-			return p, badRequest(err)
+			return p, reqerr.BadRequest(err)
 		}
 		p.after, p.paged = after.(string), true
 	}
 	if raw, ok := d.Raw["limit"]; ok && raw != nil {
 		limit, err := strictInt64("limit", raw)
 		if err != nil {
-			return p, badRequest(err)
+			return p, reqerr.BadRequest(err)
 		}
 		if limit <= 0 {
-			return p, badRequestf("limit %d is not a positive number of keys", limit)
+			return p, reqerr.BadRequestf("limit %d is not a positive number of keys", limit)
 		}
 		p.limit, p.paged = limit, true
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
@@ -197,12 +198,12 @@ func pathCatalog(b *backend) []*framework.Path {
 func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if t := d.Get("type").(string); t != "" {
 		if err := validateRuntimeType(t); err != nil {
-			return respondError(err)
+			return reqerr.Respond(err)
 		}
 	}
 	pg, err := pageOf(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	sorted, generation, err := b.catalog.Runtimes(ctx)
 	if err != nil {
@@ -270,7 +271,7 @@ func (b *backend) runtimeExists(ctx context.Context, _ *logical.Request, d *fram
 func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, err := runtimeName(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	r, err := b.catalog.Runtime(ctx, name)
 	if err != nil || r == nil {
@@ -309,7 +310,7 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 func (b *backend) pathRuntimeWrite(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, err := runtimeName(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	return b.writeRuntime(ctx, name, func(*runtimeEntry) (*runtimeEntry, error) {
 		r := newRuntimeEntry(name)
@@ -320,7 +321,7 @@ func (b *backend) pathRuntimeWrite(ctx context.Context, _ *logical.Request, d *f
 func (b *backend) pathRuntimePatch(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, err := runtimeName(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	return b.writeRuntime(ctx, name, func(existing *runtimeEntry) (*runtimeEntry, error) {
 		if existing == nil {
@@ -334,7 +335,7 @@ func (b *backend) pathRuntimePatch(ctx context.Context, _ *logical.Request, d *f
 func (b *backend) writeRuntime(ctx context.Context, name string, build func(*runtimeEntry) (*runtimeEntry, error)) (*logical.Response, error) {
 	r, err := b.catalog.WriteRuntime(ctx, name, build)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	warnings := r.warnings()
 	// An engine may be set up after the catalog: what it says is a
@@ -371,7 +372,7 @@ func (b *backend) pathRuntimeDelete(ctx context.Context, _ *logical.Request, d *
 		err = b.catalog.DeleteRuntime(ctx, name)
 	}
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	return nil, nil
 }

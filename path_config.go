@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 const (
@@ -62,7 +63,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 	if err := applySentFields(&settings, d, pathConfig(b)[0].Fields); err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	// Gzip bytes that Vault strips the Content-Encoding of would reach
 	// clients as garbage: what can be seen of the mount's tuning is checked.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 const (
@@ -133,7 +135,7 @@ func pathMounts(b *backend) []*framework.Path {
 func (b *backend) pathMountsList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	pg, err := pageOf(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	mounts, err := b.catalog.Mounts(ctx)
 	if err != nil {
@@ -166,27 +168,32 @@ func (b *backend) mountExists(ctx context.Context, _ *logical.Request, d *framew
 func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, err := mountName(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	m, err := b.catalog.WriteMount(ctx, name, func(existing *mountEntry) (*mountEntry, error) {
-		m := &mountEntry{Name: name}
+		m := &mountEntry{Mount: hosting.Mount{Name: name}}
 		if existing != nil { // a write changes what it sends, as vault secrets tune does
 			copied := *existing
 			m = &copied
 		}
 		return m, applySentFields(m, d, mountFieldSchemas())
-	}, func(m, existing *mountEntry) error { return b.host.Put(ctx, m, existing) })
+	}, func(m, existing *mountEntry) error {
+		if existing == nil {
+			return b.host.Put(ctx, &m.Mount, nil)
+		}
+		return b.host.Put(ctx, &m.Mount, &existing.Mount)
+	})
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	resp := b.mountResponse(ctx, m)
 	switch st := resp.Data["state"]; {
-	case st == statePendingReload:
+	case st == hosting.StatePendingReload:
 		resp.AddWarning(fmt.Sprintf("the plugin declares sudo or unauthenticated paths; until Vault reads them its requests are refused: run `"+
-			reloadCommandFormat+"`", req.MountPoint))
-	case b.host.pendingPublish(name):
-		resp.AddWarning(fmt.Sprintf("until Vault reads this mount's paths (`"+reloadCommandFormat+"`), every path under %s%s%s/ needs sudo",
-			req.MountPoint, req.MountPoint, hostedMountsPrefix, name))
+			hosting.ReloadCommandFormat+"`", req.MountPoint))
+	case b.host.PendingPublish(name):
+		resp.AddWarning(fmt.Sprintf("until Vault reads this mount's paths (`"+hosting.ReloadCommandFormat+"`), every path under %s%s%s/ needs sudo",
+			req.MountPoint, req.MountPoint, hosting.Prefix, name))
 	}
 	return resp, nil
 }
@@ -197,7 +204,7 @@ func (b *backend) mountResponse(ctx context.Context, m *mountEntry) *logical.Res
 		data["options"] = map[string]string{}
 	}
 	data["special_paths"] = fieldData(&m.Paths)
-	st := b.host.Status(ctx, m)
+	st := b.host.Status(ctx, &m.Mount)
 	started := ""
 	if !st.Started.IsZero() {
 		started = st.Started.UTC().Format(time.RFC3339)
@@ -218,7 +225,7 @@ func (b *backend) mountResponse(ctx context.Context, m *mountEntry) *logical.Res
 func (b *backend) pathMountRead(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name, err := mountName(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	m, err := b.catalog.Mount(ctx, name)
 	if err != nil || m == nil {
@@ -231,10 +238,10 @@ func (b *backend) pathMountDelete(ctx context.Context, req *logical.Request, d *
 	name, err := mountName(d)
 	if err == nil {
 		force := d.Get("force").(bool)
-		err = b.catalog.DeleteMount(ctx, name, func(m *mountEntry) error { return b.host.Remove(ctx, m, force, req.MountPoint) })
+		err = b.catalog.DeleteMount(ctx, name, func(m *mountEntry) error { return b.host.Remove(ctx, &m.Mount, force, req.MountPoint) })
 	}
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	return nil, nil
 }

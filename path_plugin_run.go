@@ -3,14 +3,14 @@ package runtimecatalog
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
@@ -97,7 +97,7 @@ func (b *backend) pluginToRun(ctx context.Context, d *framework.FieldData) (plug
 func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	_, p, rt, err := b.pluginToRun(ctx, d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	rc, err := runtime.PreviewRunConfig(p, rt, b.runOptions(ctx, "run-config"))
 	if err != nil {
@@ -131,7 +131,7 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d
 func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	id, p, rt, err := b.pluginToRun(ctx, d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	engine, err := b.engine(rt)
 	if err != nil {
@@ -139,7 +139,7 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 	}
 	result, err := runtime.Check(ctx, engine, p, rt, b.runOptions(ctx, "check"))
 	if err != nil {
-		return respondError(startFailure(id, err))
+		return reqerr.Respond(reqerr.StartFailure(id.String(), err))
 	}
 	ms := func(d interface{ Seconds() float64 }) float64 { return d.Seconds() * 1000 }
 	return &logical.Response{Data: map[string]interface{}{
@@ -154,23 +154,6 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 		"handshake_ms":   ms(result.Handshake),
 		"total_ms":       ms(result.Total),
 	}}, nil
-}
-
-// startFailure says whose fault a failed start is: the registration's or its
-// runtime's (a 400 with the reason: a missing image, a SHA256 mismatch, an
-// unknown OCI runtime, a plugin that exits), or the engine's (a 502).
-func startFailure(id pluginID, err error) error {
-	msg := fmt.Errorf("plugin %s did not start: %w", id, err)
-	if errors.Is(err, runtime.ErrPullTimeout) {
-		return logical.CodedError(http.StatusGatewayTimeout, msg.Error())
-	}
-	for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime,
-		runtime.ErrContainerExited, runtime.ErrStartRefused, runtime.ErrPullFailed} {
-		if errors.Is(err, configErr) {
-			return badRequest(msg)
-		}
-	}
-	return logical.CodedError(http.StatusBadGateway, msg.Error())
 }
 
 // runOptions is what the Vault running this plugin tells the containers it
@@ -194,6 +177,19 @@ func (b *backend) runOptions(ctx context.Context, logName string) runtime.Option
 			return r.auth()
 		},
 	}
+}
+
+// startHosted starts a hosted mount's plugin: the host's StartFunc.
+func (b *backend) startHosted(ctx context.Context, p runtime.Plugin, rt runtime.Runtime, logName string) (hosting.Plugin, error) {
+	engine, err := b.engine(rt)
+	if err != nil {
+		return nil, err
+	}
+	running, err := runtime.Start(ctx, engine, p, rt, b.runOptions(ctx, logName))
+	if err != nil {
+		return nil, reqerr.StartFailure(p.Type+"/"+p.Name, err)
+	}
+	return running, nil
 }
 
 // engine is the client of the engine that runs rt's containers.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 const (
@@ -151,12 +152,12 @@ func (b *backend) pathPluginsList(ctx context.Context, req *logical.Request, d *
 	if raw, ok := d.GetOk("type"); ok {
 		onlyType = raw.(string)
 		if err := validatePluginType(onlyType); err != nil {
-			return respondError(err)
+			return reqerr.Respond(err)
 		}
 	}
 	pg, err := pageOf(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	all, err := b.catalog.Plugins(ctx)
 	if err != nil {
@@ -210,7 +211,7 @@ func (b *backend) pluginExists(ctx context.Context, _ *logical.Request, d *frame
 func (b *backend) pathPluginRead(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	id, err := pluginIDFromPath(d)
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	p, err := b.catalog.Plugin(ctx, id)
 	if err != nil || p == nil {
@@ -228,7 +229,7 @@ func (b *backend) pathPluginWrite(ctx context.Context, _ *logical.Request, d *fr
 		})
 	}
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	return nil, nil
 }
@@ -245,7 +246,7 @@ func (b *backend) pathPluginPatch(ctx context.Context, _ *logical.Request, d *fr
 		})
 	}
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	return nil, nil
 }
@@ -256,7 +257,7 @@ func (b *backend) pathPluginDelete(ctx context.Context, _ *logical.Request, d *f
 		err = b.catalog.DeletePlugin(ctx, id)
 	}
 	if err != nil {
-		return respondError(err)
+		return reqerr.Respond(err)
 	}
 	return nil, nil
 }

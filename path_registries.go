@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 const (
@@ -65,7 +66,7 @@ func (b *backend) pathRegistriesList(ctx context.Context, _ *logical.Request, _ 
 
 func (b *backend) pathRegistryWrite(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	r := &registryEntry{Registry: d.Get("registry").(string), Username: d.Get("username").(string), Password: d.Get("password").(string)}
-	return respondError(b.catalog.WriteRegistry(ctx, r))
+	return reqerr.Respond(b.catalog.WriteRegistry(ctx, r))
 }
 
 func (b *backend) pathRegistryRead(ctx context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {

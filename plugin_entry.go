@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
@@ -62,7 +63,7 @@ func (p *pluginEntry) toResponseData() map[string]interface{} {
 func validatePluginType(t string) error {
 	i := sort.SearchStrings(pluginTypes, t)
 	if i == len(pluginTypes) || pluginTypes[i] != t {
-		return badRequestf("%q is not a supported plugin type: use one of %s", t, strings.Join(pluginTypes, ", "))
+		return reqerr.BadRequestf("%q is not a supported plugin type: use one of %s", t, strings.Join(pluginTypes, ", "))
 	}
 	return nil
 }
@@ -77,20 +78,20 @@ func (p *pluginEntry) validate() error {
 		return err
 	}
 	if err := validateImage(p.Image); err != nil {
-		return badRequest(err)
+		return reqerr.BadRequest(err)
 	}
 	if p.Version == "" {
-		return badRequest(errors.New(`version is required: the image tag is the version without its leading "v"`))
+		return reqerr.BadRequest(errors.New(`version is required: the image tag is the version without its leading "v"`))
 	}
 	if _, err := version.NewSemver(p.Version); err != nil {
-		return badRequestf("version %q is not a semantic version: %w", p.Version, err)
+		return reqerr.BadRequestf("version %q is not a semantic version: %w", p.Version, err)
 	}
 	if tag := strings.TrimPrefix(p.Version, "v"); !imageTagRegex.MatchString(tag) {
-		return badRequestf("version %q cannot be an image tag (%q): a tag has letters, digits, '_', '.' and '-', "+
+		return reqerr.BadRequestf("version %q cannot be an image tag (%q): a tag has letters, digits, '_', '.' and '-', "+
 			"at most 128, and does not start with '.' or '-' (no '+build' metadata)", p.Version, tag)
 	}
 	if err := p.normaliseSHA256(); err != nil {
-		return badRequest(err)
+		return reqerr.BadRequest(err)
 	}
 	if err := p.validatePull(); err != nil {
 		return err
@@ -101,7 +102,7 @@ func (p *pluginEntry) validate() error {
 	for _, kv := range p.Env {
 		key, _, ok := strings.Cut(kv, "=")
 		if !ok || key == "" {
-			return badRequestf("env entry %q is not KEY=VALUE with a non-empty KEY", redactEnv(kv))
+			return reqerr.BadRequestf("env entry %q is not KEY=VALUE with a non-empty KEY", redactEnv(kv))
 		}
 	}
 	if p.Runtime != "" {
@@ -120,15 +121,15 @@ func (p *pluginEntry) validatePull() error {
 	switch p.PullPolicy {
 	case "", runtime.PullNever, runtime.PullMissing:
 	default:
-		return badRequestf("pull_policy %q is not a pull policy: use %q (the default: the image must be on the engine) or %q "+
+		return reqerr.BadRequestf("pull_policy %q is not a pull policy: use %q (the default: the image must be on the engine) or %q "+
 			"(pulled when the engine lacks it, then checked against sha256)", p.PullPolicy, runtime.PullNever, runtime.PullMissing)
 	}
 	if p.ImageDigest != "" && !manifestDigestRegex.MatchString(p.ImageDigest) {
-		return badRequestf(`image_digest %q is not a manifest digest: "sha256:" and 64 lower-case hex characters, `+
+		return reqerr.BadRequestf(`image_digest %q is not a manifest digest: "sha256:" and 64 lower-case hex characters, `+
 			`as the registry gives it (docker push prints it; RepoDigests shows it)`, p.ImageDigest)
 	}
 	if p.PullPolicy == runtime.PullMissing && p.SHA256 == "" {
-		return badRequest(errors.New("pull_policy missing needs sha256, the image ID a pulled image is checked against " +
+		return reqerr.BadRequest(errors.New("pull_policy missing needs sha256, the image ID a pulled image is checked against " +
 			"(docker images --no-trunc -q IMAGE): a pull is never taken on trust"))
 	}
 	return nil
@@ -156,10 +157,10 @@ func validateExecStrings(command string, args, env []string) error {
 			where = fmt.Sprintf("%s[%d]", field, i)
 		}
 		if strings.ContainsRune(s, 0) {
-			return badRequestf("%s must not contain a NUL byte", where)
+			return reqerr.BadRequestf("%s must not contain a NUL byte", where)
 		}
 		if len(s) > maxExecString {
-			return badRequestf("%s is %d bytes: the kernel starts a process with strings of at most %d bytes", where, len(s), maxExecString)
+			return reqerr.BadRequestf("%s is %d bytes: the kernel starts a process with strings of at most %d bytes", where, len(s), maxExecString)
 		}
 		total += len(s) + 1
 		return nil
@@ -174,14 +175,14 @@ func validateExecStrings(command string, args, env []string) error {
 	}
 	for i, kv := range env {
 		if strings.ContainsRune(kv, 0) {
-			return badRequestf("env[%d] (%q) must not contain a NUL byte", i, redactEnv(strings.ReplaceAll(kv, "\x00", "")))
+			return reqerr.BadRequestf("env[%d] (%q) must not contain a NUL byte", i, redactEnv(strings.ReplaceAll(kv, "\x00", "")))
 		}
 		if err := check("env", i, kv); err != nil {
 			return err
 		}
 	}
 	if total > maxExecTotal {
-		return badRequestf("command, args and env are %d bytes together: at most %d, so that the plugin can start "+
+		return reqerr.BadRequestf("command, args and env are %d bytes together: at most %d, so that the plugin can start "+
 			"(the kernel's limit is shared with the environment Vault and go-plugin add)", total, maxExecTotal)
 	}
 	return nil

@@ -3,6 +3,7 @@ package runtimecatalog
 import (
 	"regexp"
 
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
@@ -22,14 +23,14 @@ var registryRegex = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z
 
 func (r *registryEntry) validate() error {
 	if !registryRegex.MatchString(r.Registry) {
-		return badRequestf("registry %q is not a registry address: a host name or IP address and an optional port, "+
+		return reqerr.BadRequestf("registry %q is not a registry address: a host name or IP address and an optional port, "+
 			"as an image names it (127.0.0.1:5000 in 127.0.0.1:5000/kv-plugin)", r.Registry)
 	}
 	if r.Username == "" {
-		return badRequestf("username is required: the registry's user")
+		return reqerr.BadRequestf("username is required: the registry's user")
 	}
 	if r.Password == "" {
-		return badRequestf("password is required: the registry user's password or token")
+		return reqerr.BadRequestf("password is required: the registry user's password or token")
 	}
 	return nil
 }

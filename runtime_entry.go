@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
@@ -93,7 +94,7 @@ var (
 // validateRuntimeType checks the type segment of a path or ?type= value.
 func validateRuntimeType(t string) error {
 	if t != runtimeTypeContainer {
-		return badRequestf(supportedRuntimeTypeMsg, t)
+		return reqerr.BadRequestf(supportedRuntimeTypeMsg, t)
 	}
 	return nil
 }
@@ -107,21 +108,21 @@ func (r *runtimeEntry) validate() error {
 		return err
 	}
 	if r.NanoCPUs < 0 {
-		return badRequest(errors.New("runtime cpu in nanos cannot be negative"))
+		return reqerr.BadRequest(errors.New("runtime cpu in nanos cannot be negative"))
 	}
 	if r.MemoryBytes < 0 {
-		return badRequest(errors.New("runtime memory in bytes cannot be negative"))
+		return reqerr.BadRequest(errors.New("runtime memory in bytes cannot be negative"))
 	}
 	if r.NanoCPUs != 0 && r.NanoCPUs < minNanoCPUs {
-		return badRequestf("cpu_nanos %d is too small: use 0 for no limit or at least %d (0.01 CPU, the smallest CPU limit "+
+		return reqerr.BadRequestf("cpu_nanos %d is too small: use 0 for no limit or at least %d (0.01 CPU, the smallest CPU limit "+
 			"the Docker Engine enforces; below it the limit is dropped or the container cannot start)", r.NanoCPUs, minNanoCPUs)
 	}
 	if r.MemoryBytes != 0 && r.MemoryBytes < minMemoryBytes {
-		return badRequestf("memory_bytes %d is too small: use 0 for no limit or at least %d (6 MiB, Docker's minimum)",
+		return reqerr.BadRequestf("memory_bytes %d is too small: use 0 for no limit or at least %d (6 MiB, Docker's minimum)",
 			r.MemoryBytes, minMemoryBytes)
 	}
 	if r.OCIRuntime != "" && (len(r.OCIRuntime) > maxOCIRuntimeLength || !ociRuntimeRegex.MatchString(r.OCIRuntime)) {
-		return badRequestf("oci_runtime %q is not a plain runtime name: at most %d letters, digits, '_', '-' and '.', "+
+		return reqerr.BadRequestf("oci_runtime %q is not a plain runtime name: at most %d letters, digits, '_', '-' and '.', "+
 			"starting with a letter or digit (the name the Docker Engine knows the runtime by, e.g. runsc or runc)",
 			r.OCIRuntime, maxOCIRuntimeLength)
 	}
@@ -133,7 +134,7 @@ func (r *runtimeEntry) validate() error {
 	if r.Engine != "" {
 		path, ok := strings.CutPrefix(r.Engine, "unix://")
 		if !ok || !strings.HasPrefix(path, "/") || len(r.Engine) > maxEngineLength || strings.ContainsAny(path, "\x00\n") {
-			return badRequestf("engine %q is not an engine address: unix:// and the absolute path of a socket speaking the Docker "+
+			return reqerr.BadRequestf("engine %q is not an engine address: unix:// and the absolute path of a socket speaking the Docker "+
 				"Engine API (e.g. unix:///run/podman/podman.sock), at most %d characters; empty for the Docker Engine of the environment",
 				r.Engine, maxEngineLength)
 		}
@@ -152,7 +153,7 @@ func validateCgroupParent(p string) error {
 		}
 	}
 	if bad {
-		return badRequest(fmt.Errorf("cgroup_parent %q is neither a cgroup path (e.g. /vault-plugins/, components of letters, "+
+		return reqerr.BadRequest(fmt.Errorf("cgroup_parent %q is neither a cgroup path (e.g. /vault-plugins/, components of letters, "+
 			"digits, '_', '-', '.', ':' and '@' without '.' or '..') nor a systemd slice (e.g. vault-plugins.slice), "+
 			"at most %d characters", p, maxCgroupParentLength))
 	}

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,8 +16,8 @@ import (
 	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
@@ -102,7 +101,7 @@ func passHostedRequests(ctx context.Context, req interface{}, info *grpc.UnarySe
 	if !ok || args.Request == nil {
 		return handler(ctx, req)
 	}
-	name, rest, hosted := hostedPath(args.Request.Path)
+	name, rest, hosted := hosting.SplitPath(args.Request.Path)
 	if !hosted {
 		return handler(ctx, req)
 	}
@@ -115,32 +114,4 @@ func passHostedRequests(ctx context.Context, req interface{}, info *grpc.UnarySe
 		return handler(ctx, req)
 	}
 	return b.(*backend).host.ForwardProto(ctx, name, rest, args)
-}
-
-// forwardedMetadata is the metadata Vault sent that the hosted plugin reads
-// too (snapshot and WAL index state), without gRPC's own headers and
-// Vault's multiplexing ID, which is ours: the connection to the hosted
-// plugin adds the hosted backend's own.
-func forwardedMetadata(ctx context.Context) context.Context {
-	in, _ := metadata.FromIncomingContext(ctx)
-	out := metadata.MD{}
-	for k, v := range in {
-		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") || k == "content-type" || k == "user-agent" ||
-			k == "authority" || k == pluginutil.MultiplexingCtxKey {
-			continue
-		}
-		out[k] = v
-	}
-	return metadata.NewOutgoingContext(ctx, out)
-}
-
-// protoReply is a reply carrying an error as Vault's SDK server would: a
-// request error as an error response, anything else as the error itself.
-func protoReply(err error) (*pb.HandleRequestReply, error) {
-	resp, err := respondError(err)
-	pbResp, convErr := pb.LogicalResponseToProtoResponse(resp)
-	if convErr != nil {
-		return &pb.HandleRequestReply{}, convErr
-	}
-	return &pb.HandleRequestReply{Response: pbResp, Err: pb.ErrToProtoErr(err)}, nil
 }

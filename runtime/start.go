@@ -241,6 +241,13 @@ func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendC
 // arrived).
 func (r *Running) Conn(id string) grpc.ClientConnInterface { return muxConn{r.conn, id} }
 
+// ContainerID is the ID of the plugin's container.
+func (r *Running) ContainerID() string { return r.Runner.ID() }
+
+// Explain explains a call to the plugin that failed because the plugin is
+// gone: its exit code and last output, when its container exited.
+func (r *Running) Explain(cause error) error { return r.Runner.ExplainCall(cause) }
+
 // Exited reports whether the plugin's process has ended (its container
 // exited or was killed).
 func (r *Running) Exited() bool {

@@ -1,4 +1,4 @@
-package runtimecatalog
+package hosting
 
 import (
 	"testing"

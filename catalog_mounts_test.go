@@ -1,0 +1,98 @@
+package runtimecatalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
+)
+
+func TestCatalogMountRules(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	c := newCatalog(s)
+	started := 0
+	start := func(m, _ *mountEntry) error { started++; m.UUID = "u"; return nil }
+	build := func(plugin string) func(*mountEntry) (*mountEntry, error) {
+		return func(*mountEntry) (*mountEntry, error) {
+			return &mountEntry{Mount: hosting.Mount{Name: "m", Plugin: plugin}}, nil
+		}
+	}
+	if _, err := c.WriteMount(ctx, "m", build("kv"), start); !isRequestError(err,
+		`no secret plugin "kv" is registered: register it at plugins/catalog/secret/kv`) {
+		t.Fatalf("missing plugin: %v", err)
+	}
+	auth := pluginID{"auth", "kv"}
+	c.WritePlugin(ctx, auth, newPluginBuilder(auth, ""))
+	if _, err := c.WriteMount(ctx, "m", build("kv"), start); !isRequestError(err,
+		`plugin "kv" is registered as auth, not secret: only secret plugins can be hosted, since this mount is a secrets engine `+
+			`(Vault refuses auth from it, and database plugins speak another protocol)`) {
+		t.Fatalf("auth plugin: %v", err)
+	}
+	kv := pluginID{"secret", "kv"}
+	c.WritePlugin(ctx, kv, newPluginBuilder(kv, ""))
+	failing := func(*mountEntry, *mountEntry) error {
+		return reqerr.BadRequestf("plugin secret/kv did not start: missing image")
+	}
+	if _, err := c.WriteMount(ctx, "m", build("kv"), failing); err == nil {
+		t.Fatal("a mount that did not start was accepted")
+	}
+	if keys, _ := s.List(ctx, mountStoragePrefix); len(keys) != 0 || started != 0 {
+		t.Fatalf("a refused mount stored %v", keys)
+	}
+	if _, err := c.WriteMount(ctx, "m", build("kv"), start); err != nil || started != 1 {
+		t.Fatalf("mount: %v (started %d)", err, started)
+	}
+	if err := c.DeletePlugin(ctx, kv); !isRequestError(err, "unable to delete plugin secret/kv. Hosted mounts=[m] are using it.") {
+		t.Fatalf("deleting a hosted plugin: %v", err)
+	}
+	refuse := errors.New("leases outstanding")
+	if err := c.DeleteMount(ctx, "m", func(*mountEntry) error { return refuse }); err != refuse {
+		t.Fatalf("a refused stop: %v", err)
+	}
+	if m, _ := newCatalog(s).Mount(ctx, "m"); m == nil || m.UUID != "u" {
+		t.Fatalf("a refused deletion lost the mount: %+v", m)
+	}
+	if err := c.DeleteMount(ctx, "m", func(*mountEntry) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeletePlugin(ctx, kv); err != nil {
+		t.Fatalf("deleting a plugin no longer hosted: %v", err)
+	}
+}
+
+// A hosted mount stored before the host became a package of its own reads
+// back the same, and is written again with the same fields.
+func TestStoredMountFormatUnchanged(t *testing.T) {
+	before := `{"format":1,"name":"kv","plugin":"kv","options":{"version":"2"},"description":"team kv",` +
+		`"uuid":"0b7e6a52-7d3c-4f7e-9a55-1a2b3c4d5e6f","special_paths":{"root":["admin"],"unauthenticated":null}}`
+	m, err := decodeMount(&logical.StorageEntry{Key: mountKey("kv"), Value: []byte(before)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &mountEntry{Mount: hosting.Mount{Name: "kv", Plugin: "kv", Options: map[string]string{"version": "2"},
+		UUID: "0b7e6a52-7d3c-4f7e-9a55-1a2b3c4d5e6f", Paths: hosting.Paths{Root: []string{"admin"}}}, Description: "team kv"}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("read back %+v\nwant %+v", m, want)
+	}
+	se, err := logical.StorageEntryJSON(mountKey("kv"), storedMount{mountEntryFormat, m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, old map[string]interface{}
+	json.Unmarshal(se.Value, &got)
+	json.Unmarshal([]byte(before), &old)
+	if !reflect.DeepEqual(got, old) {
+		t.Fatalf("written as %s\nbefore %s", se.Value, before)
+	}
+	for key, want := range map[string]string{hostedData(m.UUID): "hosted/" + m.UUID + "/", leasesKey(m.UUID): "leases/" + m.UUID} {
+		if key != want {
+			t.Errorf("key %s, before %s", key, want)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package hosting
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+// errClosing refuses a start while the host shuts down.
+var errClosing = errors.New("the mount is shutting down")
+
+// container is a running plugin container and the mounts it serves.
+type container struct {
+	key         string
+	plugin      Plugin
+	ociRuntime  string
+	multiplexed bool
+	users       map[string]bool
+}
+
+// containers are the running containers by registration, reference-counted
+// by the mounts they serve: mounts of the same multiplexed plugin with the
+// same runtime settings share one, as Vault's own catalog shares one between
+// mounts of an identical registration; a plugin that is not multiplexed
+// gets one per mount.
+type containers struct {
+	start StartFunc
+
+	mu     sync.Mutex
+	byKey  map[string]*container
+	closed bool
+}
+
+func newContainers(start StartFunc) *containers {
+	return &containers{start: start, byKey: map[string]*container{}}
+}
+
+// registrationKey identifies what a container runs.
+func registrationKey(p runtime.Plugin, r runtime.Runtime) string {
+	encoded, _ := json.Marshal(struct {
+		P runtime.Plugin
+		R runtime.Runtime
+	}{p, r})
+	sum := sha256.Sum256(encoded)
+	return hex.EncodeToString(sum[:])
+}
+
+// acquire returns a running container for the registration, starting one
+// when none can be shared.
+func (cs *containers) acquire(ctx context.Context, key, mount string, p runtime.Plugin, rt runtime.Runtime) (*container, error) {
+	cs.mu.Lock()
+	if cs.closed {
+		cs.mu.Unlock()
+		return nil, errClosing
+	}
+	if c := cs.byKey[key]; c != nil && c.multiplexed && !c.plugin.Exited() {
+		c.users[mount] = true
+		cs.mu.Unlock()
+		return c, nil
+	}
+	cs.mu.Unlock()
+
+	started, err := cs.start(ctx, p, rt, "hosted."+mount)
+	if err != nil {
+		return nil, err
+	}
+	multiplexed, err := started.Multiplexed(ctx)
+	if err != nil {
+		started.Stop(ctx)
+		return nil, fmt.Errorf("asking plugin secret/%s whether it multiplexes: %w", p.Name, err)
+	}
+	c := &container{key: key, plugin: started, ociRuntime: rt.EffectiveOCIRuntime(), multiplexed: multiplexed, users: map[string]bool{mount: true}}
+	if !multiplexed {
+		c.key = key + "/" + mount // one container per mount
+	}
+
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		go started.Stop(context.Background())
+		return nil, errClosing
+	}
+	if other := cs.byKey[c.key]; other != nil {
+		if multiplexed && !other.plugin.Exited() { // another mount started one meanwhile: share it
+			go started.Stop(context.Background())
+			other.users[mount] = true
+			return other, nil
+		}
+		go other.plugin.Stop(context.Background()) // dead: its users move on as they notice
+	}
+	cs.byKey[c.key] = c
+	return c, nil
+}
+
+// release drops a mount from its container, stopping the container when no
+// mount is left on it.
+func (cs *containers) release(ctx context.Context, c *container, mount string) {
+	cs.mu.Lock()
+	delete(c.users, mount)
+	last := len(c.users) == 0
+	if last && cs.byKey[c.key] == c {
+		delete(cs.byKey, c.key)
+	}
+	cs.mu.Unlock()
+	switch {
+	case last && c.plugin.Exited():
+		// Already dead: its cleanup need not hold up the restart.
+		go c.plugin.Stop(context.Background())
+	case last:
+		c.plugin.Stop(ctx)
+	}
+}
+
+// others are the mounts besides mount that c serves, sorted.
+func (cs *containers) others(c *container, mount string) []string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var names []string
+	for other := range c.users {
+		if other != mount {
+			names = append(names, other)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// close refuses new containers and stops every running one.
+func (cs *containers) close(ctx context.Context) {
+	cs.mu.Lock()
+	cs.closed = true
+	running := cs.byKey
+	cs.byKey = map[string]*container{}
+	cs.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range running {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.plugin.Stop(ctx) }()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,170 @@
+package hosting
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/vault/sdk/helper/pluginutil"
+	"github.com/hashicorp/vault/sdk/logical"
+	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
+	"github.com/hashicorp/vault/sdk/plugin/pb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
+)
+
+// pluginGone reports whether a forwarded call failed because the plugin's
+// process is gone (it exited, was killed, or its engine restarted: the
+// connection is refused, reset or closing) rather than with an answer of
+// the plugin's. A call whose own context ended, because the client hung up
+// or its deadline passed, says nothing about the plugin: Canceled then is
+// the request's, and the plugin serves on.
+func pluginGone(ctx context.Context, err error, p Plugin) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	if p.Exited() || errors.Is(err, vaultplugin.ErrPluginShutdown) {
+		return true
+	}
+	for _, e := range []error{err, errors.Unwrap(err)} {
+		switch status.Code(e) {
+		case codes.Unavailable, codes.Canceled:
+			return true
+		}
+	}
+	return strings.Contains(err.Error(), "transport is closing") || strings.Contains(err.Error(), "connection refused")
+}
+
+// forwarded is req as the hosted plugin sees it: the path within the mount,
+// and the mount point its own.
+func forwarded(name, rest string, req *logical.Request) *logical.Request {
+	f := *req
+	f.Path = rest
+	f.MountPoint = req.MountPoint + Prefix + name + "/"
+	return &f
+}
+
+// Forward serves a request for a hosted mount.
+func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Request) (*logical.Response, error) {
+	hd, err := h.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	f := forwarded(name, rest, req)
+	var resp *logical.Response
+	err = hd.serve(ctx, req.MountPoint, func(backend logical.Backend, _ pb.BackendClient) (err error) {
+		resp, err = backend.HandleRequest(ctx, f)
+		return err
+	})
+	if err != nil {
+		return resp, err
+	}
+	if resp != nil && resp.Secret != nil && !keepsLease(hd.current(), req.IsSnapshotReadOrList()) {
+		withoutLease := *resp
+		withoutLease.Secret = nil
+		resp = &withoutLease
+	}
+	hd.leases.count(ctx, req.Operation, resp != nil && resp.Secret != nil)
+	return resp, nil
+}
+
+// ForwardProto is Forward for a request as Vault's protocol buffer, passed
+// to the hosted plugin without being decoded into Go values and encoded
+// again; the reply comes back the same way.
+func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.HandleRequestArgs) (*pb.HandleRequestReply, error) {
+	hd, err := h.lookup(ctx, name)
+	if err != nil {
+		return protoReply(err)
+	}
+	mountPoint := args.Request.MountPoint
+	args.Request.MountPoint += Prefix + name + "/"
+	args.Request.Path = rest
+	var reply *pb.HandleRequestReply
+	var callErr error
+	err = hd.serve(ctx, mountPoint, func(_ logical.Backend, client pb.BackendClient) error {
+		reply, callErr = client.HandleRequest(forwardedMetadata(ctx), args)
+		return callErr
+	})
+	if err != nil && err != callErr { // the mount's own answer (not found, failed, pending): as the SDK would send it
+		return protoReply(err)
+	}
+	if err != nil {
+		return reply, err
+	}
+	issued := reply.Response != nil && reply.Response.Secret != nil
+	if issued && !keepsLease(hd.current(), args.Request.RequiresSnapshotID != "") {
+		reply.Response.Secret, issued = nil, false
+	}
+	hd.leases.count(ctx, logical.Operation(args.Request.Operation), issued)
+	return reply, nil
+}
+
+// ExistenceCheck asks the hosted plugin, so that Vault tells create from
+// update for its paths as it would for the plugin mounted on its own.
+func (h *Host) ExistenceCheck(ctx context.Context, name, rest string, req *logical.Request) (bool, bool, error) {
+	hd, err := h.lookup(ctx, name)
+	if err != nil {
+		return false, false, nil // the request itself gets the 404
+	}
+	f := forwarded(name, rest, req)
+	var checkFound, exists bool
+	err = hd.serve(ctx, req.MountPoint, func(backend logical.Backend, _ pb.BackendClient) (err error) {
+		checkFound, exists, err = backend.HandleExistenceCheck(ctx, f)
+		return err
+	})
+	return checkFound, exists, err
+}
+
+// Rollback sends Vault's periodic rollback to every hosted backend, as Vault
+// sends one to every mount: their periodic functions and WAL rollbacks run,
+// and a plugin that died while idle is restarted.
+func (h *Host) Rollback(ctx context.Context, req *logical.Request) {
+	mounts, err := h.cfg.Store.Mounts(ctx)
+	if err != nil {
+		h.cfg.Logger.Error("listing hosted mounts for rollback", "error", err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, m := range mounts {
+		wg.Add(1)
+		go func(name string) {
+			defer wg.Done()
+			if _, err := h.Forward(ctx, name, "", req); err != nil && !errors.Is(err, logical.ErrUnsupportedOperation) {
+				h.cfg.Logger.Debug("rollback of a hosted mount", "mount", name, "error", err)
+			}
+		}(m.Name)
+	}
+	wg.Wait()
+}
+
+// forwardedMetadata is the metadata Vault sent that the hosted plugin reads
+// too (snapshot and WAL index state), without gRPC's own headers and
+// Vault's multiplexing ID, which is ours: the connection to the hosted
+// plugin adds the hosted backend's own.
+func forwardedMetadata(ctx context.Context) context.Context {
+	in, _ := metadata.FromIncomingContext(ctx)
+	out := metadata.MD{}
+	for k, v := range in {
+		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") || k == "content-type" || k == "user-agent" ||
+			k == "authority" || k == pluginutil.MultiplexingCtxKey {
+			continue
+		}
+		out[k] = v
+	}
+	return metadata.NewOutgoingContext(ctx, out)
+}
+
+// protoReply is a reply carrying an error as Vault's SDK server would: a
+// request error as an error response, anything else as the error itself.
+func protoReply(err error) (*pb.HandleRequestReply, error) {
+	resp, err := reqerr.Respond(err)
+	pbResp, convErr := pb.LogicalResponseToProtoResponse(resp)
+	if convErr != nil {
+		return &pb.HandleRequestReply{}, convErr
+	}
+	return &pb.HandleRequestReply{Response: pbResp, Err: pb.ErrToProtoErr(err)}, nil
+}

@@ -1,0 +1,358 @@
+package hosting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/plugin/pb"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+// Hosted mount states, as GET mounts/NAME reports them.
+const (
+	StateStopped       = "stopped"        // not started yet, or its last start failed (the next request retries)
+	StateRunning       = "running"        // serving
+	StatePendingReload = "pending_reload" // declares special paths Vault has not read yet
+	StateFailed        = "failed"         // kept failing: refused until a reload
+	crashLoopWindow    = time.Minute
+	crashLoopStarts    = 3 // starts within the window after which a mount is failed
+	// ReloadCommandFormat is the command that has Vault read a mount's
+	// special paths, given this mount of ours ("runtimes/").
+	ReloadCommandFormat = "vault write sys/plugins/reload/backend mounts=%s"
+)
+
+// errContainerGone is why a plugin found exited before any request reached
+// it is gone, when the plugin cannot say more.
+var errContainerGone = errors.New("its container is gone")
+
+// handle is one hosted mount as it runs: it owns the mount's backend in its
+// container, its state, its restarts and the crash-loop rule, and its lease
+// count. Requests reach the backend only through serve, which holds the
+// handle's lock for them.
+type handle struct {
+	host *Host
+	name string
+	id   string // the mount's UUID: a mount created anew gets a new handle
+
+	// mu is held for reading while a request is served, for writing while
+	// the mount is (re)started or stopped: a restart waits for requests in
+	// flight, and no request reaches a backend being replaced.
+	mu        sync.RWMutex
+	mount     *Mount
+	backend   logical.Backend
+	client    pb.BackendClient // the same backend, for requests passed through as protocol buffers
+	container *container
+	key       string // the registration it was started with
+	state     string
+	reason    string
+	lastExit  string // why the plugin was last found gone, for the failed state's reason
+	started   time.Time
+	restarts  int
+	starts    []time.Time // recent starts, for the crash-loop rule
+	dead      bool        // a forwarded call found the plugin gone
+	removed   bool        // deleted: never started again
+
+	leases leaseCount
+}
+
+func newHandle(h *Host, m *Mount) *handle {
+	hd := &handle{host: h, name: m.Name, id: m.UUID, mount: m, state: StateStopped}
+	hd.leases = leaseCount{store: h.cfg.Store, id: m.UUID, logger: h.cfg.Logger.With("mount", m.Name)}
+	return hd
+}
+
+func (hd *handle) uuid() string { return hd.id }
+
+// current is the mount's registration as it runs now.
+func (hd *handle) current() *Mount {
+	hd.mu.RLock()
+	defer hd.mu.RUnlock()
+	return hd.mount
+}
+
+// startContext is the context a start runs under: the host's, bounded.
+func (hd *handle) startContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(hd.host.ctx, hd.host.cfg.StartTimeout)
+}
+
+// put runs the mount with new settings m, its old ones being existing (nil
+// for a new mount); when m does not start, the old settings run again.
+func (hd *handle) put(m, existing *Mount) error {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	hd.stopLocked()
+	old := hd.mount
+	hd.mount, hd.starts, hd.restarts, hd.state, hd.lastExit = m, nil, 0, StateStopped, ""
+	err := hd.startLocked()
+	if err == nil {
+		// m is not stored yet: it is stored with the paths its plugin
+		// declared.
+		m.Paths, hd.mount = hd.mount.Paths, m
+	}
+	if err != nil && existing != nil {
+		hd.mount = old
+		if restartErr := hd.startLocked(); restartErr != nil {
+			hd.host.cfg.Logger.Error("restarting a hosted mount with its old settings", "mount", hd.name, "error", restartErr)
+		}
+	}
+	return err
+}
+
+// startLocked starts the mount's backend: in a running container of the same
+// registration when the plugin is multiplexed, else in a new container;
+// then Setup and Initialize, as Vault does for a mount. hd.mu is held.
+func (hd *handle) startLocked() error {
+	if hd.removed {
+		return notFound(hd.name)
+	}
+	now := time.Now()
+	recent := hd.starts[:0]
+	for _, t := range hd.starts {
+		if now.Sub(t) < crashLoopWindow {
+			recent = append(recent, t)
+		}
+	}
+	hd.starts = append(recent, now)
+	if len(hd.starts) > crashLoopStarts {
+		hd.state = StateFailed
+		hd.reason = fmt.Sprintf("started %d times within %s; last: %s", len(hd.starts), crashLoopWindow, hd.lastExit)
+		return hd.failedError("")
+	}
+
+	ctx, cancel := hd.startContext()
+	defer cancel()
+	p, rt, err := hd.host.cfg.Store.ToRun(ctx, hd.mount.Plugin)
+	if err == nil {
+		err = hd.setupLocked(ctx, registrationKey(p, rt), p, rt)
+	}
+	if err != nil {
+		hd.state, hd.reason, hd.lastExit = StateStopped, err.Error(), err.Error()
+		return err
+	}
+	hd.state, hd.reason, hd.started, hd.dead = StateRunning, "", time.Now(), false
+	if hd.host.published.pending(hd.mount) {
+		hd.state = StatePendingReload
+	}
+	return nil
+}
+
+func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin, rt runtime.Runtime) error {
+	c, err := hd.host.containers.acquire(ctx, key, hd.name, p, rt)
+	if err != nil {
+		return err
+	}
+	m := hd.mount
+	view := hd.host.cfg.Store.Data(m.UUID)
+	config := map[string]string{"plugin_name": m.Plugin, "plugin_type": "secret", "plugin_version": p.Version}
+	for k, v := range m.Options {
+		config[k] = v
+	}
+	backend, err := c.plugin.Backend(ctx, m.UUID, &logical.BackendConfig{
+		StorageView: view, Logger: hd.host.cfg.Logger.Named(m.Name), System: hd.host.system(), Config: config, BackendUUID: m.UUID,
+	})
+	if err == nil {
+		if err = backend.Initialize(ctx, &logical.InitializationRequest{Storage: view}); err != nil {
+			backend.Cleanup(ctx)
+			err = fmt.Errorf("initializing the hosted plugin: %w", err)
+		}
+	}
+	if err != nil {
+		hd.host.containers.release(ctx, c, hd.name)
+		return err
+	}
+	// Entries are never modified in place (the catalog serves them to
+	// other readers): paths that changed go into a copy, which put stores.
+	if paths := pathsOf(backend.SpecialPaths()); paths.key() != m.Paths.key() {
+		updated := *m
+		updated.Paths = paths
+		hd.mount = &updated
+	}
+	hd.backend, hd.container, hd.key = backend, c, key
+	hd.client = pb.NewBackendClient(c.plugin.Conn(m.UUID))
+	return nil
+}
+
+// stopLocked cleans the mount's backend up and releases its container.
+func (hd *handle) stopLocked() {
+	if hd.backend == nil {
+		return
+	}
+	ctx, cancel := hd.startContext()
+	defer cancel()
+	if !hd.dead && !hd.container.plugin.Exited() {
+		hd.backend.Cleanup(ctx)
+	}
+	hd.host.containers.release(ctx, hd.container, hd.name)
+	hd.backend, hd.client, hd.container = nil, nil, nil
+	if hd.state != StateFailed {
+		hd.state = StateStopped
+	}
+}
+
+// aliveLocked reports whether the backend can serve: set up, and its plugin
+// not found gone.
+func (hd *handle) aliveLocked() bool {
+	return hd.backend != nil && !hd.dead && !hd.container.plugin.Exited()
+}
+
+func (hd *handle) failedError(mountPoint string) error {
+	if mountPoint == "" {
+		mountPoint = "<this mount>/"
+	}
+	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s failed: %s; after fixing the cause, "+
+		"restart it with: vault write %splugins/reload mounts=%s", hd.name, hd.reason, mountPoint, hd.name))
+}
+
+// ready returns the mount's backend and client, (re)starting it first when
+// it is not running or its plugin is gone, and the function that ends the
+// request. What Vault does for a plugin killed out of band, before the
+// request rather than after a failed one. Concurrent requests that find one
+// dead plugin cause one restart: the first takes the lock and restarts, the
+// others then find it alive.
+func (hd *handle) ready(mountPoint string) (logical.Backend, pb.BackendClient, func(), error) {
+	for {
+		hd.mu.RLock()
+		if hd.removed {
+			hd.mu.RUnlock()
+			return nil, nil, nil, notFound(hd.name)
+		}
+		if hd.aliveLocked() {
+			if hd.state == StatePendingReload {
+				hd.mu.RUnlock()
+				return nil, nil, nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf(
+					"hosted mount %s declares special paths (sudo or unauthenticated) that Vault has not read yet: "+
+						"run `%s` to have them enforced, then retry", hd.name, fmt.Sprintf(ReloadCommandFormat, mountPoint)))
+			}
+			return hd.backend, hd.client, hd.mu.RUnlock, nil
+		}
+		hd.mu.RUnlock()
+
+		hd.mu.Lock()
+		var err error
+		switch {
+		case hd.removed:
+			err = notFound(hd.name)
+		case hd.state == StateFailed:
+			// Checked under the lock too: requests that queued behind the
+			// start that failed the mount must not start it again.
+			err = hd.failedError(mountPoint)
+		case !hd.aliveLocked():
+			if hd.backend != nil {
+				if !hd.dead { // found gone before a request reached it: ask why
+					hd.lastExit = hd.container.plugin.Explain(errContainerGone).Error()
+				}
+				hd.restarts++
+				hd.host.cfg.Logger.Warn("hosted plugin is gone: restarting it", "mount", hd.name, "cause", hd.lastExit)
+			}
+			hd.stopLocked()
+			err = hd.startLocked()
+			if hd.state == StateFailed {
+				err = hd.failedError(mountPoint)
+			}
+		}
+		hd.mu.Unlock()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+	}
+}
+
+// serve runs one request on the mount's backend, through fn. A plugin that
+// fn finds gone (its container exited, the connection refused or reset)
+// is restarted and the request sent once more; a request that ended
+// because its client left or its deadline passed changes nothing.
+func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(logical.Backend, pb.BackendClient) error) error {
+	for attempt := 0; ; attempt++ {
+		backend, client, done, err := hd.ready(mountPoint)
+		if err != nil {
+			return err
+		}
+		plugin := hd.container.plugin
+		err = fn(backend, client)
+		done()
+		if attempt > 0 || !pluginGone(ctx, err, plugin) {
+			return err
+		}
+		hd.markDead(backend, plugin.Explain(err))
+	}
+}
+
+// markDead records that the backend's plugin is gone, and why; the next
+// request restarts it.
+func (hd *handle) markDead(backend logical.Backend, cause error) {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if hd.backend == backend {
+		hd.dead, hd.lastExit = true, cause.Error()
+	}
+}
+
+// reload restarts the mount with its registration as it is now, and clears
+// a failed state.
+func (hd *handle) reload() error {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	hd.stopLocked()
+	hd.state, hd.starts = StateStopped, nil
+	return hd.startLocked()
+}
+
+// startIdle starts a mount that is not running and not failed: at mount
+// and unseal time.
+func (hd *handle) startIdle() error {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if hd.backend != nil || hd.state == StateFailed || hd.removed {
+		return nil
+	}
+	return hd.startLocked()
+}
+
+// remove stops the mount for good, after the requests in flight; its lease
+// count goes with it.
+func (hd *handle) remove(context.Context) {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	hd.removed = true
+	hd.stopLocked()
+	hd.state = StateStopped
+	hd.leases.drop()
+}
+
+// close stops the mount as this mount of ours goes away, its lease count
+// written first.
+func (hd *handle) close(ctx context.Context) {
+	hd.leases.flush(ctx)
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	hd.stopLocked()
+}
+
+func (hd *handle) invalidate(ctx context.Context, key string) {
+	hd.mu.RLock()
+	defer hd.mu.RUnlock()
+	if hd.backend != nil {
+		hd.backend.InvalidateKey(ctx, key)
+	}
+}
+
+// status is the mount's state and the registration key it runs.
+func (hd *handle) status() (Status, string) {
+	hd.mu.RLock()
+	defer hd.mu.RUnlock()
+	st := Status{State: hd.state, Reason: hd.reason, Started: hd.started, Restarts: hd.restarts}
+	if hd.backend != nil && !hd.dead && hd.container.plugin.Exited() {
+		st.State, st.Reason = StateStopped, "its container is gone: the next request restarts it"
+	}
+	if c := hd.container; c != nil {
+		st.ContainerID, st.OCIRuntime = c.plugin.ContainerID(), c.ociRuntime
+		st.Shared = hd.host.containers.others(c, hd.name)
+	}
+	return st, hd.key
+}

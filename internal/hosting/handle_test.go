@@ -1,0 +1,411 @@
+package hosting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestStartAndServe(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	resp, err := th.read(context.Background(), "kv", "data/x")
+	if err != nil || resp.Data["path"] != "data/x" || resp.Data["mount_point"] != "runtimes/mounts/kv/" {
+		t.Fatalf("the plugin saw %v (%v); want its own path and mount point", resp, err)
+	}
+	st := th.status(t, "kv")
+	if st.State != StateRunning || st.ContainerID != "c1" || st.Restarts != 0 || st.Started.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+	b := th.engine.last().backends[th.store.mounts["kv"].UUID]
+	if b.conf.BackendUUID == "" || b.conf.Config["plugin_name"] != "kv" || b.conf.Config["plugin_type"] != "secret" {
+		t.Fatalf("backend config %+v", b.conf)
+	}
+}
+
+// A request whose client hung up ends with Canceled from gRPC: that is the
+// request's end, not the plugin's, and nothing restarts.
+func TestCancelledRequestsNeverRestart(t *testing.T) {
+	e := &fakeEngine{handler: func(ctx context.Context, _ *fakePlugin, _ *logical.Request) (*logical.Response, error) {
+		<-ctx.Done()
+		return nil, status.Error(codes.Canceled, "context canceled")
+	}}
+	th := newTestHost(t, e)
+	th.mount(t, "kv", "kv")
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			defer cancel()
+			if _, err := th.read(ctx, "kv", "data/x"); status.Code(err) != codes.Canceled {
+				t.Errorf("a cancelled request answered %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := th.status(t, "kv"); th.engine.starts() != 1 || st.State != StateRunning || st.Restarts != 0 {
+		t.Fatalf("after 50 cancelled requests: %d starts, %+v", th.engine.starts(), st)
+	}
+}
+
+// Starts run under the host's context, bounded, never a request's.
+func TestStartsRunUnderTheHostsContext(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	th.engine.last().kill()
+	type key struct{}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "request"))
+	if _, err := th.read(ctx, "kv", "x"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for i, sc := range th.engine.startCtxs {
+		if _, ok := sc.Deadline(); !ok || sc.Value(key{}) != nil {
+			t.Errorf("start %d ran under a request's context, or unbounded", i+1)
+		}
+	}
+}
+
+// A plugin found dead is restarted once, however many requests saw it.
+func TestOneRestartPerDeath(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	th.engine.last().kill()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, err := th.read(context.Background(), "kv", "x"); err != nil || resp.Data["container"] != "c2" {
+				t.Errorf("a read after the kill: %v %v", resp, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := th.status(t, "kv"); th.engine.starts() != 2 || st.Restarts != 1 || st.ContainerID != "c2" {
+		t.Fatalf("8 requests after one death: %d starts, %+v", th.engine.starts(), st)
+	}
+	if running := th.engine.running(); !reflect.DeepEqual(running, []string{"c2"}) {
+		t.Fatalf("running %v", running)
+	}
+}
+
+// A plugin that dies during a request is restarted and the request sent
+// once more; one that dies again is not retried a second time.
+func TestGoneMidRequestRetriedOnce(t *testing.T) {
+	var calls int
+	e := &fakeEngine{}
+	e.handler = func(_ context.Context, p *fakePlugin, _ *logical.Request) (*logical.Response, error) {
+		calls++
+		if calls <= 1 {
+			p.kill()
+			return nil, errGone
+		}
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
+	}
+	th := newTestHost(t, e)
+	th.mount(t, "kv", "kv")
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c2" || calls != 2 {
+		t.Fatalf("answered by %s after %d calls", c, calls)
+	}
+	e.handler = func(_ context.Context, p *fakePlugin, _ *logical.Request) (*logical.Response, error) {
+		p.kill()
+		return nil, errGone
+	}
+	_, err := th.read(context.Background(), "kv", "x")
+	if status.Code(errors.Unwrap(err)) != codes.Unavailable && status.Code(err) != codes.Unavailable {
+		t.Fatalf("a plugin dying twice: %v", err)
+	}
+	if n := th.engine.starts(); n != 3 {
+		t.Fatalf("%d starts; want 3 (one retry, not a loop)", n)
+	}
+}
+
+// The crash-loop rule: a plugin started more than crashLoopStarts times in
+// crashLoopWindow is failed, with its last exit's cause and the real
+// command to fix it; requests then start nothing until a reload.
+func TestCrashLoopRule(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	for i := 0; i < crashLoopStarts-1; i++ {
+		th.engine.last().kill()
+		if _, err := th.read(context.Background(), "kv", "x"); err != nil {
+			t.Fatalf("restart %d: %v", i+1, err)
+		}
+	}
+	th.engine.last().kill()
+	_, err := th.read(context.Background(), "kv", "x")
+	want := "hosted mount kv failed: started 4 times within 1m0s; last: plugin container exited with code 137 (killed); " +
+		"last output: its container is gone; after fixing the cause, restart it with: vault write runtimes/plugins/reload mounts=kv"
+	if code, _ := codeOf(err); code != 502 || err.Error() != want {
+		t.Fatalf("the crash loop answered %d:\n%v\nwant\n%s", code, err, want)
+	}
+	starts := th.engine.starts()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := th.read(context.Background(), "kv", "x"); err == nil || err.Error() != want {
+				t.Errorf("a failed mount answered %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if st := th.status(t, "kv"); th.engine.starts() != starts || st.State != StateFailed || strings.Count(st.Reason, "started") != 1 {
+		t.Fatalf("a failed mount started %d more times; %+v", th.engine.starts()-starts, st)
+	}
+	if failures := th.Reload(context.Background(), []string{"kv"}); len(failures) != 0 {
+		t.Fatalf("reload: %v", failures)
+	}
+	if _, err := th.read(context.Background(), "kv", "x"); err != nil || th.status(t, "kv").State != StateRunning {
+		t.Fatalf("after the reload: %v %+v", err, th.status(t, "kv"))
+	}
+}
+
+// Mounts of a multiplexed plugin share its container, which stops with
+// its last mount; a plugin that is not multiplexed gets one per mount.
+func TestSharingAndReleasingContainers(t *testing.T) {
+	for _, multiplexed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("multiplexed=%v", multiplexed), func(t *testing.T) {
+			th := newTestHost(t, &fakeEngine{multiplexed: multiplexed})
+			a, b := th.mount(t, "a", "kv"), th.mount(t, "b", "kv")
+			th.mount(t, "c", "other")
+			ca, cb := th.status(t, "a"), th.status(t, "b")
+			if multiplexed != (ca.ContainerID == cb.ContainerID) || th.engine.starts() != map[bool]int{true: 2, false: 3}[multiplexed] {
+				t.Fatalf("a in %s, b in %s, %d starts", ca.ContainerID, cb.ContainerID, th.engine.starts())
+			}
+			if multiplexed && (!reflect.DeepEqual(ca.Shared, []string{"b"}) || !reflect.DeepEqual(cb.Shared, []string{"a"})) {
+				t.Fatalf("shared: a %v, b %v", ca.Shared, cb.Shared)
+			}
+			if err := th.Remove(context.Background(), a, false, "runtimes/"); err != nil {
+				t.Fatal(err)
+			}
+			delete(th.store.mounts, "a")
+			running := th.engine.running()
+			if len(running) != 2 || running[0] != cb.ContainerID {
+				t.Fatalf("after removing a: running %v, b in %s", running, cb.ContainerID)
+			}
+			if err := th.Remove(context.Background(), b, false, "runtimes/"); err != nil {
+				t.Fatal(err)
+			}
+			if running := th.engine.running(); len(running) != 1 {
+				t.Fatalf("after removing both: running %v", running)
+			}
+		})
+	}
+}
+
+// A reload starts a new container for the mount with its data kept.
+func TestReloadKeepsTheData(t *testing.T) {
+	th := newTestHost(t, nil)
+	m := th.mount(t, "kv", "kv")
+	view := th.store.Data(m.UUID)
+	view.Put(context.Background(), &logical.StorageEntry{Key: "secret", Value: []byte("1")})
+	if failures := th.Reload(context.Background(), []string{"kv", "nope"}); len(failures) != 1 || failures["nope"] != "no hosted mount nope" {
+		t.Fatalf("reload: %v", failures)
+	}
+	if st := th.status(t, "kv"); st.ContainerID != "c2" || !reflect.DeepEqual(th.engine.running(), []string{"c2"}) {
+		t.Fatalf("after the reload: %+v, running %v", st, th.engine.running())
+	}
+	if se, _ := view.Get(context.Background(), "secret"); se == nil {
+		t.Fatal("a reload lost the data")
+	}
+}
+
+// A mount that cannot start is refused, and leaves neither a handle nor
+// what it wrote.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	th := newTestHost(t, &fakeEngine{startErr: errors.New("missing image")})
+	m := &Mount{Name: "kv", Plugin: "kv"}
+	if err := th.Put(context.Background(), m, nil); err == nil || err.Error() != "missing image" {
+		t.Fatalf("put: %v", err)
+	}
+	if len(th.handles) != 0 || len(th.store.cleared) != 1 || th.store.cleared[0] != m.UUID {
+		t.Fatalf("handles %v, cleared %v", th.handles, th.store.cleared)
+	}
+}
+
+// A changed mount that cannot start goes back to its old settings.
+func TestFailedChangeRunsTheOldSettings(t *testing.T) {
+	th := newTestHost(t, nil)
+	old := th.mount(t, "kv", "kv")
+	th.engine.handler = nil
+	changed := *old
+	changed.Options = map[string]string{"version": "2"}
+	th.engine.startErr = errors.New("bad option")
+	if err := th.Put(context.Background(), &changed, old); err == nil {
+		t.Fatal("a change that did not start was accepted")
+	}
+	th.engine.startErr = nil
+	if _, err := th.read(context.Background(), "kv", "x"); err != nil {
+		t.Fatalf("the old settings do not serve: %v", err)
+	}
+	hd, _ := th.handle(old)
+	if hd.current().Options != nil {
+		t.Fatalf("runs %+v", hd.current())
+	}
+}
+
+// Delete waits for the requests in flight, then no container of the mount
+// runs, its data is gone, and later requests (even one that found the
+// mount still stored) get a 404 and start nothing.
+func TestDeleteDuringRequests(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	e := &fakeEngine{handler: func(ctx context.Context, p *fakePlugin, _ *logical.Request) (*logical.Response, error) {
+		entered <- struct{}{}
+		<-release
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
+	}}
+	th := newTestHost(t, e)
+	m := th.mount(t, "kv", "kv")
+	th.store.Data(m.UUID).Put(context.Background(), &logical.StorageEntry{Key: "k", Value: []byte("v")})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := th.read(context.Background(), "kv", "x"); err != nil {
+				t.Errorf("a request in flight during the delete: %v", err)
+			}
+		}()
+		<-entered
+	}
+	removed := make(chan error, 1)
+	go func() { removed <- th.Remove(context.Background(), m, false, "runtimes/") }()
+	select {
+	case err := <-removed:
+		t.Fatalf("the delete did not wait for the requests in flight: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	wg.Wait()
+	if err := <-removed; err != nil {
+		t.Fatal(err)
+	}
+	// The catalog deletes the entry after the host; a request between the
+	// two still finds it stored.
+	_, err := th.read(context.Background(), "kv", "x")
+	if code, _ := codeOf(err); code != 404 {
+		t.Fatalf("a request after the delete: %v", err)
+	}
+	if th.engine.starts() != 1 || len(th.engine.running()) != 0 {
+		t.Fatalf("after the delete: %d starts, running %v", th.engine.starts(), th.engine.running())
+	}
+	if keys, _ := logical.CollectKeys(context.Background(), &th.store.storage); len(keys) != 0 {
+		t.Fatalf("left in storage: %v", keys)
+	}
+}
+
+// A deleted name created again is a new mount: new UUID, its own data.
+func TestRecreatedNameIsANewMount(t *testing.T) {
+	th := newTestHost(t, nil)
+	old := th.mount(t, "kv", "kv")
+	if err := th.Remove(context.Background(), old, false, "runtimes/"); err != nil {
+		t.Fatal(err)
+	}
+	delete(th.store.mounts, "kv")
+	fresh := th.mount(t, "kv", "kv")
+	if fresh.UUID == old.UUID {
+		t.Fatal("the new mount has the old UUID")
+	}
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c2" {
+		t.Fatalf("served by %s", c)
+	}
+}
+
+// Leases are counted as they are issued and revoked, written behind, and
+// a mount with leases out is deleted only with force.
+func TestLeaseCounting(t *testing.T) {
+	e := &fakeEngine{handler: func(_ context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error) {
+		if req.Operation == logical.RevokeOperation {
+			return nil, nil
+		}
+		return &logical.Response{Secret: &logical.Secret{LeaseOptions: logical.LeaseOptions{TTL: time.Hour}}, Data: map[string]interface{}{}}, nil
+	}}
+	th := newTestHost(t, e)
+	m := th.mount(t, "db", "db")
+	kv := th.mount(t, "kv", "kv") // kv's rule: no lease without leased_passthrough
+	for i := 0; i < 3; i++ {
+		th.read(context.Background(), "db", "creds")
+		if resp, _ := th.read(context.Background(), "kv", "x"); resp.Secret != nil {
+			t.Fatal("kv's read kept its lease")
+		}
+	}
+	th.Forward(context.Background(), "db", "", &logical.Request{Operation: logical.RevokeOperation, MountPoint: "runtimes/"})
+	err := th.Remove(context.Background(), m, false, "runtimes/")
+	want := "hosted mount db has 2 leases outstanding: revoke them first with `vault lease revoke -prefix runtimes/mounts/db/`, or delete with force=true"
+	if err == nil || err.Error() != want {
+		t.Fatalf("delete with leases out:\n%v\nwant\n%s", err, want)
+	}
+	if err := th.Remove(context.Background(), kv, false, "runtimes/"); err != nil {
+		t.Fatalf("kv issued leases: %v", err)
+	}
+	if err := th.Remove(context.Background(), m, true, "runtimes/"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := th.store.Leases(context.Background(), m.UUID); n != 0 {
+		t.Fatalf("the count outlived the mount: %d", n)
+	}
+}
+
+// A mount that declares special paths Vault has not read is refused until
+// a reload has Vault read them.
+func TestPendingReload(t *testing.T) {
+	th := newTestHost(t, &fakeEngine{paths: &logical.Paths{Unauthenticated: []string{"pub/*"}}})
+	m := th.mount(t, "s", "probe")
+	if !reflect.DeepEqual(m.Paths.Unauthenticated, []string{"pub/*"}) {
+		t.Fatalf("the stored mount's paths: %+v", m.Paths)
+	}
+	_, err := th.read(context.Background(), "s", "pub/x")
+	if code, _ := codeOf(err); code != 503 || !strings.Contains(err.Error(), "vault write sys/plugins/reload/backend mounts=runtimes/") {
+		t.Fatalf("a pending mount answered %v", err)
+	}
+	th.SpecialPaths(&logical.Paths{}, []*Mount{m}) // Vault reads them
+	if err := th.Reload(context.Background(), []string{"s"}); len(err) != 0 {
+		t.Fatal(err)
+	}
+	if _, err := th.read(context.Background(), "s", "pub/x"); err != nil {
+		t.Fatalf("after Vault read the paths: %v", err)
+	}
+}
+
+// Close stops every container, and nothing starts after it.
+func TestCloseStopsEverything(t *testing.T) {
+	th := newTestHost(t, &fakeEngine{multiplexed: true})
+	th.mount(t, "a", "kv")
+	th.mount(t, "b", "other")
+	th.Close(context.Background())
+	if running := th.engine.running(); len(running) != 0 {
+		t.Fatalf("running after close: %v", running)
+	}
+	if _, err := th.read(context.Background(), "a", "x"); err == nil {
+		t.Fatal("a closed host served")
+	}
+	if th.engine.starts() != 2 {
+		t.Fatalf("a closed host started %d containers", th.engine.starts()-2)
+	}
+}
+
+// StartAll starts the stored mounts that do not run, at mount and unseal.
+func TestStartAll(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.store.mounts["a"] = &Mount{Name: "a", Plugin: "kv", UUID: "u-a"}
+	th.store.mounts["b"] = &Mount{Name: "b", Plugin: "kv", UUID: "u-b"}
+	th.StartAll(context.Background(), "cluster")
+	if th.engine.starts() != 2 || th.status(t, "a").State != StateRunning || th.status(t, "b").State != StateRunning {
+		t.Fatalf("%d starts: %+v %+v", th.engine.starts(), th.status(t, "a"), th.status(t, "b"))
+	}
+}

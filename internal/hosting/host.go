@@ -1,0 +1,264 @@
+// Package hosting runs hosted mounts: registered secret container plugins
+// mounted under this plugin's mounts/NAME/. A Host keeps a handle per
+// mount, which owns that mount's lifecycle (start, restart, the crash-loop
+// rule, stop) and its lease count, and serves requests through it;
+// containers are shared between mounts of one multiplexed registration and
+// reference-counted. It imports no Vault framework and nothing of the root
+// package: registrations and storage come through Store, containers through
+// StartFunc.
+package hosting
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+// Config is what a Host is built from.
+type Config struct {
+	// Store keeps the registrations, the mounts' data and lease counts.
+	Store Store
+	// Start runs a plugin's container (runtime.Start on an engine).
+	Start StartFunc
+	// System is the system view hosted plugins get (this mount's); it is
+	// asked once, at the first start.
+	System func() logical.SystemView
+	// Engine is the engine a runtime's containers run on, for removing the
+	// containers a dead earlier instance left; nil skips that.
+	Engine func(runtime.Runtime) (runtime.Engine, error)
+	Logger hclog.Logger
+	// StartTimeout bounds one start of a plugin: create, pull, handshake,
+	// Setup and Initialize (DefaultStartTimeout when 0).
+	StartTimeout time.Duration
+}
+
+// DefaultStartTimeout is a pull's own bound (runtime.DefaultPullTimeout)
+// with a minute for the rest.
+const DefaultStartTimeout = runtime.DefaultPullTimeout + time.Minute
+
+// Host runs the hosted mounts of one mount of ours. Registrations are the
+// catalog's; the host owns what runs.
+type Host struct {
+	cfg        Config
+	ctx        context.Context // the host's own: starts run under it, Close cancels it
+	cancel     context.CancelFunc
+	system     func() logical.SystemView
+	containers *containers
+	published  publishedPaths
+
+	mu      sync.Mutex
+	handles map[string]*handle // by mount name
+	removed map[string]bool    // UUIDs of deleted mounts: never started again
+	closed  bool
+}
+
+// New makes a host; it starts nothing until asked.
+func New(cfg Config) *Host {
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var view logical.SystemView
+	var viewOnce sync.Once
+	return &Host{
+		cfg: cfg, ctx: ctx, cancel: cancel, containers: newContainers(cfg.Start),
+		published: publishedPaths{byName: map[string]string{}},
+		system: func() logical.SystemView {
+			viewOnce.Do(func() { view = &cachedTTLs{SystemView: cfg.System()} })
+			return view
+		},
+		handles: map[string]*handle{}, removed: map[string]bool{},
+	}
+}
+
+// handle returns the handle of a stored mount, making one (stopped) when
+// there is none yet. A handle of an earlier mount of the same name (deleted
+// and created again, on another node say) is replaced. A deleted mount
+// gets none: its late requests must not start it again.
+func (h *Host) handle(m *Mount) (*handle, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.removed[m.UUID] {
+		return nil, notFound(m.Name)
+	}
+	hd := h.handles[m.Name]
+	if hd != nil && hd.uuid() != m.UUID && m.UUID != "" {
+		go hd.remove(h.ctx) // another mount now has the name
+		hd = nil
+	}
+	if hd == nil {
+		hd = newHandle(h, m)
+		h.handles[m.Name] = hd
+	}
+	return hd, nil
+}
+
+func notFound(name string) error {
+	return logical.CodedError(http.StatusNotFound, "no hosted mount "+name)
+}
+
+// lookup finds a stored mount's handle; a 404 when there is none.
+func (h *Host) lookup(ctx context.Context, name string) (*handle, error) {
+	m, err := h.cfg.Store.Mount(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, notFound(name)
+	}
+	return h.handle(m)
+}
+
+// Put starts a new or changed mount and leaves it running, before the
+// catalog stores it. A mount that cannot start is refused with the reason,
+// and a changed one goes back to its old settings.
+func (h *Host) Put(ctx context.Context, m, existing *Mount) error {
+	if existing != nil {
+		m.UUID = existing.UUID
+	} else if err := m.newUUID(); err != nil {
+		return err
+	}
+	hd, err := h.handle(m)
+	if err != nil {
+		return err
+	}
+	if err := hd.put(m, existing); err != nil {
+		if existing == nil {
+			h.forget(hd)
+			// What a failed Initialize wrote must not greet a later mount.
+			if clearErr := h.cfg.Store.Clear(ctx, m.UUID); clearErr != nil {
+				h.cfg.Logger.Error("clearing what a mount that did not start wrote", "mount", m.Name, "error", clearErr)
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// forget drops a handle from the registry.
+func (h *Host) forget(hd *handle) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.handles[hd.name] == hd {
+		delete(h.handles, hd.name)
+	}
+}
+
+// Remove stops a mount and clears its data, for its deletion. A mount
+// whose plugin issued leases that are still out is kept unless force is
+// set: Vault would later ask it to revoke them, and nothing would. Requests
+// in flight finish first; later ones get a 404.
+func (h *Host) Remove(ctx context.Context, m *Mount, force bool, mountPoint string) error {
+	hd, err := h.handle(m)
+	if err != nil {
+		return err
+	}
+	if !force {
+		if n, err := hd.leases.outstanding(ctx); err != nil {
+			return err
+		} else if n > 0 {
+			return reqerr.BadRequestf("hosted mount %s has %d leases outstanding: revoke them first with "+
+				"`vault lease revoke -prefix %s%s%s/`, or delete with force=true", m.Name, n, mountPoint, Prefix, m.Name)
+		}
+	}
+	h.mu.Lock()
+	h.removed[m.UUID] = true
+	h.mu.Unlock()
+	hd.remove(ctx)
+	h.forget(hd)
+	if err := h.cfg.Store.Clear(ctx, m.UUID); err != nil {
+		return errors.Join(errors.New("clearing the data of hosted mount "+m.Name), err)
+	}
+	return nil
+}
+
+// Reload restarts mounts with their plugin and runtime as registered now, as
+// Vault's sys/plugins/reload does, and clears a failed state.
+func (h *Host) Reload(ctx context.Context, names []string) map[string]string {
+	failures := map[string]string{}
+	for _, name := range names {
+		hd, err := h.lookup(ctx, name)
+		if err == nil {
+			err = hd.reload()
+		}
+		if err != nil {
+			failures[name] = err.Error()
+		}
+	}
+	return failures
+}
+
+// Invalidate passes an invalidated key of a hosted mount's storage (key,
+// within the mount's view) to its backend: replicated clusters, where
+// another node wrote it.
+func (h *Host) Invalidate(ctx context.Context, uuid, key string) {
+	h.mu.Lock()
+	var target *handle
+	for _, hd := range h.handles {
+		if hd.uuid() == uuid {
+			target = hd
+		}
+	}
+	h.mu.Unlock()
+	if target != nil {
+		target.invalidate(ctx, key)
+	}
+}
+
+// Close stops every hosted backend and container: Vault is unmounting,
+// sealing, reloading or stopping this mount.
+func (h *Host) Close(ctx context.Context) {
+	h.mu.Lock()
+	h.closed = true
+	handles := make([]*handle, 0, len(h.handles))
+	for _, hd := range h.handles {
+		handles = append(handles, hd)
+	}
+	h.mu.Unlock()
+	h.cancel()
+	var wg sync.WaitGroup
+	for _, hd := range handles {
+		wg.Add(1)
+		go func() { defer wg.Done(); hd.close(ctx) }()
+	}
+	wg.Wait()
+	h.containers.close(ctx)
+}
+
+// Status is what GET mounts/NAME adds to the settings.
+type Status struct {
+	State       string
+	Reason      string
+	ContainerID string
+	OCIRuntime  string
+	Started     time.Time
+	Restarts    int
+	Outdated    bool     // the registration changed since it started
+	Shared      []string // the other mounts in the same container
+}
+
+// Status is a stored mount's state as it runs.
+func (h *Host) Status(ctx context.Context, m *Mount) Status {
+	hd, err := h.handle(m)
+	if err != nil {
+		return Status{State: StateStopped, Reason: err.Error()}
+	}
+	st, key := hd.status()
+	if key != "" {
+		if p, rt, err := h.cfg.Store.ToRun(ctx, m.Plugin); err == nil {
+			st.Outdated = registrationKey(p, rt) != key
+		}
+	}
+	return st
+}

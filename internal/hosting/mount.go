@@ -1,0 +1,69 @@
+package hosting
+
+import (
+	"github.com/hashicorp/go-uuid"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Mount is a hosted mount's registration: a registered secret container
+// plugin mounted under Prefix+Name+"/", its requests served by the plugin in
+// its container and its data kept in a storage view of its own. The catalog
+// stores it, embedded in its entry, so each JSON name here is the field's
+// name in the API and in storage.
+type Mount struct {
+	Name    string            `json:"name"`
+	Plugin  string            `json:"plugin"` // the name of a registered secret plugin
+	Options map[string]string `json:"options"`
+	// UUID is the hosted backend's BackendUUID and names its storage view;
+	// it never changes, so the data outlives restarts and reloads.
+	UUID string `json:"uuid"`
+	// Paths are the hosted plugin's own special paths, recorded when it
+	// was set up: Vault reads a mount's special paths before any plugin of
+	// ours could start, so they must be known from storage.
+	Paths Paths `json:"special_paths"`
+}
+
+// Paths are the special paths of a hosted plugin that Vault enforces.
+type Paths struct {
+	Root            []string `json:"root"`
+	Unauthenticated []string `json:"unauthenticated"`
+}
+
+func pathsOf(p *logical.Paths) Paths {
+	if p == nil {
+		return Paths{}
+	}
+	return Paths{Root: p.Root, Unauthenticated: p.Unauthenticated}
+}
+
+func (p Paths) empty() bool { return len(p.Root) == 0 && len(p.Unauthenticated) == 0 }
+
+func (p Paths) key() string {
+	return strings.Join(p.Root, "\x00") + "\x01" + strings.Join(p.Unauthenticated, "\x00")
+}
+
+// Prefix is where hosted mounts live in this plugin's paths.
+const Prefix = "mounts/"
+
+// SplitPath splits a request path into a hosted mount's name and the path
+// within it: "mounts/kv/data/x" is ("kv", "data/x"), "mounts/kv/" is ("kv",
+// ""). "mounts/kv" is not hosted: it is the mount's own settings.
+func SplitPath(path string) (name, rest string, ok bool) {
+	after, ok := strings.CutPrefix(path, Prefix)
+	if !ok {
+		return "", "", false
+	}
+	if name, rest, ok = strings.Cut(after, "/"); !ok {
+		return "", "", false
+	}
+	return name, rest, true
+}
+
+// newUUID gives a new mount its UUID, which names its storage for good.
+func (m *Mount) newUUID() error {
+	id, err := uuid.GenerateUUID()
+	m.UUID = id
+	return err
+}

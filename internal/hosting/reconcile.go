@@ -1,0 +1,63 @@
+package hosting
+
+import (
+	"context"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+// StartAll starts every stored mount, at mount and unseal time, so that
+// they serve at once and their periodic work runs; a failure is the mount's
+// state and reason, and its next request tries again. Before that, the
+// containers a dead earlier instance of this plugin left are removed.
+func (h *Host) StartAll(ctx context.Context, clusterID string) {
+	mounts, err := h.cfg.Store.Mounts(ctx)
+	if err != nil {
+		h.cfg.Logger.Error("listing hosted mounts", "error", err)
+		return
+	}
+	h.reapOrphans(ctx, clusterID, mounts)
+	for _, m := range mounts {
+		hd, err := h.handle(m)
+		if err == nil {
+			err = hd.startIdle()
+		}
+		if err != nil {
+			h.cfg.Logger.Error("starting a hosted mount", "mount", m.Name, "error", err)
+		}
+	}
+}
+
+// reapOrphans removes the containers and socket directories that processes
+// of this plugin left when they died, on the default engine and those of
+// the mounts' runtimes (a Podman service, say).
+func (h *Host) reapOrphans(ctx context.Context, clusterID string, mounts []*Mount) {
+	if h.cfg.Engine == nil {
+		return
+	}
+	engines := map[string]runtime.Runtime{"": {}}
+	for _, m := range mounts {
+		if _, rt, err := h.cfg.Store.ToRun(ctx, m.Plugin); err == nil {
+			engines[rt.Engine] = rt
+		}
+	}
+	for _, rt := range engines {
+		engine, err := h.cfg.Engine(rt)
+		if err != nil {
+			continue
+		}
+		lister, ok := engine.(runtime.Lister)
+		if !ok {
+			continue
+		}
+		address := runtime.EngineAddress(rt.Engine)
+		if removed, err := runtime.ReapOrphans(ctx, lister, clusterID); err != nil {
+			h.cfg.Logger.Warn("removing orphaned plugin containers", "engine", address, "error", err)
+		} else if len(removed) > 0 {
+			h.cfg.Logger.Info("removed plugin containers of a process that is gone", "engine", address, "count", len(removed))
+		}
+	}
+	if n := runtime.ReapSocketRoots(); n > 0 {
+		h.cfg.Logger.Info("removed the socket directories of processes that are gone", "count", n)
+	}
+}
