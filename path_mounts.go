@@ -28,8 +28,9 @@ runtime's limits, with its data in storage of its own. Writing starts the
 plugin (Setup and Initialize) before answering: a plugin that cannot start
 is refused with the reason and nothing is stored. Mounts of the same
 multiplexed plugin and runtime share one container. A read returns the
-settings and the state: running, pending_reload (its plugin declares sudo or
-unauthenticated paths Vault has not read yet: reload this mount with vault write
+settings and the state: running, pending_reload (the sudo or unauthenticated
+paths its plugin declares differ from those Vault enforces for the name, more
+or fewer: reload this mount with vault write
 sys/plugins/reload/backend), stopped (the next request starts it) or failed (it
 kept failing: fix the cause, then plugins/reload). Deleting stops it and
 removes its data; with leases outstanding it needs force=true. Needs sudo.
@@ -189,7 +190,7 @@ func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *f
 	resp := b.mountResponse(ctx, m)
 	switch st := resp.Data["state"]; {
 	case st == hosting.StatePendingReload:
-		resp.AddWarning(fmt.Sprintf("the plugin declares sudo or unauthenticated paths; until Vault reads them its requests are refused: run `"+
+		resp.AddWarning(fmt.Sprintf("the plugin's sudo or unauthenticated paths differ from those Vault enforces for this name; until Vault reads them its requests are refused: run `"+
 			hosting.ReloadCommandFormat+"`", req.MountPoint))
 	case b.host.PendingPublish(name):
 		resp.AddWarning(fmt.Sprintf("until Vault reads this mount's paths (`"+hosting.ReloadCommandFormat+"`), every path under %s%s%s/ needs sudo",

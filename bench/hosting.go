@@ -40,10 +40,11 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 	// keyed on the plugin name "kv", which an external plugin cannot take
 	// ("cannot select non-builtin version"), and for any other name Vault
 	// reads the version=2 option as a plugin version and refuses it. The
-	// hosted plugin is registered as kvb, so the host keeps its leases too.
+	// hosted kv leases only with leased_passthrough=true (its other answers
+	// are no lease, whatever its name): set, so both sides lease alike.
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kvb-"+oci, "oci_image="+testimage.KVName,
 		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=bench-"+oci)
-	v.MustRun(t, "write", "runtimes/mounts/kv-"+oci, "plugin=kvb-"+oci)
+	v.MustRun(t, "write", "runtimes/mounts/kv-"+oci, "plugin=kvb-"+oci, "options=leased_passthrough=true")
 	// Vault's own: the same image and OCI runtime through sys/plugins.
 	hexID := strings.TrimPrefix(kvID, "sha256:")
 	v.MustRun(t, "plugin", "runtime", "register", "-type=container", "-oci_runtime="+oci, "bench-"+oci)

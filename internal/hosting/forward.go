@@ -63,7 +63,7 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 	if err != nil {
 		return resp, err
 	}
-	if resp != nil && resp.Secret != nil && !keepsLease(hd.current(), req.IsSnapshotReadOrList()) {
+	if resp != nil && resp.Secret != nil && !leased(resp.Secret.InternalData, req.IsSnapshotReadOrList()) {
 		withoutLease := *resp
 		withoutLease.Secret = nil
 		resp = &withoutLease
@@ -96,7 +96,7 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 		return reply, err
 	}
 	issued := reply.Response != nil && reply.Response.Secret != nil
-	if issued && !keepsLease(hd.current(), args.Request.RequiresSnapshotID != "") {
+	if issued && !leasedProto(reply.Response.Secret.InternalData, args.Request.RequiresSnapshotID != "") {
 		reply.Response.Secret, issued = nil, false
 	}
 	hd.leases.count(ctx, logical.Operation(args.Request.Operation), issued)
@@ -112,10 +112,18 @@ func (h *Host) ExistenceCheck(ctx context.Context, name, rest string, req *logic
 	}
 	f := forwarded(name, rest, req)
 	var checkFound, exists bool
-	err = hd.serve(ctx, req.MountPoint, func(backend logical.Backend, _ pb.BackendClient) (err error) {
-		checkFound, exists, err = backend.HandleExistenceCheck(ctx, f)
-		return err
+	var checkErr error
+	err = hd.serve(ctx, req.MountPoint, func(backend logical.Backend, _ pb.BackendClient) error {
+		checkFound, exists, checkErr = backend.HandleExistenceCheck(ctx, f)
+		return checkErr
 	})
+	if err != nil && err != checkErr {
+		// The mount cannot serve (failed, pending, not starting): Vault
+		// would answer this check's error as a bare 500 "internal error".
+		// No check instead makes it send the write, as an update, and the
+		// write gets the mount's status and reason, as a read does.
+		return false, false, nil
+	}
 	return checkFound, exists, err
 }
 

@@ -18,7 +18,7 @@ import (
 const (
 	StateStopped       = "stopped"        // not started yet, or its last start failed (the next request retries)
 	StateRunning       = "running"        // serving
-	StatePendingReload = "pending_reload" // declares special paths Vault has not read yet
+	StatePendingReload = "pending_reload" // its special paths differ from those Vault enforces for it
 	StateFailed        = "failed"         // kept failing: refused until a reload
 	crashLoopWindow    = time.Minute
 	crashLoopStarts    = 3 // starts within the window after which a mount is failed
@@ -226,7 +226,7 @@ func (hd *handle) ready(mountPoint string) (logical.Backend, pb.BackendClient, f
 			if hd.state == StatePendingReload {
 				hd.mu.RUnlock()
 				return nil, nil, nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf(
-					"hosted mount %s declares special paths (sudo or unauthenticated) that Vault has not read yet: "+
+					"the special paths (sudo or unauthenticated) of hosted mount %s differ from those Vault enforces for it: "+
 						"run `%s` to have them enforced, then retry", hd.name, fmt.Sprintf(ReloadCommandFormat, mountPoint)))
 			}
 			return hd.backend, hd.client, hd.mu.RUnlock, nil

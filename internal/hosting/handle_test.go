@@ -333,15 +333,19 @@ func TestLeaseCounting(t *testing.T) {
 		if req.Operation == logical.RevokeOperation {
 			return nil, nil
 		}
-		return &logical.Response{Secret: &logical.Secret{LeaseOptions: logical.LeaseOptions{TTL: time.Hour}}, Data: map[string]interface{}{}}, nil
+		secret := &logical.Secret{LeaseOptions: logical.LeaseOptions{TTL: time.Hour}}
+		if req.MountPoint == "runtimes/mounts/db/" { // kv's non-leased answer has no secret_type
+			secret.InternalData = map[string]interface{}{"secret_type": "creds"}
+		}
+		return &logical.Response{Secret: secret, Data: map[string]interface{}{}}, nil
 	}}
 	th := newTestHost(t, e)
 	m := th.mount(t, "db", "db")
-	kv := th.mount(t, "kv", "kv") // kv's rule: no lease without leased_passthrough
+	kv := th.mount(t, "kv", "kvh") // kv under another name: its Secret without a secret_type is no lease
 	for i := 0; i < 3; i++ {
 		th.read(context.Background(), "db", "creds")
 		if resp, _ := th.read(context.Background(), "kv", "x"); resp.Secret != nil {
-			t.Fatal("kv's read kept its lease")
+			t.Fatal("a Secret without a secret_type kept its lease")
 		}
 	}
 	th.Forward(context.Background(), "db", "", &logical.Request{Operation: logical.RevokeOperation, MountPoint: "runtimes/"})
@@ -407,5 +411,63 @@ func TestStartAll(t *testing.T) {
 	th.StartAll(context.Background(), "cluster")
 	if th.engine.starts() != 2 || th.status(t, "a").State != StateRunning || th.status(t, "b").State != StateRunning {
 		t.Fatalf("%d starts: %+v %+v", th.engine.starts(), th.status(t, "a"), th.status(t, "b"))
+	}
+}
+
+// Special paths that shrink leave the mount pending too: Vault still holds
+// the entries its earlier plugin declared, unauthenticated ones included.
+func TestSpecialPathsThatShrinkArePending(t *testing.T) {
+	e := &fakeEngine{paths: &logical.Paths{Unauthenticated: []string{"pub/*"}}}
+	th := newTestHost(t, e)
+	m := th.mount(t, "s", "probe")
+	th.SpecialPaths(&logical.Paths{}, []*Mount{m}) // Vault reads pub/* as unauthenticated
+	th.Reload(context.Background(), []string{"s"})
+	if st := th.status(t, "s"); st.State != StateRunning {
+		t.Fatalf("published: %+v", st)
+	}
+	// The mount is changed, or deleted and created again, with a plugin
+	// that declares nothing.
+	e.paths = nil
+	if err := th.Remove(context.Background(), m, false, "runtimes/"); err != nil {
+		t.Fatal(err)
+	}
+	delete(th.store.mounts, "s")
+	fresh := th.mount(t, "s", "kv")
+	if st := th.status(t, "s"); st.State != StatePendingReload {
+		t.Fatalf("a mount with fewer paths than Vault holds: %+v", st)
+	}
+	if _, err := th.read(context.Background(), "s", "pub/x"); err == nil {
+		t.Fatal("a mount whose paths Vault holds wrongly served")
+	}
+	th.SpecialPaths(&logical.Paths{}, []*Mount{fresh})
+	th.Reload(context.Background(), []string{"s"})
+	if _, err := th.read(context.Background(), "s", "pub/x"); err != nil {
+		t.Fatalf("after Vault read the new paths: %v", err)
+	}
+}
+
+// The existence check of a mount that cannot serve is no check, so that
+// Vault sends the write and it gets the mount's status and reason; the
+// plugin's own check answers otherwise.
+func TestExistenceCheckOfAFailedMount(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	req := &logical.Request{Operation: logical.CreateOperation, Path: "mounts/kv/x", MountPoint: "runtimes/"}
+	if found, exists, err := th.ExistenceCheck(context.Background(), "kv", "x", req); !found || !exists || err != nil {
+		t.Fatalf("a running mount's check: %v %v %v", found, exists, err)
+	}
+	th.engine.startErr = errors.New("missing image")
+	for i := 0; i <= crashLoopStarts; i++ {
+		th.engine.last().kill()
+		th.read(context.Background(), "kv", "x")
+	}
+	if st := th.status(t, "kv"); st.State != StateFailed {
+		t.Fatalf("not failed: %+v", st)
+	}
+	if found, _, err := th.ExistenceCheck(context.Background(), "kv", "x", req); found || err != nil {
+		t.Fatalf("a failed mount's check: %v %v", found, err)
+	}
+	if _, err := th.Forward(context.Background(), "kv", "x", req); err == nil || !strings.Contains(err.Error(), "hosted mount kv failed") {
+		t.Fatalf("the write to a failed mount: %v", err)
 	}
 }

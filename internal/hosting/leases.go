@@ -2,6 +2,8 @@ package hosting
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"sync"
 	"time"
 
@@ -9,16 +11,28 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// keepsLease is Vault's own rule for a plugin named kv: its secrets carry a
-// TTL for information but get no lease unless the mount has
-// leased_passthrough=true (and never for a snapshot read). Vault applies it
-// by the mount's plugin name, which for a hosted mount is ours, so the host
-// applies it: otherwise every kv v1 read would register a lease.
-func keepsLease(m *Mount, snapshotRead bool) bool {
-	if m.Plugin != "kv" {
-		return true
+// leased reports whether a hosted plugin's answer carries a lease that
+// Vault can renew and revoke through the plugin. Vault registers a lease for
+// every Secret a plugin returns, but the SDK's framework marks each secret
+// it issues as one with its secret_type (framework.Secret.Response), and
+// routes renew and revoke by it: a Secret without one is a TTL given for
+// information, as HashiCorp's kv answers unless leased_passthrough=true,
+// under whatever name it is registered. Registering it would leave a lease
+// that nothing renews or revokes, one per read. A snapshot read never gets
+// a lease (Vault refuses to register one).
+func leased(internalData map[string]interface{}, snapshotRead bool) bool {
+	_, typed := internalData["secret_type"]
+	return typed && !snapshotRead
+}
+
+// leasedProto is leased for a secret as protocol buffers, whose internal
+// data is JSON: it is decoded only when it may hold a secret_type.
+func leasedProto(internalData string, snapshotRead bool) bool {
+	if snapshotRead || !strings.Contains(internalData, `"secret_type"`) {
+		return false
 	}
-	return m.Options["leased_passthrough"] == "true" && !snapshotRead
+	var data map[string]interface{}
+	return json.Unmarshal([]byte(internalData), &data) == nil && leased(data, false)
 }
 
 // leaseFlushDelay is how long a changed lease count waits to be written.

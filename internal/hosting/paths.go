@@ -44,13 +44,22 @@ func (h *Host) SpecialPaths(own *logical.Paths, mounts []*Mount) *logical.Paths 
 	return &paths
 }
 
-// pending reports whether a mount's plugin declares special paths that
-// Vault has not read for it: they are not enforced until a reload.
+// pending reports whether the special paths Vault enforces for a mount's
+// name differ from the ones its plugin declares: larger (they are not
+// enforced yet), smaller or empty (Vault still holds root or
+// unauthenticated entries the plugin did not declare, an earlier plugin's
+// or an earlier mount's of that name). Until a reload has Vault read them,
+// the mount serves nothing. A name Vault has read nothing for is pending
+// only if its plugin declares paths: the "mounts/*" wildcard makes all of
+// it need sudo meanwhile, never less protected than it should be.
 func (p *publishedPaths) pending(m *Mount) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	published, ok := p.byName[m.Name]
-	return !m.Paths.empty() && (!ok || published != m.Paths.key())
+	if !ok {
+		return !m.Paths.empty()
+	}
+	return published != m.Paths.key()
 }
 
 // PendingPublish reports whether Vault has not read a mount's paths yet:

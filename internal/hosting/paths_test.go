@@ -1,6 +1,7 @@
 package hosting
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -99,20 +100,29 @@ func TestSpecialPathsOfHostedMounts(t *testing.T) {
 	}
 }
 
-func TestKVLeaseRule(t *testing.T) {
+// A Secret is a lease only when the plugin's framework issued it as one
+// (its secret_type): kv's non-leased answer, under any name, is not.
+func TestLeaseRule(t *testing.T) {
 	for _, tc := range []struct {
-		mount     *Mount
-		snapshot  bool
-		keepLease bool
+		internal map[string]interface{}
+		snapshot bool
+		leased   bool
 	}{
-		{&Mount{Plugin: "kv"}, false, false},
-		{&Mount{Plugin: "kv", Options: map[string]string{"leased_passthrough": "true"}}, false, true},
-		{&Mount{Plugin: "kv", Options: map[string]string{"leased_passthrough": "true"}}, true, false},
-		{&Mount{Plugin: "other"}, false, true},
+		{nil, false, false}, // kv without leased_passthrough: &logical.Secret{} with a TTL
+		{map[string]interface{}{}, false, false},
+		{map[string]interface{}{"secret_type": "kv"}, false, true}, // kv with leased_passthrough: b.Secret("kv").Response
+		{map[string]interface{}{"secret_type": "creds", "user": "u"}, true, false},
 	} {
-		if got := keepsLease(tc.mount, tc.snapshot); got != tc.keepLease {
-			t.Errorf("%+v snapshot %v: keeps lease %v, want %v", tc.mount, tc.snapshot, got, tc.keepLease)
+		if got := leased(tc.internal, tc.snapshot); got != tc.leased {
+			t.Errorf("%v snapshot %v: leased %v, want %v", tc.internal, tc.snapshot, got, tc.leased)
 		}
+		encoded, _ := json.Marshal(tc.internal)
+		if got := leasedProto(string(encoded), tc.snapshot); got != tc.leased {
+			t.Errorf("as protobuf %s snapshot %v: leased %v, want %v", encoded, tc.snapshot, got, tc.leased)
+		}
+	}
+	if leasedProto(`{"note":"\"secret_type\""}`, false) || leasedProto("", false) {
+		t.Error("a secret_type inside a value, or no internal data, made a lease")
 	}
 }
 
