@@ -147,6 +147,20 @@ func TestHostedKVLeases(t *testing.T) {
 		t.Fatalf("path-help of a hosted path:\n%s", out)
 	}
 	v.MustRun(t, "delete", "runtimes/mounts/plain")
+
+	// The same kv registered under another name leases no more: the rule
+	// is what the plugin returned, not what it is called.
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kvh", "oci_image="+testimage.KVName,
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=runc")
+	v.MustRun(t, "write", "runtimes/mounts/renamed", "plugin=kvh")
+	v.MustRun(t, "write", "runtimes/mounts/renamed/db", "password=x", "ttl=1h")
+	for i := 0; i < 3; i++ {
+		v.MustJSON(t, &secret, "read", "runtimes/mounts/renamed/db")
+		if secret.LeaseID != "" || secret.LeaseDuration != 0 {
+			t.Fatalf("kv registered as kvh registered lease %+v", secret)
+		}
+	}
+	v.MustRun(t, "delete", "runtimes/mounts/renamed") // no force: no lease is out
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }

@@ -40,7 +40,8 @@ func (e *fakeEngine) start(ctx context.Context, p runtime.Plugin, rt runtime.Run
 	if e.startErr != nil {
 		return nil, e.startErr
 	}
-	fp := &fakePlugin{engine: e, id: fmt.Sprintf("c%d", len(e.started)+1), multiplexed: e.multiplexed, backends: map[string]*fakeBackend{}}
+	fp := &fakePlugin{engine: e, id: fmt.Sprintf("c%d", len(e.started)+1), multiplexed: e.multiplexed, backends: map[string]*fakeBackend{},
+		stopCh: make(chan struct{})}
 	e.started = append(e.started, fp)
 	return fp, nil
 }
@@ -79,6 +80,8 @@ type fakePlugin struct {
 	stopped     atomic.Bool
 	mu          sync.Mutex
 	backends    map[string]*fakeBackend
+	stopCh      chan struct{} // closed when stopped: a hung call then fails
+	stopOnce    sync.Once
 }
 
 var errGone = status.Error(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial unix: connect: connection refused\"")
@@ -102,8 +105,10 @@ func (p *fakePlugin) Explain(cause error) error {
 	}
 	return cause
 }
-func (p *fakePlugin) ContainerID() string  { return p.id }
-func (p *fakePlugin) Stop(context.Context) { p.stopped.Store(true) }
+func (p *fakePlugin) ContainerID() string { return p.id }
+func (p *fakePlugin) Stop(context.Context) {
+	p.stopOnce.Do(func() { p.stopped.Store(true); close(p.stopCh) })
+}
 
 type fakeBackend struct {
 	logical.Backend // nil: only what the host calls is implemented
@@ -199,11 +204,21 @@ type testHost struct {
 
 func newTestHost(t *testing.T, e *fakeEngine) *testHost {
 	t.Helper()
+	return newTestHostWith(t, e, nil)
+}
+
+// newTestHostWith is newTestHost with a config of the test's.
+func newTestHostWith(t *testing.T, e *fakeEngine, configure func(*Config)) *testHost {
+	t.Helper()
 	if e == nil {
 		e = &fakeEngine{}
 	}
 	s := &fakeStore{mounts: map[string]*Mount{}}
-	h := New(Config{Store: s, Start: e.start, System: func() logical.SystemView { return logical.TestSystemView() }})
+	cfg := Config{Store: s, Start: e.start, System: func() logical.SystemView { return logical.TestSystemView() }}
+	if configure != nil {
+		configure(&cfg)
+	}
+	h := New(cfg)
 	t.Cleanup(func() { h.Close(context.Background()) })
 	return &testHost{Host: h, engine: e, store: s}
 }

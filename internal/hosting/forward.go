@@ -56,7 +56,7 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 	}
 	f := forwarded(name, rest, req)
 	var resp *logical.Response
-	err = hd.serve(ctx, req.MountPoint, func(backend logical.Backend, _ pb.BackendClient) (err error) {
+	err = hd.serve(ctx, req.MountPoint, func(ctx context.Context, backend logical.Backend, _ pb.BackendClient) (err error) {
 		resp, err = backend.HandleRequest(ctx, f)
 		return err
 	})
@@ -85,7 +85,7 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 	args.Request.Path = rest
 	var reply *pb.HandleRequestReply
 	var callErr error
-	err = hd.serve(ctx, mountPoint, func(_ logical.Backend, client pb.BackendClient) error {
+	err = hd.serve(ctx, mountPoint, func(ctx context.Context, _ logical.Backend, client pb.BackendClient) error {
 		reply, callErr = client.HandleRequest(forwardedMetadata(ctx), args)
 		return callErr
 	})
@@ -113,7 +113,7 @@ func (h *Host) ExistenceCheck(ctx context.Context, name, rest string, req *logic
 	f := forwarded(name, rest, req)
 	var checkFound, exists bool
 	var checkErr error
-	err = hd.serve(ctx, req.MountPoint, func(backend logical.Backend, _ pb.BackendClient) error {
+	err = hd.serve(ctx, req.MountPoint, func(ctx context.Context, backend logical.Backend, _ pb.BackendClient) error {
 		checkFound, exists, checkErr = backend.HandleExistenceCheck(ctx, f)
 		return checkErr
 	})

@@ -43,20 +43,18 @@ type handle struct {
 	// mu is held for reading while a request is served, for writing while
 	// the mount is (re)started or stopped: a restart waits for requests in
 	// flight, and no request reaches a backend being replaced.
-	mu        sync.RWMutex
-	mount     *Mount
-	backend   logical.Backend
-	client    pb.BackendClient // the same backend, for requests passed through as protocol buffers
-	container *container
-	key       string // the registration it was started with
-	state     string
-	reason    string
-	lastExit  string // why the plugin was last found gone, for the failed state's reason
-	started   time.Time
-	restarts  int
-	starts    []time.Time // recent starts, for the crash-loop rule
-	dead      bool        // a forwarded call found the plugin gone
-	removed   bool        // deleted: never started again
+	mu       sync.RWMutex
+	mount    *Mount
+	run      *running // nil when stopped
+	key      string   // the registration it was started with
+	state    string
+	reason   string
+	lastExit string // why the plugin was last found gone, for the failed state's reason
+	started  time.Time
+	restarts int
+	starts   []time.Time // recent starts, for the crash-loop rule
+	dead     bool        // a forwarded call found the plugin gone
+	removed  bool        // deleted: never started again
 
 	leases leaseCount
 }
@@ -173,23 +171,19 @@ func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin,
 		updated.Paths = paths
 		hd.mount = &updated
 	}
-	hd.backend, hd.container, hd.key = backend, c, key
-	hd.client = pb.NewBackendClient(c.plugin.Conn(m.UUID))
+	hd.run = &running{backend: backend, client: pb.NewBackendClient(c.plugin.Conn(m.UUID)), container: c}
+	hd.key = key
 	return nil
 }
 
-// stopLocked cleans the mount's backend up and releases its container.
+// stopLocked cleans the mount's backend up and releases its container,
+// within the stop timeout.
 func (hd *handle) stopLocked() {
-	if hd.backend == nil {
+	if hd.run == nil {
 		return
 	}
-	ctx, cancel := hd.startContext()
-	defer cancel()
-	if !hd.dead && !hd.container.plugin.Exited() {
-		hd.backend.Cleanup(ctx)
-	}
-	hd.host.containers.release(ctx, hd.container, hd.name)
-	hd.backend, hd.client, hd.container = nil, nil, nil
+	hd.run.stop(hd.host.containers, hd.name, hd.dead, hd.host.cfg.StopTimeout)
+	hd.run = nil
 	if hd.state != StateFailed {
 		hd.state = StateStopped
 	}
@@ -198,7 +192,7 @@ func (hd *handle) stopLocked() {
 // aliveLocked reports whether the backend can serve: set up, and its plugin
 // not found gone.
 func (hd *handle) aliveLocked() bool {
-	return hd.backend != nil && !hd.dead && !hd.container.plugin.Exited()
+	return hd.run != nil && !hd.dead && !hd.run.exited()
 }
 
 func (hd *handle) failedError(mountPoint string) error {
@@ -209,27 +203,30 @@ func (hd *handle) failedError(mountPoint string) error {
 		"restart it with: vault write %splugins/reload mounts=%s", hd.name, hd.reason, mountPoint, hd.name))
 }
 
-// ready returns the mount's backend and client, (re)starting it first when
-// it is not running or its plugin is gone, and the function that ends the
-// request. What Vault does for a plugin killed out of band, before the
+// ready returns the mount's running backend with the request counted in
+// (run.end ends it), (re)starting it first when it is not running or
+// its plugin is gone. What Vault does for a plugin killed out of band, before the
 // request rather than after a failed one. Concurrent requests that find one
 // dead plugin cause one restart: the first takes the lock and restarts, the
 // others then find it alive.
-func (hd *handle) ready(mountPoint string) (logical.Backend, pb.BackendClient, func(), error) {
+func (hd *handle) ready(mountPoint string) (*running, error) {
 	for {
 		hd.mu.RLock()
 		if hd.removed {
 			hd.mu.RUnlock()
-			return nil, nil, nil, notFound(hd.name)
+			return nil, notFound(hd.name)
 		}
 		if hd.aliveLocked() {
 			if hd.state == StatePendingReload {
 				hd.mu.RUnlock()
-				return nil, nil, nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf(
+				return nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf(
 					"the special paths (sudo or unauthenticated) of hosted mount %s differ from those Vault enforces for it: "+
 						"run `%s` to have them enforced, then retry", hd.name, fmt.Sprintf(ReloadCommandFormat, mountPoint)))
 			}
-			return hd.backend, hd.client, hd.mu.RUnlock, nil
+			run := hd.run
+			run.begin()
+			hd.mu.RUnlock()
+			return run, nil
 		}
 		hd.mu.RUnlock()
 
@@ -243,9 +240,9 @@ func (hd *handle) ready(mountPoint string) (logical.Backend, pb.BackendClient, f
 			// start that failed the mount must not start it again.
 			err = hd.failedError(mountPoint)
 		case !hd.aliveLocked():
-			if hd.backend != nil {
+			if hd.run != nil {
 				if !hd.dead { // found gone before a request reached it: ask why
-					hd.lastExit = hd.container.plugin.Explain(errContainerGone).Error()
+					hd.lastExit = hd.run.container.plugin.Explain(errContainerGone).Error()
 				}
 				hd.restarts++
 				hd.host.cfg.Logger.Warn("hosted plugin is gone: restarting it", "mount", hd.name, "cause", hd.lastExit)
@@ -258,37 +255,44 @@ func (hd *handle) ready(mountPoint string) (logical.Backend, pb.BackendClient, f
 		}
 		hd.mu.Unlock()
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
 	}
 }
 
-// serve runs one request on the mount's backend, through fn. A plugin that
-// fn finds gone (its container exited, the connection refused or reset)
-// is restarted and the request sent once more; a request that ended
-// because its client left or its deadline passed changes nothing.
-func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(logical.Backend, pb.BackendClient) error) error {
+// serve runs one request on the mount's backend, through fn, within the
+// request timeout. A plugin that fn finds gone (its container exited, the
+// connection refused or reset) is restarted and the request sent once
+// more; a request that ended because its client left changes nothing; one
+// that the plugin did not answer in time gets a 504 naming the mount.
+func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.Context, logical.Backend, pb.BackendClient) error) error {
 	for attempt := 0; ; attempt++ {
-		backend, client, done, err := hd.ready(mountPoint)
+		run, err := hd.ready(mountPoint)
 		if err != nil {
 			return err
 		}
-		plugin := hd.container.plugin
-		err = fn(backend, client)
-		done()
-		if attempt > 0 || !pluginGone(ctx, err, plugin) {
+		callCtx, cancel := context.WithTimeout(ctx, hd.host.cfg.RequestTimeout)
+		err = fn(callCtx, run.backend, run.client)
+		timedOut := callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		cancel()
+		run.end()
+		switch {
+		case timedOut:
+			return logical.CodedError(http.StatusGatewayTimeout, fmt.Sprintf(
+				"hosted mount %s is not answering: its plugin did not answer within %s", hd.name, hd.host.cfg.RequestTimeout))
+		case attempt > 0 || !pluginGone(ctx, err, run.container.plugin):
 			return err
 		}
-		hd.markDead(backend, plugin.Explain(err))
+		hd.markDead(run, run.container.plugin.Explain(err))
 	}
 }
 
-// markDead records that the backend's plugin is gone, and why; the next
+// markDead records that the plugin of run is gone, and why; the next
 // request restarts it.
-func (hd *handle) markDead(backend logical.Backend, cause error) {
+func (hd *handle) markDead(run *running, cause error) {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
-	if hd.backend == backend {
+	if hd.run == run {
 		hd.dead, hd.lastExit = true, cause.Error()
 	}
 }
@@ -308,7 +312,7 @@ func (hd *handle) reload() error {
 func (hd *handle) startIdle() error {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
-	if hd.backend != nil || hd.state == StateFailed || hd.removed {
+	if hd.run != nil || hd.state == StateFailed || hd.removed {
 		return nil
 	}
 	return hd.startLocked()
@@ -337,8 +341,8 @@ func (hd *handle) close(ctx context.Context) {
 func (hd *handle) invalidate(ctx context.Context, key string) {
 	hd.mu.RLock()
 	defer hd.mu.RUnlock()
-	if hd.backend != nil {
-		hd.backend.InvalidateKey(ctx, key)
+	if hd.run != nil {
+		hd.run.backend.InvalidateKey(ctx, key)
 	}
 }
 
@@ -347,10 +351,11 @@ func (hd *handle) status() (Status, string) {
 	hd.mu.RLock()
 	defer hd.mu.RUnlock()
 	st := Status{State: hd.state, Reason: hd.reason, Started: hd.started, Restarts: hd.restarts}
-	if hd.backend != nil && !hd.dead && hd.container.plugin.Exited() {
+	if hd.run != nil && !hd.dead && hd.run.exited() {
 		st.State, st.Reason = StateStopped, "its container is gone: the next request restarts it"
 	}
-	if c := hd.container; c != nil {
+	if hd.run != nil {
+		c := hd.run.container
 		st.ContainerID, st.OCIRuntime = c.plugin.ContainerID(), c.ociRuntime
 		st.Shared = hd.host.containers.others(c, hd.name)
 	}

@@ -471,3 +471,113 @@ func TestExistenceCheckOfAFailedMount(t *testing.T) {
 		t.Fatalf("the write to a failed mount: %v", err)
 	}
 }
+
+// hang is a handler for mount "hung" whose plugin stops answering, as a
+// paused container does: its calls end only when their context does or the
+// container is stopped. Other mounts answer.
+func hang(ctx context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error) {
+	if req.MountPoint != "runtimes/mounts/hung/" {
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case <-p.stopCh:
+		return nil, errGone
+	}
+}
+
+// A plugin that stops answering gets its requests an error within the
+// request timeout, naming the mount; other mounts serve meanwhile, and the
+// mount's status does not wait on it.
+func TestHungPluginAnswersWithinTheRequestTimeout(t *testing.T) {
+	th := newTestHostWith(t, &fakeEngine{handler: hang}, func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
+	th.mount(t, "hung", "kv")
+	th.mount(t, "ok", "kv")
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := th.read(context.Background(), "hung", "x")
+			if code, _ := codeOf(err); code != 504 || err.Error() != "hosted mount hung is not answering: its plugin did not answer within 50ms" {
+				t.Errorf("a request to a hung plugin: %v", err)
+			}
+		}()
+	}
+	if _, err := th.read(context.Background(), "ok", "x"); err != nil {
+		t.Errorf("another mount, while one hangs: %v", err)
+	}
+	if st := th.status(t, "hung"); st.State != StateRunning {
+		t.Errorf("status while hung: %+v", st)
+	}
+	wg.Wait()
+	if st := th.status(t, "hung"); th.engine.starts() != 2 || st.Restarts != 0 {
+		t.Fatalf("a plugin that did not answer was restarted: %d starts, %+v", th.engine.starts(), st)
+	}
+}
+
+// Deleting or reloading a mount whose plugin hangs does not wait on it
+// longer than the stop timeout: its requests in flight end with it.
+func TestStoppingAHungPluginIsBounded(t *testing.T) {
+	for _, op := range []string{"delete", "reload"} {
+		t.Run(op, func(t *testing.T) {
+			th := newTestHostWith(t, &fakeEngine{handler: hang}, func(c *Config) {
+				c.RequestTimeout, c.StopTimeout = time.Hour, 20*time.Millisecond
+			})
+			m := th.mount(t, "hung", "kv")
+			errs := make(chan error, 4)
+			for i := 0; i < 4; i++ {
+				go func() { _, err := th.read(context.Background(), "hung", "x"); errs <- err }()
+			}
+			for inFlight(th, "hung") < 4 {
+				time.Sleep(time.Millisecond)
+			}
+			switch op {
+			case "delete":
+				if err := th.Remove(context.Background(), m, false, "runtimes/"); err != nil {
+					t.Fatal(err)
+				}
+			case "reload":
+				if failures := th.Reload(context.Background(), []string{"hung"}); len(failures) != 0 {
+					t.Fatal(failures)
+				}
+				// Their retry hangs on the new container, until it goes too.
+				for inFlight(th, "hung") < 4 {
+					time.Sleep(time.Millisecond)
+				}
+				if st := th.status(t, "hung"); st.State != StateRunning || st.ContainerID != "c2" {
+					t.Fatalf("after the reload: %+v", st)
+				}
+				if err := th.Remove(context.Background(), m, false, "runtimes/"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := 0; i < 4; i++ {
+				err := <-errs
+				if code, _ := codeOf(err); err == nil || op == "delete" && code != 404 {
+					t.Errorf("a request in flight across the %s: %v", op, err)
+				}
+			}
+			if running := th.engine.running(); len(running) != 0 {
+				t.Fatalf("after the %s: running %v", op, running)
+			}
+		})
+	}
+}
+
+// inFlight is how many requests the mount is serving now.
+func inFlight(th *testHost, name string) int {
+	th.mu.Lock()
+	hd := th.handles[name]
+	th.mu.Unlock()
+	if hd == nil {
+		return 0
+	}
+	hd.mu.RLock()
+	defer hd.mu.RUnlock()
+	if hd.run == nil {
+		return 0
+	}
+	return hd.run.inFlight()
+}

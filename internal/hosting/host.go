@@ -38,6 +38,12 @@ type Config struct {
 	// StartTimeout bounds one start of a plugin: create, pull, handshake,
 	// Setup and Initialize (DefaultStartTimeout when 0).
 	StartTimeout time.Duration
+	// StopTimeout bounds the wait for a stopping mount's requests, and
+	// then its cleanup (DefaultStopTimeout when 0).
+	StopTimeout time.Duration
+	// RequestTimeout bounds one request to a hosted plugin
+	// (DefaultRequestTimeout when 0).
+	RequestTimeout time.Duration
 }
 
 // DefaultStartTimeout is a pull's own bound (runtime.DefaultPullTimeout)
@@ -64,6 +70,12 @@ type Host struct {
 func New(cfg Config) *Host {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
