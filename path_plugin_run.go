@@ -3,8 +3,10 @@ package runtimecatalog
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -187,6 +189,13 @@ func (b *backend) startHosted(ctx context.Context, p runtime.Plugin, rt runtime.
 	}
 	running, err := runtime.Start(ctx, engine, p, rt, b.runOptions(ctx, logName))
 	if err != nil {
+		// An engine that does not answer (restarting, down) is no fault of
+		// the plugin: the host waits and tries again rather than count it.
+		askCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, askErr := engine.ServerVersion(askCtx); askErr != nil {
+			return nil, fmt.Errorf("%w: the engine at %s: %v", hosting.ErrEngineUnreachable, runtime.EngineAddress(rt.Engine), askErr)
+		}
 		return nil, reqerr.StartFailure(p.Type+"/"+p.Name, err)
 	}
 	return running, nil

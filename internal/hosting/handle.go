@@ -27,10 +27,6 @@ const (
 	ReloadCommandFormat = "vault write sys/plugins/reload/backend mounts=%s"
 )
 
-// errContainerGone is why a plugin found exited before any request reached
-// it is gone, when the plugin cannot say more.
-var errContainerGone = errors.New("its container is gone")
-
 // handle is one hosted mount as it runs: it owns the mount's backend in its
 // container, its state, its restarts and the crash-loop rule, and its lease
 // count. Requests reach the backend only through serve, which holds the
@@ -40,9 +36,10 @@ type handle struct {
 	name string
 	id   string // the mount's UUID: a mount created anew gets a new handle
 
-	// mu is held for reading while a request is served, for writing while
-	// the mount is (re)started or stopped: a restart waits for requests in
-	// flight, and no request reaches a backend being replaced.
+	// mu is held for reading while a request looks its backend up (not
+	// while the plugin works on it: see running), for writing while the
+	// mount is (re)started or stopped, so that no request reaches a backend
+	// being replaced.
 	mu       sync.RWMutex
 	mount    *Mount
 	run      *running // nil when stopped
@@ -53,8 +50,12 @@ type handle struct {
 	started  time.Time
 	restarts int
 	starts   []time.Time // recent starts, for the crash-loop rule
-	dead     bool        // a forwarded call found the plugin gone
-	removed  bool        // deleted: never started again
+	// While the engine does not answer, starts are not tried before
+	// retryAt; the wait doubles from Config.EngineRetry to engineRetryMax.
+	retryAt    time.Time
+	retryAfter time.Duration
+	dead       bool // a forwarded call found the plugin gone
+	removed    bool // deleted: never started again
 
 	leases leaseCount
 }
@@ -87,6 +88,7 @@ func (hd *handle) put(m, existing *Mount) error {
 	hd.stopLocked()
 	old := hd.mount
 	hd.mount, hd.starts, hd.restarts, hd.state, hd.lastExit = m, nil, 0, StateStopped, ""
+	hd.retryAt = time.Time{} // an operator's write tries at once
 	err := hd.startLocked()
 	if err == nil {
 		// m is not stored yet: it is stored with the paths its plugin
@@ -110,6 +112,9 @@ func (hd *handle) startLocked() error {
 		return notFound(hd.name)
 	}
 	now := time.Now()
+	if now.Before(hd.retryAt) {
+		return hd.engineDownError()
+	}
 	recent := hd.starts[:0]
 	for _, t := range hd.starts {
 		if now.Sub(t) < crashLoopWindow {
@@ -129,10 +134,21 @@ func (hd *handle) startLocked() error {
 	if err == nil {
 		err = hd.setupLocked(ctx, registrationKey(p, rt), p, rt)
 	}
+	if errors.Is(err, ErrEngineUnreachable) {
+		// Not the plugin's fault: not counted against it, and tried again
+		// after a wait, so that requests do not hammer an engine that is
+		// restarting; the first request after it answers starts the mount.
+		hd.starts = hd.starts[:len(hd.starts)-1]
+		hd.retryAfter = min(max(2*hd.retryAfter, hd.host.cfg.EngineRetry), engineRetryMax)
+		hd.retryAt = now.Add(hd.retryAfter)
+		hd.state, hd.reason = StateStopped, err.Error()
+		return hd.engineDownError()
+	}
 	if err != nil {
 		hd.state, hd.reason, hd.lastExit = StateStopped, err.Error(), err.Error()
 		return err
 	}
+	hd.retryAfter, hd.retryAt = 0, time.Time{}
 	hd.state, hd.reason, hd.started, hd.dead = StateRunning, "", time.Now(), false
 	if hd.host.published.pending(hd.mount) {
 		hd.state = StatePendingReload
@@ -195,14 +211,6 @@ func (hd *handle) aliveLocked() bool {
 	return hd.run != nil && !hd.dead && !hd.run.exited()
 }
 
-func (hd *handle) failedError(mountPoint string) error {
-	if mountPoint == "" {
-		mountPoint = "<this mount>/"
-	}
-	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s failed: %s; after fixing the cause, "+
-		"restart it with: vault write %splugins/reload mounts=%s", hd.name, hd.reason, mountPoint, hd.name))
-}
-
 // ready returns the mount's running backend with the request counted in
 // (run.end ends it), (re)starting it first when it is not running or
 // its plugin is gone. What Vault does for a plugin killed out of band, before the
@@ -219,9 +227,7 @@ func (hd *handle) ready(mountPoint string) (*running, error) {
 		if hd.aliveLocked() {
 			if hd.state == StatePendingReload {
 				hd.mu.RUnlock()
-				return nil, logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf(
-					"the special paths (sudo or unauthenticated) of hosted mount %s differ from those Vault enforces for it: "+
-						"run `%s` to have them enforced, then retry", hd.name, fmt.Sprintf(ReloadCommandFormat, mountPoint)))
+				return nil, hd.pendingError(mountPoint)
 			}
 			run := hd.run
 			run.begin()
@@ -303,7 +309,7 @@ func (hd *handle) reload() error {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
 	hd.stopLocked()
-	hd.state, hd.starts = StateStopped, nil
+	hd.state, hd.starts, hd.retryAt = StateStopped, nil, time.Time{}
 	return hd.startLocked()
 }
 

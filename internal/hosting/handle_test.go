@@ -581,3 +581,59 @@ func inFlight(th *testHost, name string) int {
 	}
 	return hd.run.inFlight()
 }
+
+// An engine that does not answer is no fault of the plugin: its failed
+// starts are not counted, concurrent requests do not each try one, and the
+// mount serves again once the engine answers.
+func TestUnreachableEngineBacksOff(t *testing.T) {
+	th := newTestHostWith(t, nil, func(c *Config) { c.EngineRetry = 30 * time.Millisecond })
+	th.mount(t, "kv", "kv")
+	th.engine.last().kill() // dockerd stopped: its containers die with it
+	th.engine.mu.Lock()
+	th.engine.startErr = fmt.Errorf("%w: the engine at unix:///var/run/docker.sock: connection refused", ErrEngineUnreachable)
+	th.engine.mu.Unlock()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := th.read(context.Background(), "kv", "x")
+			if code, _ := codeOf(err); code != 503 || !strings.Contains(err.Error(), "hosted mount kv cannot start now: the engine does not answer") {
+				t.Errorf("a request while the engine is down: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	th.engine.mu.Lock()
+	tried := len(th.engine.startCtxs)
+	th.engine.mu.Unlock()
+	if tried != 2 {
+		t.Fatalf("20 requests against a down engine tried %d starts; want 1", tried-1)
+	}
+	// More tries than the crash-loop rule allows, each after its wait
+	// (30, 60, 120, 240 ms): the mount stays stopped, not failed.
+	for i := 0; i <= crashLoopStarts; i++ {
+		time.Sleep(35 * time.Millisecond << i)
+		th.read(context.Background(), "kv", "x")
+		if st := th.status(t, "kv"); st.State != StateStopped {
+			t.Fatalf("while the engine is down: %+v", st)
+		}
+	}
+	th.engine.mu.Lock()
+	th.engine.startErr = nil
+	th.engine.mu.Unlock()
+	eventually := time.Now().Add(10 * time.Second)
+	for {
+		_, err := th.read(context.Background(), "kv", "x")
+		if err == nil {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatalf("the engine answers again, the mount does not: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := th.status(t, "kv"); st.State != StateRunning {
+		t.Fatalf("after the engine came back: %+v", st)
+	}
+}

@@ -11,7 +11,6 @@ package hosting
 import (
 	"context"
 	"errors"
-	"net/http"
 	"sync"
 	"time"
 
@@ -44,6 +43,9 @@ type Config struct {
 	// RequestTimeout bounds one request to a hosted plugin
 	// (DefaultRequestTimeout when 0).
 	RequestTimeout time.Duration
+	// EngineRetry is the first wait before starting a mount again after
+	// its engine did not answer (a second when 0); it doubles each time.
+	EngineRetry time.Duration
 }
 
 // DefaultStartTimeout is a pull's own bound (runtime.DefaultPullTimeout)
@@ -76,6 +78,9 @@ func New(cfg Config) *Host {
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.EngineRetry == 0 {
+		cfg.EngineRetry = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -114,10 +119,6 @@ func (h *Host) handle(m *Mount) (*handle, error) {
 		h.handles[m.Name] = hd
 	}
 	return hd, nil
-}
-
-func notFound(name string) error {
-	return logical.CodedError(http.StatusNotFound, "no hosted mount "+name)
 }
 
 // lookup finds a stored mount's handle; a 404 when there is none.

@@ -1,8 +1,9 @@
 package hosting
 
 import (
-	"github.com/hashicorp/go-uuid"
 	"strings"
+
+	"github.com/hashicorp/go-uuid"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )

@@ -1,0 +1,55 @@
+package hosting
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The answers a hosted mount gives when it cannot serve: each says which
+// mount, why, and what makes it serve again.
+
+// ErrEngineUnreachable marks a start that failed because the engine did
+// not answer (it is restarting, or down), which is no fault of the plugin.
+var ErrEngineUnreachable = errors.New("the engine does not answer")
+
+// engineRetryMax bounds the wait between starts while the engine does not
+// answer.
+const engineRetryMax = 30 * time.Second
+
+// errContainerGone is why a plugin found exited before any request reached
+// it is gone, when the plugin cannot say more.
+var errContainerGone = errors.New("its container is gone")
+
+// notFound answers a request for a mount that is not stored, or deleted.
+func notFound(name string) error {
+	return logical.CodedError(http.StatusNotFound, "no hosted mount "+name)
+}
+
+// pendingError answers a request while the mount's special paths differ
+// from those Vault enforces for it.
+func (hd *handle) pendingError(mountPoint string) error {
+	return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf(
+		"the special paths (sudo or unauthenticated) of hosted mount %s differ from those Vault enforces for it: "+
+			"run `%s` to have them enforced, then retry", hd.name, fmt.Sprintf(ReloadCommandFormat, mountPoint)))
+}
+
+// engineDownError answers a request while the mount's engine does not
+// answer.
+func (hd *handle) engineDownError() error {
+	return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("hosted mount %s cannot start now: %s; "+
+		"it is tried again from %s", hd.name, hd.reason, hd.retryAt.UTC().Format(time.RFC3339)))
+}
+
+// failedError answers a request while the mount is failed, naming the
+// command that restarts it under mountPoint (this mount of ours).
+func (hd *handle) failedError(mountPoint string) error {
+	if mountPoint == "" {
+		mountPoint = "<this mount>/"
+	}
+	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s failed: %s; after fixing the cause, "+
+		"restart it with: vault write %splugins/reload mounts=%s", hd.name, hd.reason, mountPoint, hd.name))
+}
