@@ -50,6 +50,7 @@ func (hd *handle) failedError(mountPoint string) error {
 	if mountPoint == "" {
 		mountPoint = "<this mount>/"
 	}
-	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s failed: %s; after fixing the cause, "+
-		"restart it with: vault write %splugins/reload mounts=%s", hd.name, hd.reason, mountPoint, hd.name))
+	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s failed: %s; it is tried again from %s; "+
+		"after fixing the cause, restart it at once with: vault write %splugins/reload mounts=%s",
+		hd.name, hd.reason, hd.crash.retryAt.UTC().Format(time.RFC3339), mountPoint, hd.name))
 }

@@ -19,9 +19,7 @@ const (
 	StateStopped       = "stopped"        // not started yet, or its last start failed (the next request retries)
 	StateRunning       = "running"        // serving
 	StatePendingReload = "pending_reload" // its special paths differ from those Vault enforces for it
-	StateFailed        = "failed"         // kept failing: refused until a reload
-	crashLoopWindow    = time.Minute
-	crashLoopStarts    = 3 // starts within the window after which a mount is failed
+	StateFailed        = "failed"         // crashed in a row (crashloop.go): refused, and retried after a wait
 	// ReloadCommandFormat is the command that has Vault read a mount's
 	// special paths, given this mount of ours ("runtimes/").
 	ReloadCommandFormat = "vault write sys/plugins/reload/backend mounts=%s"
@@ -49,7 +47,7 @@ type handle struct {
 	lastExit string // why the plugin was last found gone, for the failed state's reason
 	started  time.Time
 	restarts int
-	starts   []time.Time // recent starts, for the crash-loop rule
+	crash    crashLoop
 	// While the engine does not answer, starts are not tried before
 	// retryAt; the wait doubles from Config.EngineRetry to engineRetryMax.
 	retryAt    time.Time
@@ -87,7 +85,8 @@ func (hd *handle) put(m, existing *Mount) error {
 	defer hd.mu.Unlock()
 	hd.stopLocked()
 	old := hd.mount
-	hd.mount, hd.starts, hd.restarts, hd.state, hd.lastExit = m, nil, 0, StateStopped, ""
+	hd.mount, hd.restarts, hd.state = m, 0, StateStopped
+	hd.crash.reset()
 	hd.retryAt = time.Time{} // an operator's write tries at once
 	err := hd.startLocked()
 	if err == nil {
@@ -115,19 +114,6 @@ func (hd *handle) startLocked() error {
 	if now.Before(hd.retryAt) {
 		return hd.engineDownError()
 	}
-	recent := hd.starts[:0]
-	for _, t := range hd.starts {
-		if now.Sub(t) < crashLoopWindow {
-			recent = append(recent, t)
-		}
-	}
-	hd.starts = append(recent, now)
-	if len(hd.starts) > crashLoopStarts {
-		hd.state = StateFailed
-		hd.reason = fmt.Sprintf("started %d times within %s; last: %s", len(hd.starts), crashLoopWindow, hd.lastExit)
-		return hd.failedError("")
-	}
-
 	ctx, cancel := hd.startContext()
 	defer cancel()
 	p, rt, err := hd.host.cfg.Store.ToRun(ctx, hd.mount.Plugin)
@@ -138,14 +124,16 @@ func (hd *handle) startLocked() error {
 		// Not the plugin's fault: not counted against it, and tried again
 		// after a wait, so that requests do not hammer an engine that is
 		// restarting; the first request after it answers starts the mount.
-		hd.starts = hd.starts[:len(hd.starts)-1]
 		hd.retryAfter = min(max(2*hd.retryAfter, hd.host.cfg.EngineRetry), engineRetryMax)
 		hd.retryAt = now.Add(hd.retryAfter)
 		hd.state, hd.reason = StateStopped, err.Error()
 		return hd.engineDownError()
 	}
 	if err != nil {
-		hd.state, hd.reason, hd.lastExit = StateStopped, err.Error(), err.Error()
+		hd.state, hd.reason = StateStopped, err.Error()
+		if hd.crash.crashed(err.Error()) {
+			hd.failLocked()
+		}
 		return err
 	}
 	hd.retryAfter, hd.retryAt = 0, time.Time{}
@@ -241,20 +229,31 @@ func (hd *handle) ready(mountPoint string) (*running, error) {
 		switch {
 		case hd.removed:
 			err = notFound(hd.name)
-		case hd.state == StateFailed:
+		case hd.state == StateFailed && !hd.crash.mayRetry():
 			// Checked under the lock too: requests that queued behind the
 			// start that failed the mount must not start it again.
 			err = hd.failedError(mountPoint)
+		case hd.state == StateFailed:
+			hd.state = StateStopped // its wait is over: one try
+			err = hd.startLocked()
 		case !hd.aliveLocked():
-			if hd.run != nil {
+			crashed, wasRunning := false, hd.run != nil
+			if wasRunning {
 				if !hd.dead { // found gone before a request reached it: ask why
 					hd.lastExit = hd.run.container.plugin.Explain(errContainerGone).Error()
 				}
-				hd.restarts++
-				hd.host.cfg.Logger.Warn("hosted plugin is gone: restarting it", "mount", hd.name, "cause", hd.lastExit)
+				crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
+				hd.host.cfg.Logger.Warn("hosted plugin is gone", "mount", hd.name, "cause", hd.lastExit, "restarting", !crashed)
 			}
 			hd.stopLocked()
-			err = hd.startLocked()
+			if crashed {
+				hd.failLocked()
+			} else {
+				if wasRunning {
+					hd.restarts++
+				}
+				err = hd.startLocked()
+			}
 			if hd.state == StateFailed {
 				err = hd.failedError(mountPoint)
 			}
@@ -309,8 +308,15 @@ func (hd *handle) reload() error {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
 	hd.stopLocked()
-	hd.state, hd.starts, hd.retryAt = StateStopped, nil, time.Time{}
+	hd.state, hd.retryAt = StateStopped, time.Time{}
+	hd.crash.reset()
 	return hd.startLocked()
+}
+
+// failLocked fails the mount by the crash-loop rule.
+func (hd *handle) failLocked() {
+	hd.state, hd.reason = StateFailed, hd.crash.reason()
+	hd.host.cfg.Logger.Error("hosted mount failed", "mount", hd.name, "reason", hd.reason, "retry_at", hd.crash.retryAt)
 }
 
 // startIdle starts a mount that is not running and not failed: at mount

@@ -132,13 +132,14 @@ func TestGoneMidRequestRetriedOnce(t *testing.T) {
 	}
 }
 
-// The crash-loop rule: a plugin started more than crashLoopStarts times in
-// crashLoopWindow is failed, with its last exit's cause and the real
-// command to fix it; requests then start nothing until a reload.
+// The crash-loop rule: a plugin that dies right after starting
+// crashLoopCrashes times in a row fails the mount, with its last exit's
+// cause and the real command to fix it; requests then start nothing until
+// the wait is over, when one start is tried; a reload clears it.
 func TestCrashLoopRule(t *testing.T) {
 	th := newTestHost(t, nil)
 	th.mount(t, "kv", "kv")
-	for i := 0; i < crashLoopStarts-1; i++ {
+	for i := 0; i < crashLoopCrashes-1; i++ {
 		th.engine.last().kill()
 		if _, err := th.read(context.Background(), "kv", "x"); err != nil {
 			t.Fatalf("restart %d: %v", i+1, err)
@@ -146,10 +147,11 @@ func TestCrashLoopRule(t *testing.T) {
 	}
 	th.engine.last().kill()
 	_, err := th.read(context.Background(), "kv", "x")
-	want := "hosted mount kv failed: started 4 times within 1m0s; last: plugin container exited with code 137 (killed); " +
-		"last output: its container is gone; after fixing the cause, restart it with: vault write runtimes/plugins/reload mounts=kv"
-	if code, _ := codeOf(err); code != 502 || err.Error() != want {
-		t.Fatalf("the crash loop answered %d:\n%v\nwant\n%s", code, err, want)
+	prefix := "hosted mount kv failed: its plugin crashed 3 times in a row (it did not start, or died within 10s of starting); " +
+		"last: plugin container exited with code 137 (killed); last output: its container is gone; it is tried again from "
+	suffix := "; after fixing the cause, restart it at once with: vault write runtimes/plugins/reload mounts=kv"
+	if code, _ := codeOf(err); code != 502 || !strings.HasPrefix(err.Error(), prefix) || !strings.HasSuffix(err.Error(), suffix) {
+		t.Fatalf("the crash loop answered %d:\n%v\nwant\n%s...%s", code, err, prefix, suffix)
 	}
 	starts := th.engine.starts()
 	var wg sync.WaitGroup
@@ -157,20 +159,53 @@ func TestCrashLoopRule(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := th.read(context.Background(), "kv", "x"); err == nil || err.Error() != want {
+			if _, err := th.read(context.Background(), "kv", "x"); err == nil || !strings.HasPrefix(err.Error(), prefix) {
 				t.Errorf("a failed mount answered %v", err)
 			}
 		}()
 	}
 	wg.Wait()
-	if st := th.status(t, "kv"); th.engine.starts() != starts || st.State != StateFailed || strings.Count(st.Reason, "started") != 1 {
+	if st := th.status(t, "kv"); th.engine.starts() != starts || st.State != StateFailed || strings.Count(st.Reason, "crashed") != 1 {
 		t.Fatalf("a failed mount started %d more times; %+v", th.engine.starts()-starts, st)
+	}
+
+	// Its wait over, one start is tried: it serves, and dying at once
+	// again fails it for twice as long.
+	hd, _ := th.handle(th.store.mounts["kv"])
+	setRetry := func(at time.Time) { hd.mu.Lock(); hd.crash.retryAt = at; hd.mu.Unlock() }
+	setRetry(time.Now())
+	if _, err := th.read(context.Background(), "kv", "x"); err != nil || th.status(t, "kv").State != StateRunning {
+		t.Fatalf("after its wait: %v %+v", err, th.status(t, "kv"))
+	}
+	th.engine.last().kill()
+	if _, err := th.read(context.Background(), "kv", "x"); err == nil || hd.crash.backoff != 2*failedRetryFirst {
+		t.Fatalf("a crash right after the retry: %v, next wait %s", err, hd.crash.backoff)
 	}
 	if failures := th.Reload(context.Background(), []string{"kv"}); len(failures) != 0 {
 		t.Fatalf("reload: %v", failures)
 	}
 	if _, err := th.read(context.Background(), "kv", "x"); err != nil || th.status(t, "kv").State != StateRunning {
 		t.Fatalf("after the reload: %v %+v", err, th.status(t, "kv"))
+	}
+}
+
+// A plugin that dies after running well (stopped or killed out of band)
+// is restarted as often as that happens: it did not crash.
+func TestDeathsAfterRunningWellNeverFail(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	hd, _ := th.handle(th.store.mounts["kv"])
+	for i := 0; i < 3*crashLoopCrashes; i++ {
+		hd.mu.Lock()
+		hd.started = time.Now().Add(-settleTime) // it ran well
+		hd.mu.Unlock()
+		th.engine.last().kill()
+		if _, err := th.read(context.Background(), "kv", "x"); err != nil {
+			t.Fatalf("after out-of-band death %d: %v", i+1, err)
+		}
+	}
+	if st := th.status(t, "kv"); st.State != StateRunning || st.Restarts != 3*crashLoopCrashes {
+		t.Fatalf("after %d deaths: %+v", 3*crashLoopCrashes, st)
 	}
 }
 
@@ -457,7 +492,7 @@ func TestExistenceCheckOfAFailedMount(t *testing.T) {
 		t.Fatalf("a running mount's check: %v %v %v", found, exists, err)
 	}
 	th.engine.startErr = errors.New("missing image")
-	for i := 0; i <= crashLoopStarts; i++ {
+	for i := 0; i < crashLoopCrashes; i++ {
 		th.engine.last().kill()
 		th.read(context.Background(), "kv", "x")
 	}
@@ -612,7 +647,7 @@ func TestUnreachableEngineBacksOff(t *testing.T) {
 	}
 	// More tries than the crash-loop rule allows, each after its wait
 	// (30, 60, 120, 240 ms): the mount stays stopped, not failed.
-	for i := 0; i <= crashLoopStarts; i++ {
+	for i := 0; i <= crashLoopCrashes; i++ {
 		time.Sleep(35 * time.Millisecond << i)
 		th.read(context.Background(), "kv", "x")
 		if st := th.status(t, "kv"); st.State != StateStopped {
