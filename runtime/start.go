@@ -248,6 +248,14 @@ func (r *Running) ContainerID() string { return r.Runner.ID() }
 // gone: its exit code and last output, when its container exited.
 func (r *Running) Explain(cause error) error { return r.Runner.ExplainCall(cause) }
 
+// MemoryKilled reports whether the plugin's container was killed (exit
+// code 137, SIGKILL) while a memory limit applied to it: what the kernel
+// does to a container that goes past its limit.
+func (r *Running) MemoryKilled() bool {
+	done, code := r.Runner.Exited()
+	return done && code == 137 && r.Runner.run.HostConfig.Memory > 0
+}
+
 // Exited reports whether the plugin's process has ended (its container
 // exited or was killed).
 func (r *Running) Exited() bool {

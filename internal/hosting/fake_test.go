@@ -77,6 +77,7 @@ type fakePlugin struct {
 	id          string
 	multiplexed bool
 	exited      atomic.Bool
+	oom         atomic.Bool // its kill was its memory limit's
 	stopped     atomic.Bool
 	mu          sync.Mutex
 	backends    map[string]*fakeBackend
@@ -100,12 +101,16 @@ func (p *fakePlugin) Backend(_ context.Context, id string, conf *logical.Backend
 func (p *fakePlugin) Conn(string) grpc.ClientConnInterface { return nil }
 func (p *fakePlugin) Exited() bool                         { return p.exited.Load() || p.stopped.Load() }
 func (p *fakePlugin) Explain(cause error) error {
+	if p.oom.Load() {
+		return fmt.Errorf("plugin container exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 67108864); last output: %w", cause)
+	}
 	if p.exited.Load() {
 		return fmt.Errorf("plugin container exited with code 137 (killed); last output: %w", cause)
 	}
 	return cause
 }
 func (p *fakePlugin) ContainerID() string { return p.id }
+func (p *fakePlugin) MemoryKilled() bool  { return p.exited.Load() && p.oom.Load() }
 func (p *fakePlugin) Stop(context.Context) {
 	p.stopOnce.Do(func() { p.stopped.Store(true); close(p.stopCh) })
 }

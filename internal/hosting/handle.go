@@ -288,7 +288,15 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 		case attempt > 0 || !pluginGone(ctx, err, run.container.plugin):
 			return err
 		}
-		hd.markDead(run, run.container.plugin.Explain(err))
+		plugin := run.container.plugin
+		cause := plugin.Explain(err)
+		hd.markDead(run, cause)
+		if plugin.MemoryKilled() {
+			// Sent again, the request would likely take the new container
+			// past its limit too.
+			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: %v; this request is not sent again, "+
+				"as it may be what took the plugin past its memory limit; the next request restarts it", hd.name, cause))
+		}
 	}
 }
 

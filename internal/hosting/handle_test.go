@@ -526,7 +526,7 @@ func hang(ctx context.Context, p *fakePlugin, req *logical.Request) (*logical.Re
 // request timeout, naming the mount; other mounts serve meanwhile, and the
 // mount's status does not wait on it.
 func TestHungPluginAnswersWithinTheRequestTimeout(t *testing.T) {
-	th := newTestHostWith(t, &fakeEngine{handler: hang}, func(c *Config) { c.RequestTimeout = 50 * time.Millisecond })
+	th := newTestHostWith(t, &fakeEngine{handler: hang}, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
 	th.mount(t, "hung", "kv")
 	th.mount(t, "ok", "kv")
 	var wg sync.WaitGroup
@@ -535,7 +535,7 @@ func TestHungPluginAnswersWithinTheRequestTimeout(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := th.read(context.Background(), "hung", "x")
-			if code, _ := codeOf(err); code != 504 || err.Error() != "hosted mount hung is not answering: its plugin did not answer within 50ms" {
+			if code, _ := codeOf(err); code != 504 || err.Error() != "hosted mount hung is not answering: its plugin did not answer within 300ms" {
 				t.Errorf("a request to a hung plugin: %v", err)
 			}
 		}()
@@ -621,8 +621,9 @@ func inFlight(th *testHost, name string) int {
 // starts are not counted, concurrent requests do not each try one, and the
 // mount serves again once the engine answers.
 func TestUnreachableEngineBacksOff(t *testing.T) {
-	th := newTestHostWith(t, nil, func(c *Config) { c.EngineRetry = 30 * time.Millisecond })
+	th := newTestHostWith(t, nil, func(c *Config) { c.EngineRetry = 10 * time.Second })
 	th.mount(t, "kv", "kv")
+	hd, _ := th.handle(th.store.mounts["kv"])
 	th.engine.last().kill() // dockerd stopped: its containers die with it
 	th.engine.mu.Lock()
 	th.engine.startErr = fmt.Errorf("%w: the engine at unix:///var/run/docker.sock: connection refused", ErrEngineUnreachable)
@@ -645,15 +646,24 @@ func TestUnreachableEngineBacksOff(t *testing.T) {
 	if tried != 2 {
 		t.Fatalf("20 requests against a down engine tried %d starts; want 1", tried-1)
 	}
-	// More tries than the crash-loop rule allows, each after its wait
-	// (30, 60, 120, 240 ms): the mount stays stopped, not failed.
-	for i := 0; i <= crashLoopCrashes; i++ {
-		time.Sleep(35 * time.Millisecond << i)
+	// More tries than the crash-loop rule allows, each once its wait is
+	// over (made over here): the mount stays stopped, not failed, and the
+	// wait doubles up to its bound.
+	for i := 0; i <= 2*crashLoopCrashes; i++ {
+		hd.mu.Lock()
+		hd.retryAt = time.Now()
+		hd.mu.Unlock()
 		th.read(context.Background(), "kv", "x")
 		if st := th.status(t, "kv"); st.State != StateStopped {
 			t.Fatalf("while the engine is down: %+v", st)
 		}
 	}
+	if hd.retryAfter != engineRetryMax {
+		t.Fatalf("the wait after %d tries: %s", 2*crashLoopCrashes+2, hd.retryAfter)
+	}
+	hd.mu.Lock()
+	hd.retryAt = time.Now()
+	hd.mu.Unlock()
 	th.engine.mu.Lock()
 	th.engine.startErr = nil
 	th.engine.mu.Unlock()
@@ -670,5 +680,33 @@ func TestUnreachableEngineBacksOff(t *testing.T) {
 	}
 	if st := th.status(t, "kv"); st.State != StateRunning {
 		t.Fatalf("after the engine came back: %+v", st)
+	}
+}
+
+// A request during which the plugin went past its memory limit is answered
+// with the exit and the limit, and not sent again (it would kill the next
+// container too); the next request restarts the plugin.
+func TestMemoryKillIsNotRetried(t *testing.T) {
+	e := &fakeEngine{}
+	e.handler = func(_ context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error) {
+		if req.Path == "huge" {
+			p.oom.Store(true)
+			p.kill()
+			return nil, errGone
+		}
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
+	}
+	th := newTestHost(t, e)
+	th.mount(t, "kv", "kv")
+	_, err := th.read(context.Background(), "kv", "huge")
+	if code, _ := codeOf(err); code != 502 || !strings.Contains(err.Error(), "memory_bytes 67108864") ||
+		!strings.Contains(err.Error(), "this request is not sent again") {
+		t.Fatalf("an OOM during a request: %v", err)
+	}
+	if n := th.engine.starts(); n != 1 {
+		t.Fatalf("the request that went past the limit was sent again: %d starts", n)
+	}
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c2" {
+		t.Fatalf("the next request was served by %s", c)
 	}
 }

@@ -28,6 +28,9 @@ type Plugin interface {
 	// Explain turns the error of a call that found the plugin gone into
 	// why it is gone (its exit code and last output), when it knows.
 	Explain(cause error) error
+	// MemoryKilled reports whether the container was killed under its
+	// memory limit (after Explain, which waits for its exit).
+	MemoryKilled() bool
 	// ContainerID is the container's ID, for the mount's status.
 	ContainerID() string
 	// Stop ends the plugin and removes its container; it may be called
