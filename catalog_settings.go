@@ -3,9 +3,11 @@ package runtimecatalog
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
 // settingsEntry is the mount's own configuration.
@@ -14,6 +16,30 @@ type settingsEntry struct {
 	// for one (Accept-Encoding), which the mount must pass through, and let
 	// the Content-Encoding header back out of.
 	CompressLists bool `json:"compress_lists"`
+	// MaxHostedResponseBytes bounds each answer of a hosted plugin
+	// (DefaultMaxHostedResponse when 0); it applies at a mount's next start.
+	MaxHostedResponseBytes int64 `json:"max_hosted_response_bytes,omitempty"`
+}
+
+// DefaultMaxHostedResponse is twice Vault's default max_request_size
+// (32 MiB): whatever Vault let in can come back out, with its envelope, and
+// a plugin that answers more cannot take this plugin's memory with it.
+const DefaultMaxHostedResponse = 64 << 20
+
+// maxHostedResponse is the bound in force.
+func (s settingsEntry) maxHostedResponse() int64 {
+	if s.MaxHostedResponseBytes == 0 {
+		return DefaultMaxHostedResponse
+	}
+	return s.MaxHostedResponseBytes
+}
+
+// validate checks the settings' rules.
+func (s settingsEntry) validate() error {
+	if n := s.MaxHostedResponseBytes; n != 0 && (n < 1<<20 || n > math.MaxInt32) {
+		return reqerr.BadRequestf("max_hosted_response_bytes is %d: it is at least 1048576 (1 MiB) and at most %d (gRPC's bound)", n, math.MaxInt32)
+	}
+	return nil
 }
 
 // Settings are the mount's configuration.

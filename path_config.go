@@ -11,7 +11,7 @@ import (
 )
 
 const (
-	pathConfigHelpSyn  = "Configure the mount: compressed lists."
+	pathConfigHelpSyn  = "Configure the mount: compressed lists, the bound on hosted answers."
 	pathConfigHelpDesc = `
 compress_lists lets lists (runtimes, plugins, hosted mounts) answer with a
 gzip body to clients that ask for one (Accept-Encoding: gzip; the vault CLI
@@ -21,7 +21,12 @@ enable or tune the mount with
   -passthrough-request-headers=Accept-Encoding
   -allowed-response-headers=Content-Encoding -allowed-response-headers=Vary
 first. Turning it on is refused when the request that does it carries no
-Accept-Encoding, which is what an untuned mount shows. Needs sudo.
+Accept-Encoding, which is what an untuned mount shows.
+
+max_hosted_response_bytes bounds each answer of a hosted plugin (default
+64 MiB, twice Vault's default max_request_size): a larger one is refused with
+a 502 naming the bound, before it is read into memory. It applies at a
+mount's next start (plugins/reload). Needs sudo.
 `
 )
 
@@ -33,7 +38,8 @@ func tuneCommand(mountPoint string) string {
 
 func pathConfig(b *backend) []*framework.Path {
 	fields := map[string]*framework.FieldSchema{
-		"compress_lists": {Type: framework.TypeBool, Description: "Answer lists with a gzip body to clients that ask for one; the mount must pass Accept-Encoding through and allow Content-Encoding and Vary back."},
+		"compress_lists":            {Type: framework.TypeBool, Description: "Answer lists with a gzip body to clients that ask for one; the mount must pass Accept-Encoding through and allow Content-Encoding and Vary back."},
+		"max_hosted_response_bytes": {Type: framework.TypeInt64, Description: "The largest answer a hosted plugin may give, in bytes (default 67108864, 64 MiB; at least 1 MiB); a larger one is refused with a 502 before it is read. Applies at a mount's next start (plugins/reload)."},
 	}
 	read := map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: fields}}}
 	return []*framework.Path{{
@@ -54,7 +60,9 @@ func (b *backend) pathConfigRead(ctx context.Context, _ *logical.Request, _ *fra
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: fieldData(&settings)}, nil
+	data := fieldData(&settings)
+	data["max_hosted_response_bytes"] = settings.maxHostedResponse()
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -63,6 +71,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 	if err := applySentFields(&settings, d, pathConfig(b)[0].Fields); err != nil {
+		return reqerr.Respond(err)
+	}
+	if err := settings.validate(); err != nil {
 		return reqerr.Respond(err)
 	}
 	// Gzip bytes that Vault strips the Content-Encoding of would reach

@@ -187,7 +187,13 @@ func (b *backend) startHosted(ctx context.Context, p runtime.Plugin, rt runtime.
 	if err != nil {
 		return nil, err
 	}
-	running, err := runtime.Start(ctx, engine, p, rt, b.runOptions(ctx, logName))
+	settings, err := b.catalog.Settings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	options := b.runOptions(ctx, logName)
+	options.MaxResponseBytes = int(settings.maxHostedResponse())
+	running, err := runtime.Start(ctx, engine, p, rt, options)
 	if err != nil {
 		// An engine that does not answer (restarting, down) is no fault of
 		// the plugin: the host waits and tries again rather than count it.

@@ -39,6 +39,10 @@ type Options struct {
 	Auth        func(registry string) *RegistryAuth
 	PullTimeout time.Duration
 	Logger      hclog.Logger
+	// MaxResponseBytes bounds each message the plugin sends back (a
+	// request's answer); 0 leaves gRPC's bound of 2 GiB. A larger message
+	// is refused before it is read into memory (codes.ResourceExhausted).
+	MaxResponseBytes int
 }
 
 func (o Options) withDefaults() Options {
@@ -165,6 +169,8 @@ type Running struct {
 	rpc    plugin.ClientProtocol
 	conn   *grpc.ClientConn
 	name   string
+	// maxResponse bounds each message from the plugin (0: gRPC's own).
+	maxResponse int
 	// Handshake is the time from the container's start to the end of
 	// go-plugin's handshake.
 	Handshake time.Duration
@@ -179,7 +185,7 @@ type Running struct {
 func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (*Running, error) {
 	began := time.Now()
 	o = o.withDefaults()
-	running := &Running{name: p.Name}
+	running := &Running{name: p.Name, maxResponse: o.MaxResponseBytes}
 	var socketDir string
 	running.client = plugin.NewClient(clientConfig(p, r, o, func(rc *RunConfig, dir string) (runner.Runner, error) {
 		running.Runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
@@ -224,7 +230,7 @@ func (r *Running) Multiplexed(ctx context.Context) (bool, error) {
 // the last set up. Cleaning the backend up does not stop the container:
 // that is Stop's.
 func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendConfig) (logical.Backend, error) {
-	b, err := vaultplugin.Dispense(r.rpc, &muxClient{ClientProtocol: r.rpc, conn: muxConn{r.conn, id}})
+	b, err := vaultplugin.Dispense(r.rpc, &muxClient{ClientProtocol: r.rpc, conn: r.muxConn(id)})
 	if err != nil {
 		return nil, fmt.Errorf("handshake done, but the plugin serves no Vault backend: %w", err)
 	}
@@ -239,7 +245,9 @@ func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendC
 // Conn is the connection to the plugin seen through one backend's ID, for
 // calls made without Vault's SDK client (a request passed through as it
 // arrived).
-func (r *Running) Conn(id string) grpc.ClientConnInterface { return muxConn{r.conn, id} }
+func (r *Running) Conn(id string) grpc.ClientConnInterface { return r.muxConn(id) }
+
+func (r *Running) muxConn(id string) muxConn { return muxConn{r.conn, id, r.maxResponse} }
 
 // ContainerID is the ID of the plugin's container.
 func (r *Running) ContainerID() string { return r.Runner.ID() }
@@ -294,11 +302,16 @@ func (c *muxClient) Close() error { return nil }
 // does for each mount of a multiplexed plugin.
 type muxConn struct {
 	*grpc.ClientConn
-	id string
+	id          string
+	maxResponse int
 }
 
 func (c muxConn) Invoke(ctx context.Context, method string, args, reply interface{}, opts ...grpc.CallOption) error {
 	ctx = metadata.AppendToOutgoingContext(ctx, pluginutil.MultiplexingCtxKey, c.id)
+	if c.maxResponse > 0 {
+		// Last, so it wins over the SDK's own per-call MaxInt32.
+		opts = append(opts, grpc.MaxCallRecvMsgSize(c.maxResponse))
+	}
 	return c.ClientConn.Invoke(ctx, method, args, reply, opts...)
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/hashicorp/vault/sdk/plugin/pb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
@@ -285,6 +287,9 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 		case timedOut:
 			return logical.CodedError(http.StatusGatewayTimeout, fmt.Sprintf(
 				"hosted mount %s is not answering: its plugin did not answer within %s", hd.name, hd.host.cfg.RequestTimeout))
+		case status.Code(err) == codes.ResourceExhausted:
+			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s answered more than the bound on a hosted "+
+				"answer (max_hosted_response_bytes, at %sconfig), and was refused before it was read: %s", hd.name, mountPoint, status.Convert(err).Message()))
 		case attempt > 0 || !pluginGone(ctx, err, run.container.plugin):
 			return err
 		}

@@ -710,3 +710,27 @@ func TestMemoryKillIsNotRetried(t *testing.T) {
 		t.Fatalf("the next request was served by %s", c)
 	}
 }
+
+// An answer over the bound is refused by gRPC before it is read; the
+// request gets a 502 naming the bound and where it is set, and the plugin,
+// which did nothing wrong but answer, serves on.
+func TestAnswerOverTheBound(t *testing.T) {
+	e := &fakeEngine{}
+	e.handler = func(_ context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error) {
+		if req.Path == "huge" {
+			return nil, status.Error(codes.ResourceExhausted, "grpc: received message larger than max (314572800 vs. 67108864)")
+		}
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
+	}
+	th := newTestHost(t, e)
+	th.mount(t, "kv", "kv")
+	_, err := th.read(context.Background(), "kv", "huge")
+	want := "hosted mount kv answered more than the bound on a hosted answer (max_hosted_response_bytes, at runtimes/config), " +
+		"and was refused before it was read: grpc: received message larger than max (314572800 vs. 67108864)"
+	if code, _ := codeOf(err); code != 502 || err.Error() != want {
+		t.Fatalf("an answer over the bound: %v", err)
+	}
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c1" || th.engine.starts() != 1 {
+		t.Fatalf("after it: served by %s, %d starts", c, th.engine.starts())
+	}
+}

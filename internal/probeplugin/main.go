@@ -1,11 +1,12 @@
 // Command probeplugin is a Vault secrets plugin for the hosting tests: it
-// declares a root (sudo) path, and tries to read and list what lies outside
-// the storage it was given.
+// declares a root (sudo) path, tries to read and list what lies outside
+// the storage it was given, and answers as large as it is asked to.
 package main
 
 import (
 	"context"
 	"os"
+	"strings"
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -44,6 +45,17 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 				Operations: map[logical.Operation]framework.OperationHandler{
 					logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
 						return &logical.Response{Data: map[string]interface{}{"open": true}}, nil
+					}},
+				},
+			},
+			{
+				// big answers size bytes: a plugin whose answers are too
+				// large for its host to take.
+				Pattern: "big",
+				Fields:  map[string]*framework.FieldSchema{"size": {Type: framework.TypeInt}},
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: func(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+						return &logical.Response{Data: map[string]interface{}{"big": strings.Repeat("x", d.Get("size").(int))}}, nil
 					}},
 				},
 			},
