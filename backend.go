@@ -107,7 +107,8 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 	}
 	b.host = hosting.New(hosting.Config{
 		Store: hostStore{b.catalog}, Start: b.startHosted, System: b.System, Engine: b.engine,
-		Logger: b.Logger().Named("hosted"),
+		Observations: conf.ObservationRecorder,
+		Logger:       b.Logger().Named("hosted"),
 	})
 	return nil
 }

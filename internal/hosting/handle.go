@@ -159,6 +159,7 @@ func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin,
 	}
 	backend, err := c.plugin.Backend(ctx, m.UUID, &logical.BackendConfig{
 		StorageView: view, Logger: hd.host.cfg.Logger.Named(m.Name), System: hd.host.system(), Config: config, BackendUUID: m.UUID,
+		ObservationRecorder: hd.host.cfg.Observations,
 	})
 	if err == nil {
 		if err = backend.Initialize(ctx, &logical.InitializationRequest{Storage: view}); err != nil {

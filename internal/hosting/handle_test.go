@@ -734,3 +734,21 @@ func TestAnswerOverTheBound(t *testing.T) {
 		t.Fatalf("after it: served by %s, %d starts", c, th.engine.starts())
 	}
 }
+
+type recorder struct{ seen []string }
+
+func (r *recorder) RecordObservationFromPlugin(_ context.Context, observationType string, _ map[string]interface{}) error {
+	r.seen = append(r.seen, observationType)
+	return nil
+}
+
+// A hosted plugin's observations go to this mount's recorder, Vault's.
+func TestObservationsReachVault(t *testing.T) {
+	rec := &recorder{}
+	th := newTestHostWith(t, nil, func(c *Config) { c.Observations = rec })
+	m := th.mount(t, "kv", "kv")
+	b := th.engine.last().backends[m.UUID]
+	if b.conf.ObservationRecorder != rec {
+		t.Fatalf("the hosted backend records to %v", b.conf.ObservationRecorder)
+	}
+}

@@ -30,6 +30,10 @@ type Config struct {
 	// System is the system view hosted plugins get (this mount's); it is
 	// asked once, at the first start.
 	System func() logical.SystemView
+	// Observations is where hosted plugins' observations go (this mount's
+	// recorder, Vault's); nil drops them, as Vault does for a plugin
+	// without one.
+	Observations logical.ObservationRecorder
 	// Engine is the engine a runtime's containers run on, for removing the
 	// containers a dead earlier instance left; nil skips that.
 	Engine func(runtime.Runtime) (runtime.Engine, error)
