@@ -1,0 +1,101 @@
+package acceptance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+// containersOf are the running containers the cluster's plugins started.
+func containersOf(t *testing.T, docker *client.Client, clusterID string) []string {
+	t.Helper()
+	list, err := docker.ContainerList(context.Background(), container.ListOptions{
+		All: true, Filters: filters.NewArgs(filters.Arg("label", runtime.LabelClusterID+"="+clusterID)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range list {
+		ids = append(ids, c.ID[:12]+" "+c.State)
+	}
+	return ids
+}
+
+// Sealing Vault stops every hosted container; after the unseal every hosted
+// mount serves its data again.
+func TestSealStopsHostedMountsAndUnsealServesThem(t *testing.T) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	dir := vaulttest.ShortTempDir(t)
+	v := vaulttest.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
+	hostKV(t, v, kvID, "runc", "kv1", "kv2")
+	v.MustRun(t, "write", "runtimes/mounts/kv1/a", "v=1")
+	eventually(t, "kv2 write", func() error { return writeJSON(t, v, "write", "runtimes/mounts/kv2/data/s", `{"data":{"v":"two"}}`) })
+
+	v.MustRun(t, "operator", "seal")
+	eventually(t, "no hosted container while sealed", func() error {
+		if left := containersOf(t, docker, v.ClusterID); len(left) > 0 {
+			return fmt.Errorf("running while sealed: %v", left)
+		}
+		return nil
+	})
+	if _, errOut, code := v.Run(t, "read", "runtimes/mounts/kv1/a"); code != 2 || !strings.Contains(errOut, "Vault is sealed") {
+		t.Fatalf("a read while sealed: exit %d %s", code, errOut)
+	}
+
+	var keys struct {
+		UnsealKeys []string `json:"unseal_keys_b64"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "init.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &keys)
+	}
+	if err != nil || len(keys.UnsealKeys) == 0 {
+		t.Fatalf("the unseal key: %v", err)
+	}
+	v.MustRun(t, "operator", "unseal", keys.UnsealKeys[0])
+	var read readResult
+	eventually(t, "kv1 after the unseal", func() error {
+		_, errOut, code := v.Run(t, "read", "-format=json", "runtimes/mounts/kv1/a")
+		if code != 0 {
+			return fmt.Errorf("exit %d %s", code, errOut)
+		}
+		return nil
+	})
+	v.MustJSON(t, &read, "read", "runtimes/mounts/kv1/a")
+	if read.Data["v"] != "1" {
+		t.Fatalf("kv1 after the unseal: %v", read.Data)
+	}
+	var versioned struct {
+		Data struct {
+			Data map[string]interface{} `json:"data"`
+		} `json:"data"`
+	}
+	v.MustJSON(t, &versioned, "read", "runtimes/mounts/kv2/data/s")
+	if versioned.Data.Data["v"] != "two" {
+		t.Fatalf("kv2 after the unseal: %v", versioned.Data)
+	}
+	// kv is multiplexed: both mounts are served by one container.
+	kv1, kv2 := waitForState(t, v, "kv1", "running"), waitForState(t, v, "kv2", "running")
+	if kv1.Data.ContainerID == "" || kv1.Data.ContainerID != kv2.Data.ContainerID {
+		t.Fatalf("after the unseal: kv1 %+v, kv2 %+v", kv1.Data, kv2.Data)
+	}
+	if running := containersOf(t, docker, v.ClusterID); len(running) != 1 || !strings.HasPrefix(kv1.Data.ContainerID, strings.Fields(running[0])[0]) {
+		t.Fatalf("containers after the unseal: %v (the mounts' %s)", running, kv1.Data.ContainerID)
+	}
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
