@@ -752,3 +752,77 @@ func TestObservationsReachVault(t *testing.T) {
 		t.Fatalf("the hosted backend records to %v", b.conf.ObservationRecorder)
 	}
 }
+
+// Clients creating, changing, reloading and deleting one mount name while
+// others read it: afterwards the mount's state and the running containers
+// agree, nothing orphaned, and a deleted mount's data is gone.
+func TestChurnOnOneName(t *testing.T) {
+	th := newTestHostWith(t, &fakeEngine{multiplexed: true}, func(c *Config) { c.StopTimeout = 50 * time.Millisecond })
+	var storeMu sync.Mutex // the catalog's lock on the name
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if w >= 4 { // readers
+					th.read(context.Background(), "m", "x")
+					continue
+				}
+				storeMu.Lock()
+				existing := th.store.mounts["m"]
+				switch (w + i) % 4 {
+				case 0, 1: // create or change
+					m := &Mount{Name: "m", Plugin: "kv", Options: map[string]string{"i": fmt.Sprint(i)}}
+					if err := th.Put(context.Background(), m, existing); err == nil {
+						th.store.mu.Lock()
+						th.store.mounts["m"] = m
+						th.store.mu.Unlock()
+					}
+				case 2:
+					if existing != nil {
+						th.Reload(context.Background(), []string{"m"})
+					}
+				case 3:
+					if existing != nil && th.Remove(context.Background(), existing, true, "runtimes/") == nil {
+						th.store.mu.Lock()
+						delete(th.store.mounts, "m")
+						th.store.mu.Unlock()
+					}
+				}
+				storeMu.Unlock()
+			}
+		}(w)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	running := th.engine.running()
+	m := th.store.mounts["m"]
+	if m == nil {
+		if len(running) != 0 {
+			t.Fatalf("no mount, but running %v", running)
+		}
+		return
+	}
+	// A request finds it running in the one container left.
+	if _, err := th.read(context.Background(), "m", "x"); err != nil {
+		t.Fatalf("the mount left: %v", err)
+	}
+	st := th.status(t, "m")
+	if running = th.engine.running(); len(running) != 1 || st.ContainerID != running[0] {
+		t.Fatalf("mount %+v, running %v", st, running)
+	}
+	keys, _ := logical.CollectKeys(context.Background(), &th.store.storage)
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "hosted/"+m.UUID+"/") && k != "leases/"+m.UUID {
+			t.Errorf("a deleted mount's key is left: %s", k)
+		}
+	}
+}
