@@ -24,7 +24,7 @@ func hangUp(t *testing.T, v *vaulttest.Server, path string, clients, rounds int)
 			r := rand.New(rand.NewSource(seed))
 			for i := 0; i < rounds; i++ {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+r.Intn(3000))*time.Microsecond)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+v.Addr+"/v1/"+path, nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, v.Addr+"/v1/"+path, nil)
 				req.Header.Set("X-Vault-Token", v.Token)
 				if resp, err := http.DefaultClient.Do(req); err == nil {
 					resp.Body.Close()

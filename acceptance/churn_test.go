@@ -1,0 +1,106 @@
+package acceptance
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+)
+
+// vaultHTTP sends one request to Vault's HTTP API with the root token and
+// returns its status (0 when it did not get an answer).
+func vaultHTTP(v *vaulttest.Server, method, path string, body map[string]interface{}) int {
+	var reader *bytes.Reader
+	if body != nil {
+		encoded, _ := json.Marshal(body)
+		reader = bytes.NewReader(encoded)
+	} else {
+		reader = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequest(method, v.Addr+"/v1/"+path, reader)
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("X-Vault-Token", v.Token)
+	client := &http.Client{Timeout: 2 * time.Minute}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Clients creating, deleting and reloading one mount name while others
+// read and write it: afterwards the mount's state and the engine's
+// containers agree, and no container is orphaned.
+func TestChurnOnOneMountName(t *testing.T) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	v := vaulttest.StartDev(t, "runtimes")
+	hostKV(t, v, kvID, "runc")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	answered := map[string]map[int]int{}
+	count := func(op string, code int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered[op] == nil {
+			answered[op] = map[int]int{}
+		}
+		answered[op][code]++
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for c := 0; c < 8; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; i < 200 && time.Now().Before(deadline); i++ {
+				switch {
+				case c >= 4 && i%2 == 0:
+					count("data write", vaultHTTP(v, http.MethodPut, "runtimes/mounts/churn/a", map[string]interface{}{"v": i}))
+				case c >= 4:
+					count("data read", vaultHTTP(v, http.MethodGet, "runtimes/mounts/churn/a", nil))
+				case (c+i)%3 == 0:
+					count("create", vaultHTTP(v, http.MethodPut, "runtimes/mounts/churn", map[string]interface{}{"plugin": "kv"}))
+				case (c+i)%3 == 1:
+					count("delete", vaultHTTP(v, http.MethodDelete, "runtimes/mounts/churn?force=true", nil))
+				default:
+					count("reload", vaultHTTP(v, http.MethodPut, "runtimes/plugins/reload", map[string]interface{}{"mounts": "churn"}))
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	t.Logf("answers by operation and status: %v", answered)
+	for op, codes := range answered {
+		if codes[0] > 0 || codes[500] > 0 {
+			t.Errorf("%s: %d without an answer, %d internal errors", op, codes[0], codes[500])
+		}
+		if strings.HasPrefix(op, "create") && codes[200]+codes[204] == 0 {
+			t.Errorf("no create succeeded: %v", codes)
+		}
+	}
+
+	var st mountState
+	stored := vaultHTTP(v, http.MethodGet, "runtimes/mounts/churn", nil) == 200
+	running := containersOf(t, docker, v.ClusterID)
+	if stored {
+		v.MustRun(t, "write", "runtimes/mounts/churn/a", "v=last")
+		v.MustJSON(t, &st, "read", "runtimes/mounts/churn")
+		running = containersOf(t, docker, v.ClusterID)
+		if st.Data.State != "running" || len(running) != 1 || !strings.HasPrefix(st.Data.ContainerID, strings.Fields(running[0])[0]) {
+			t.Fatalf("the mount left: %+v; containers %v", st.Data, running)
+		}
+	} else if len(running) != 0 {
+		t.Fatalf("no mount left, but containers %v", running)
+	}
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
