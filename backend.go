@@ -87,10 +87,11 @@ func newBackend(s logical.Storage) *backend {
 		// pattern would take them in: the first matching pattern wins.
 		Paths: slices.Concat(pathCatalog(b), pathPluginRun(b), pathPlugins(b), pathMounts(b), pathConfig(b), pathRegistries(b)),
 		Invalidate: func(ctx context.Context, key string) {
-			b.catalog.invalidate(key)
 			if uuid, rest, ok := hostedKey(key); ok {
 				b.host.Invalidate(ctx, uuid, rest)
+				return // a hosted mount's own data: nothing of the catalog's
 			}
+			b.catalog.invalidate(key)
 		},
 		InitializeFunc: b.initialize,
 		Clean:          b.clean,
@@ -119,10 +120,12 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	if name, rest, ok := hosting.SplitPath(req.Path); ok {
 		resp, err := b.host.Forward(ctx, name, rest, req)
-		if err != nil {
-			return reqerr.Respond(err) // a start that failed for the registration's fault is a 400
+		if err != nil && resp == nil {
+			return reqerr.Respond(err)
 		}
-		return resp, nil
+		// The plugin's own error response (kv's check-and-set mismatch:
+		// logical.ErrorResponse with ErrInvalidRequest) goes back whole.
+		return resp, err
 	}
 	resp, err := b.Backend.HandleRequest(ctx, req)
 	if req.Operation == logical.RollbackOperation {

@@ -202,6 +202,9 @@ func (c *catalog) refreshLocked(ctx context.Context, key string) error {
 // invalidate marks a storage key as changed elsewhere; the next access
 // re-reads it.
 func (c *catalog) invalidate(key string) {
+	if strings.HasPrefix(key, leasesPrefix) || strings.HasPrefix(key, hostedDataPrefix) {
+		return // the host's, read afresh each time: no index entry to refresh
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.loaded {

@@ -1,9 +1,11 @@
 package hosting
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -53,4 +55,20 @@ func (hd *handle) failedError(mountPoint string) error {
 	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s failed: %s; it is tried again from %s; "+
 		"after fixing the cause, restart it at once with: vault write %splugins/reload mounts=%s",
 		hd.name, hd.reason, hd.crash.retryAt.UTC().Format(time.RFC3339), mountPoint, hd.name))
+}
+
+// named is err as a client gets it: saying which mount, with its status
+// kept (a start's own errors name the plugin, not the mount).
+func (hd *handle) named(err error) error {
+	prefix := "hosted mount " + hd.name
+	if strings.Contains(err.Error(), prefix) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	msg := prefix + ": " + err.Error()
+	if coded := (logical.HTTPCodedError)(nil); errors.As(err, &coded) {
+		return logical.CodedError(coded.Code(), msg)
+	}
+	// A start that failed for the registration's fault is not this
+	// request's: a 502, as for the engine's.
+	return logical.CodedError(http.StatusBadGateway, msg)
 }

@@ -31,9 +31,23 @@ type fakeEngine struct {
 	// handler answers every request of every backend (nil: echo).
 	handler func(ctx context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error)
 	paths   *logical.Paths
+	// startGate, when set, holds every start until it is closed.
+	startGate chan struct{}
+	gated     int // starts that reached the gate
+	// invalidate answers every InvalidateKey (nil: at once).
+	invalidate func(ctx context.Context)
 }
 
 func (e *fakeEngine) start(ctx context.Context, p runtime.Plugin, rt runtime.Runtime, logName string) (Plugin, error) {
+	e.mu.Lock()
+	gate := e.startGate
+	if gate != nil {
+		e.gated++
+	}
+	e.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.startCtxs = append(e.startCtxs, ctx)
@@ -125,7 +139,11 @@ type fakeBackend struct {
 func (b *fakeBackend) Initialize(context.Context, *logical.InitializationRequest) error { return nil }
 func (b *fakeBackend) SpecialPaths() *logical.Paths                                     { return b.plugin.engine.paths }
 func (b *fakeBackend) Cleanup(context.Context)                                          { b.cleaned.Store(true) }
-func (b *fakeBackend) InvalidateKey(context.Context, string)                            {}
+func (b *fakeBackend) InvalidateKey(ctx context.Context, _ string) {
+	if f := b.plugin.engine.invalidate; f != nil {
+		f(ctx)
+	}
+}
 func (b *fakeBackend) HandleExistenceCheck(context.Context, *logical.Request) (bool, bool, error) {
 	if b.plugin.Exited() {
 		return false, false, errGone
@@ -145,10 +163,11 @@ func (b *fakeBackend) HandleRequest(ctx context.Context, req *logical.Request) (
 
 // fakeStore is the catalog as the host sees it, in memory.
 type fakeStore struct {
-	mu      sync.Mutex
-	mounts  map[string]*Mount
-	storage logical.InmemStorage
-	cleared []string
+	mu       sync.Mutex
+	mounts   map[string]*Mount
+	storage  logical.InmemStorage
+	cleared  []string
+	clearErr error // the next Clear fails with it
 }
 
 func (s *fakeStore) Mount(_ context.Context, name string) (*Mount, error) {
@@ -193,7 +212,12 @@ func (s *fakeStore) PutLeases(ctx context.Context, uuid string, n int) error {
 func (s *fakeStore) Clear(ctx context.Context, uuid string) error {
 	s.mu.Lock()
 	s.cleared = append(s.cleared, uuid)
+	failing := s.clearErr
+	s.clearErr = nil
 	s.mu.Unlock()
+	if failing != nil {
+		return failing
+	}
 	if err := logical.ClearView(ctx, s.Data(uuid)); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -50,6 +51,10 @@ type handle struct {
 	started  time.Time
 	restarts int
 	crash    crashLoop
+	// attempts counts start attempts, attemptErr is the last one's error:
+	// requests queued behind a failed start share its answer.
+	attempts   atomic.Uint64 // read without the lock, before waiting for it
+	attemptErr error
 	// While the engine does not answer, starts are not tried before
 	// retryAt; the wait doubles from Config.EngineRetry to engineRetryMax.
 	retryAt    time.Time
@@ -118,6 +123,14 @@ func (hd *handle) startLocked() error {
 	}
 	ctx, cancel := hd.startContext()
 	defer cancel()
+	err := hd.tryStartLocked(ctx, now)
+	hd.attemptErr = err
+	hd.attempts.Add(1)
+	return err
+}
+
+// tryStartLocked is one start, and its effect on the mount's state.
+func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
 	p, rt, err := hd.host.cfg.Store.ToRun(ctx, hd.mount.Plugin)
 	if err == nil {
 		err = hd.setupLocked(ctx, registrationKey(p, rt), p, rt)
@@ -208,8 +221,11 @@ func (hd *handle) aliveLocked() bool {
 // request rather than after a failed one. Concurrent requests that find one
 // dead plugin cause one restart: the first takes the lock and restarts, the
 // others then find it alive.
-func (hd *handle) ready(mountPoint string) (*running, error) {
+func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error) {
 	for {
+		// Read before waiting for the lock, which a start may hold: a
+		// start that happens while this request waits is then seen.
+		seen := hd.attempts.Load()
 		hd.mu.RLock()
 		if hd.removed {
 			hd.mu.RUnlock()
@@ -232,9 +248,16 @@ func (hd *handle) ready(mountPoint string) (*running, error) {
 		switch {
 		case hd.removed:
 			err = notFound(hd.name)
+		case ctx.Err() != nil:
+			// Its client left while it waited for the lock: it starts
+			// nothing.
+			err = ctx.Err()
+		case hd.attempts.Load() != seen && !hd.aliveLocked() && hd.attemptErr != nil:
+			// Another request tried a start while this one waited, and it
+			// failed: its answer is this one's too, rather than one start
+			// per request queued behind it.
+			err = hd.attemptErr
 		case hd.state == StateFailed && !hd.crash.mayRetry():
-			// Checked under the lock too: requests that queued behind the
-			// start that failed the mount must not start it again.
 			err = hd.failedError(mountPoint)
 		case hd.state == StateFailed:
 			hd.state = StateStopped // its wait is over: one try
@@ -257,13 +280,13 @@ func (hd *handle) ready(mountPoint string) (*running, error) {
 				}
 				err = hd.startLocked()
 			}
-			if hd.state == StateFailed {
-				err = hd.failedError(mountPoint)
-			}
+		}
+		if hd.state == StateFailed && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			err = hd.failedError(mountPoint)
 		}
 		hd.mu.Unlock()
 		if err != nil {
-			return nil, err
+			return nil, hd.named(err)
 		}
 	}
 }
@@ -275,7 +298,7 @@ func (hd *handle) ready(mountPoint string) (*running, error) {
 // that the plugin did not answer in time gets a 504 naming the mount.
 func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.Context, logical.Backend, pb.BackendClient) error) error {
 	for attempt := 0; ; attempt++ {
-		run, err := hd.ready(mountPoint)
+		run, err := hd.ready(ctx, mountPoint)
 		if err != nil {
 			return err
 		}
@@ -291,8 +314,11 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 		case status.Code(err) == codes.ResourceExhausted:
 			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s answered more than the bound on a hosted "+
 				"answer (max_hosted_response_bytes, at %sconfig), and was refused before it was read: %s", hd.name, mountPoint, status.Convert(err).Message()))
-		case attempt > 0 || !pluginGone(ctx, err, run.container.plugin):
+		case !pluginGone(ctx, err, run.container.plugin):
 			return err
+		case attempt > 0:
+			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
+				"its restart: %v", hd.name, run.container.plugin.Explain(err)))
 		}
 		plugin := run.container.plugin
 		cause := plugin.Explain(err)
@@ -364,12 +390,21 @@ func (hd *handle) close(ctx context.Context) {
 	hd.stopLocked()
 }
 
+// invalidate passes an invalidated key to the running backend, as a
+// request is: counted in, without the lock, and bounded.
 func (hd *handle) invalidate(ctx context.Context, key string) {
 	hd.mu.RLock()
-	defer hd.mu.RUnlock()
-	if hd.run != nil {
-		hd.run.backend.InvalidateKey(ctx, key)
+	run := hd.run
+	if run == nil || !hd.aliveLocked() {
+		hd.mu.RUnlock()
+		return
 	}
+	run.begin()
+	hd.mu.RUnlock()
+	defer run.end()
+	ctx, cancel := context.WithTimeout(ctx, hd.host.cfg.RequestTimeout)
+	defer cancel()
+	run.backend.InvalidateKey(ctx, key)
 }
 
 // status is the mount's state and the registration key it runs.
@@ -377,8 +412,11 @@ func (hd *handle) status() (Status, string) {
 	hd.mu.RLock()
 	defer hd.mu.RUnlock()
 	st := Status{State: hd.state, Reason: hd.reason, Started: hd.started, Restarts: hd.restarts}
-	if hd.run != nil && !hd.dead && hd.run.exited() {
+	if hd.run != nil && (hd.dead || hd.run.exited()) {
 		st.State, st.Reason = StateStopped, "its container is gone: the next request restarts it"
+		if hd.lastExit != "" {
+			st.Reason += "; " + hd.lastExit
+		}
 	}
 	if hd.run != nil {
 		c := hd.run.container

@@ -96,8 +96,12 @@ func TestOneRestartPerDeath(t *testing.T) {
 	if st := th.status(t, "kv"); th.engine.starts() != 2 || st.Restarts != 1 || st.ContainerID != "c2" {
 		t.Fatalf("8 requests after one death: %d starts, %+v", th.engine.starts(), st)
 	}
-	if running := th.engine.running(); !reflect.DeepEqual(running, []string{"c2"}) {
-		t.Fatalf("running %v", running)
+	// The dead container's cleanup runs in the background, not holding up
+	// the restart.
+	for deadline := time.Now().Add(5 * time.Second); !reflect.DeepEqual(th.engine.running(), []string{"c2"}); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("running %v", th.engine.running())
+		}
 	}
 }
 
@@ -124,7 +128,7 @@ func TestGoneMidRequestRetriedOnce(t *testing.T) {
 		return nil, errGone
 	}
 	_, err := th.read(context.Background(), "kv", "x")
-	if status.Code(errors.Unwrap(err)) != codes.Unavailable && status.Code(err) != codes.Unavailable {
+	if code, _ := codeOf(err); code != 502 || !strings.HasPrefix(err.Error(), "hosted mount kv: its plugin is gone again right after its restart: plugin container exited with code 137") {
 		t.Fatalf("a plugin dying twice: %v", err)
 	}
 	if n := th.engine.starts(); n != 3 {
@@ -824,5 +828,91 @@ func TestChurnOnOneName(t *testing.T) {
 		if !strings.HasPrefix(k, "hosted/"+m.UUID+"/") && k != "leases/"+m.UUID {
 			t.Errorf("a deleted mount's key is left: %s", k)
 		}
+	}
+}
+
+// Requests queued behind a start: one whose client left starts nothing,
+// and those behind a start that failed share its answer rather than each
+// start again.
+func TestRequestsQueuedBehindAStart(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	gate := make(chan struct{})
+	th.engine.mu.Lock()
+	th.engine.startGate, th.engine.startErr = gate, errors.New("pull access denied for example/kv")
+	th.engine.mu.Unlock()
+	th.engine.last().kill()
+
+	first := make(chan error, 1)
+	go func() { _, err := th.read(context.Background(), "kv", "x"); first <- err }()
+	for waiting(th.engine) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	queued := make(chan error, 6)
+	go func() { _, err := th.read(cancelled, "kv", "x"); queued <- err }()
+	for i := 0; i < 5; i++ {
+		go func() { _, err := th.read(context.Background(), "kv", "x"); queued <- err }()
+	}
+	time.Sleep(20 * time.Millisecond) // they queue on the mount's lock
+	cancel()
+	close(gate)
+	want := "hosted mount kv: pull access denied for example/kv"
+	if err := <-first; err == nil || err.Error() != want {
+		t.Fatalf("the request that started: %v", err)
+	}
+	for i := 0; i < 6; i++ {
+		if err := <-queued; err == nil || (err.Error() != want && !errors.Is(err, context.Canceled)) {
+			t.Errorf("a queued request: %v", err)
+		}
+	}
+	th.engine.mu.Lock()
+	tried := len(th.engine.startCtxs)
+	th.engine.mu.Unlock()
+	if tried != 2 {
+		t.Fatalf("%d start attempts after one death; want 1", tried-1)
+	}
+}
+
+// waiting is how many starts are held at the gate.
+func waiting(e *fakeEngine) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.gated
+}
+
+// An invalidation the plugin does not answer holds up nothing: not the
+// mount's other requests, nor its delete.
+func TestHungInvalidationIsBounded(t *testing.T) {
+	e := &fakeEngine{invalidate: func(ctx context.Context) { <-ctx.Done() }}
+	th := newTestHostWith(t, e, func(c *Config) { c.RequestTimeout, c.StopTimeout = 100*time.Millisecond, 20*time.Millisecond })
+	m := th.mount(t, "kv", "kv")
+	done := make(chan struct{})
+	go func() { th.Invalidate(context.Background(), m.UUID, "k"); close(done) }()
+	if _, err := th.read(context.Background(), "kv", "x"); err != nil {
+		t.Fatalf("a request during a hung invalidation: %v", err)
+	}
+	if err := th.Remove(context.Background(), m, false, "runtimes/"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+}
+
+// A delete that stopped the mount but could not clear its data is
+// repeated until it is done.
+func TestDeleteIsRepeatedUntilDone(t *testing.T) {
+	th := newTestHost(t, nil)
+	m := th.mount(t, "kv", "kv")
+	th.store.Data(m.UUID).Put(context.Background(), &logical.StorageEntry{Key: "k", Value: []byte("v")})
+	th.store.clearErr = errors.New("context deadline exceeded")
+	if err := th.Remove(context.Background(), m, false, "runtimes/"); err == nil ||
+		err.Error() != "clearing the data of hosted mount kv: context deadline exceeded" {
+		t.Fatalf("a delete whose clearing failed: %v", err)
+	}
+	if err := th.Remove(context.Background(), m, false, "runtimes/"); err != nil {
+		t.Fatalf("the delete again: %v", err)
+	}
+	if keys, _ := logical.CollectKeys(context.Background(), &th.store.storage); len(keys) != 0 || len(th.engine.running()) != 0 {
+		t.Fatalf("left: keys %v, running %v", keys, th.engine.running())
 	}
 }

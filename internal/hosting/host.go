@@ -10,7 +10,7 @@ package hosting
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -110,12 +110,18 @@ func New(cfg Config) *Host {
 func (h *Host) handle(m *Mount) (*handle, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errClosing
+	}
 	if h.removed[m.UUID] {
 		return nil, notFound(m.Name)
 	}
 	hd := h.handles[m.Name]
 	if hd != nil && hd.uuid() != m.UUID && m.UUID != "" {
-		go hd.remove(h.ctx) // another mount now has the name
+		// Another mount now has the name: the old one is gone for good,
+		// and a late request that read its entry must not start it again.
+		h.removed[hd.uuid()] = true
+		go hd.remove(h.ctx)
 		hd = nil
 	}
 	if hd == nil {
@@ -177,6 +183,24 @@ func (h *Host) forget(hd *handle) {
 // set: Vault would later ask it to revoke them, and nothing would. Requests
 // in flight finish first; later ones get a 404.
 func (h *Host) Remove(ctx context.Context, m *Mount, force bool, mountPoint string) error {
+	h.mu.Lock()
+	stopped := h.removed[m.UUID]
+	h.mu.Unlock()
+	if !stopped {
+		if err := h.stop(ctx, m, force, mountPoint); err != nil {
+			return err
+		}
+	}
+	// Also when an earlier delete stopped it but could not clear its data:
+	// a delete is repeated until it is done.
+	if err := h.cfg.Store.Clear(ctx, m.UUID); err != nil {
+		return fmt.Errorf("clearing the data of hosted mount %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// stop stops a mount for good, for its deletion.
+func (h *Host) stop(ctx context.Context, m *Mount, force bool, mountPoint string) error {
 	hd, err := h.handle(m)
 	if err != nil {
 		return err
@@ -194,9 +218,6 @@ func (h *Host) Remove(ctx context.Context, m *Mount, force bool, mountPoint stri
 	h.mu.Unlock()
 	hd.remove(ctx)
 	h.forget(hd)
-	if err := h.cfg.Store.Clear(ctx, m.UUID); err != nil {
-		return errors.Join(errors.New("clearing the data of hosted mount "+m.Name), err)
-	}
 	return nil
 }
 

@@ -16,8 +16,11 @@ func (h *Host) StartAll(ctx context.Context, clusterID string) {
 		h.cfg.Logger.Error("listing hosted mounts", "error", err)
 		return
 	}
-	h.reapOrphans(ctx, clusterID, mounts)
+	h.reapOrphans(h.ctx, clusterID, mounts)
 	for _, m := range mounts {
+		if h.ctx.Err() != nil {
+			return // closed meanwhile: Vault sealed or unmounted this mount
+		}
 		hd, err := h.handle(m)
 		if err == nil {
 			err = hd.startIdle()
