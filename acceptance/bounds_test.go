@@ -4,19 +4,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/client"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 )
 
-// A hosted plugin's answer over max_hosted_response_bytes is refused with a
-// 502 naming the bound; answers under it pass; the plugin serves on.
-func TestHostedAnswersAreBounded(t *testing.T) {
+// startWithProbe starts a dev Vault with this plugin at runtimes/ and the
+// probe plugin registered in its catalog as secret/probe (runc).
+func startWithProbe(t *testing.T) (*client.Client, *vaulttest.Server) {
+	t.Helper()
 	docker := testimage.Docker(t)
 	probeID := testimage.BuildProbe(t, docker)
 	v := vaulttest.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/probe", "oci_image="+testimage.ProbeName,
 		"version="+testimage.ProbeVersion, "sha256="+probeID, "runtime=secret-rt")
+	return docker, v
+}
+
+// A hosted plugin's answer over max_hosted_response_bytes is refused with a
+// 502 naming the bound; answers under it pass; the plugin serves on.
+func TestHostedAnswersAreBounded(t *testing.T) {
+	docker, v := startWithProbe(t)
 	v.MustRun(t, "write", "runtimes/config", "max_hosted_response_bytes=2097152")
 	v.MustRun(t, "write", "runtimes/mounts/p", "plugin=probe")
 	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")

@@ -32,12 +32,7 @@ func waitForState(t *testing.T, v *vaulttest.Server, mount, want string) mountSt
 // has read it (pending until the reload); its other paths do not; every
 // mount's settings do; and it cannot see outside its storage.
 func TestHostedPluginSudoAndIsolation(t *testing.T) {
-	docker := testimage.Docker(t)
-	probeID := testimage.BuildProbe(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
-	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
-	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/probe", "oci_image="+testimage.ProbeName,
-		"version="+testimage.ProbeVersion, "sha256="+probeID, "runtime=secret-rt")
+	docker, v := startWithProbe(t)
 
 	out, errOut, code := v.Run(t, "write", "runtimes/mounts/p", "plugin=probe")
 	if code != 0 || !strings.Contains(folded(out+errOut), "vault write sys/plugins/reload/backend mounts=runtimes/") {
