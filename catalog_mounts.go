@@ -131,6 +131,33 @@ func (c *catalog) DeleteMount(ctx context.Context, name string, stop func(*mount
 	return nil
 }
 
+// putMountPaths stores the special paths a hosted mount's plugin declares,
+// when the mount stored under name is still the one of uuid. A new entry
+// replaces the old: entries are never modified in place.
+func (c *catalog) putMountPaths(ctx context.Context, name, uuid string, paths hosting.Paths) error {
+	lock := locksutil.LockForKey(c.mountLocks, name)
+	lock.Lock()
+	defer lock.Unlock()
+	m, err := c.Mount(ctx, name)
+	if err != nil || m == nil || m.UUID != uuid {
+		return err
+	}
+	updated := *m
+	updated.Paths = paths
+	se, err := logical.StorageEntryJSON(mountKey(name), storedMount{mountEntryFormat, &updated})
+	if err != nil {
+		return fmt.Errorf("encoding hosted mount %q: %w", name, err)
+	}
+	if err := c.storage.Put(ctx, se); err != nil {
+		return fmt.Errorf("storing hosted mount %q: %w", name, err)
+	}
+	c.mu.Lock()
+	c.mounts[name] = &updated
+	c.changedLocked()
+	c.mu.Unlock()
+	return nil
+}
+
 // hostStore is the catalog as the host's store: the hosted mounts, their
 // plugins to run, and the storage the host needs (each mount's own data
 // view and lease count), under keys the catalog owns (storage.go).
@@ -182,6 +209,10 @@ func (s hostStore) PutLeases(ctx context.Context, uuid string, n int) error {
 		err = s.c.storage.Put(ctx, se)
 	}
 	return err
+}
+
+func (s hostStore) PutPaths(ctx context.Context, name, uuid string, paths hosting.Paths) error {
+	return s.c.putMountPaths(ctx, name, uuid, paths)
 }
 
 func (s hostStore) Clear(ctx context.Context, uuid string) error {

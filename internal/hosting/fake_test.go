@@ -209,6 +209,17 @@ func (s *fakeStore) PutLeases(ctx context.Context, uuid string, n int) error {
 	return s.storage.Put(ctx, se)
 }
 
+func (s *fakeStore) PutPaths(_ context.Context, name, uuid string, paths Paths) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.mounts[name]; m != nil && m.UUID == uuid {
+		updated := *m
+		updated.Paths = paths
+		s.mounts[name] = &updated
+	}
+	return nil
+}
+
 func (s *fakeStore) Clear(ctx context.Context, uuid string) error {
 	s.mu.Lock()
 	s.cleared = append(s.cleared, uuid)

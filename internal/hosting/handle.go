@@ -13,8 +13,6 @@ import (
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // Hosted mount states, as GET mounts/NAME reports them.
@@ -61,6 +59,7 @@ type handle struct {
 	retryAfter time.Duration
 	dead       bool // a forwarded call found the plugin gone
 	removed    bool // deleted: never started again
+	putting    bool // started by put, which stores the mount itself
 
 	leases leaseCount
 }
@@ -80,11 +79,6 @@ func (hd *handle) current() *Mount {
 	return hd.mount
 }
 
-// startContext is the context a start runs under: the host's, bounded.
-func (hd *handle) startContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(hd.host.ctx, hd.host.cfg.StartTimeout)
-}
-
 // put runs the mount with new settings m, its old ones being existing (nil
 // for a new mount); when m does not start, the old settings run again.
 func (hd *handle) put(m, existing *Mount) error {
@@ -95,7 +89,9 @@ func (hd *handle) put(m, existing *Mount) error {
 	hd.mount, hd.restarts, hd.state = m, 0, StateStopped
 	hd.crash.reset()
 	hd.retryAt = time.Time{} // an operator's write tries at once
+	hd.putting = true
 	err := hd.startLocked()
+	hd.putting = false
 	if err == nil {
 		// m is not stored yet: it is stored with the paths its plugin
 		// declared.
@@ -108,105 +104,6 @@ func (hd *handle) put(m, existing *Mount) error {
 		}
 	}
 	return err
-}
-
-// startLocked starts the mount's backend: in a running container of the same
-// registration when the plugin is multiplexed, else in a new container;
-// then Setup and Initialize, as Vault does for a mount. hd.mu is held.
-func (hd *handle) startLocked() error {
-	if hd.removed {
-		return notFound(hd.name)
-	}
-	now := time.Now()
-	if now.Before(hd.retryAt) {
-		return hd.engineDownError()
-	}
-	ctx, cancel := hd.startContext()
-	defer cancel()
-	err := hd.tryStartLocked(ctx, now)
-	hd.attemptErr = err
-	hd.attempts.Add(1)
-	return err
-}
-
-// tryStartLocked is one start, and its effect on the mount's state.
-func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
-	p, rt, err := hd.host.cfg.Store.ToRun(ctx, hd.mount.Plugin)
-	if err == nil {
-		err = hd.setupLocked(ctx, registrationKey(p, rt), p, rt)
-	}
-	if errors.Is(err, ErrEngineUnreachable) {
-		// Not the plugin's fault: not counted against it, and tried again
-		// after a wait, so that requests do not hammer an engine that is
-		// restarting; the first request after it answers starts the mount.
-		hd.retryAfter = min(max(2*hd.retryAfter, hd.host.cfg.EngineRetry), engineRetryMax)
-		hd.retryAt = now.Add(hd.retryAfter)
-		hd.state, hd.reason = StateStopped, err.Error()
-		return hd.engineDownError()
-	}
-	if err != nil {
-		hd.state, hd.reason = StateStopped, err.Error()
-		if hd.crash.crashed(err.Error()) {
-			hd.failLocked()
-		}
-		return err
-	}
-	hd.retryAfter, hd.retryAt = 0, time.Time{}
-	hd.state, hd.reason, hd.started, hd.dead = StateRunning, "", time.Now(), false
-	if hd.host.published.pending(hd.mount) {
-		hd.state = StatePendingReload
-	}
-	return nil
-}
-
-func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin, rt runtime.Runtime) error {
-	c, err := hd.host.containers.acquire(ctx, key, hd.name, p, rt)
-	if err != nil {
-		return err
-	}
-	m := hd.mount
-	view := hd.host.cfg.Store.Data(m.UUID)
-	config := map[string]string{"plugin_name": m.Plugin, "plugin_type": "secret", "plugin_version": p.Version}
-	for k, v := range m.Options {
-		config[k] = v
-	}
-	backend, err := c.plugin.Backend(ctx, m.UUID, &logical.BackendConfig{
-		StorageView: view, Logger: hd.host.cfg.Logger.Named(m.Name), System: hd.host.system(), Config: config, BackendUUID: m.UUID,
-		ObservationRecorder: hd.host.cfg.Observations,
-	})
-	if err == nil {
-		if err = backend.Initialize(ctx, &logical.InitializationRequest{Storage: view}); err != nil {
-			backend.Cleanup(ctx)
-			err = fmt.Errorf("initializing the hosted plugin: %w", err)
-		}
-	}
-	if err != nil {
-		hd.host.containers.release(ctx, c, hd.name)
-		return err
-	}
-	// Entries are never modified in place (the catalog serves them to
-	// other readers): paths that changed go into a copy, which put stores.
-	if paths := pathsOf(backend.SpecialPaths()); paths.key() != m.Paths.key() {
-		updated := *m
-		updated.Paths = paths
-		hd.mount = &updated
-	}
-	hd.run = &running{backend: backend, client: pb.NewBackendClient(c.plugin.Conn(m.UUID)), container: c}
-	hd.key = key
-	return nil
-}
-
-// stopLocked cleans the mount's backend up and releases its container,
-// within the stop timeout.
-func (hd *handle) stopLocked() {
-	if hd.run == nil {
-		return
-	}
-	hd.run.stop(hd.host.containers, hd.name, hd.dead, hd.host.cfg.StopTimeout)
-	hd.run = nil
-	if hd.state != StateFailed {
-		hd.state = StateStopped
-	}
 }
 
 // aliveLocked reports whether the backend can serve: set up, and its plugin

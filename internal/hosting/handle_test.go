@@ -916,3 +916,36 @@ func TestDeleteIsRepeatedUntilDone(t *testing.T) {
 		t.Fatalf("left: keys %v, running %v", keys, th.engine.running())
 	}
 }
+
+// A plugin that declares other special paths after a reload (a new image)
+// has them stored: Vault reads them at the reload pending_reload asks for,
+// and the mount serves after it, also on a host made anew (Vault's reload
+// of this plugin).
+func TestChangedPathsAreStored(t *testing.T) {
+	e := &fakeEngine{}
+	th := newTestHost(t, e)
+	m := th.mount(t, "s", "probe")
+	th.SpecialPaths(&logical.Paths{}, []*Mount{m})
+	e.paths = &logical.Paths{Root: []string{"admin"}}
+	th.Reload(context.Background(), []string{"s"})
+	if st := th.status(t, "s"); st.State != StatePendingReload {
+		t.Fatalf("after the plugin's paths grew: %+v", st)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) { // stored in the background
+		stored, _ := th.store.Mount(context.Background(), "s")
+		if reflect.DeepEqual(stored.Paths.Root, []string{"admin"}) && stored.UUID == m.UUID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stored: %+v", stored)
+		}
+	}
+	// Vault's reload of this plugin: a new host reads the stored paths.
+	fresh := New(Config{Store: th.store, Start: e.start, System: func() logical.SystemView { return logical.TestSystemView() }})
+	defer fresh.Close(context.Background())
+	mounts, _ := th.store.Mounts(context.Background())
+	fresh.SpecialPaths(&logical.Paths{}, mounts)
+	if _, err := fresh.Forward(context.Background(), "s", "x", &logical.Request{Operation: logical.ReadOperation, MountPoint: "runtimes/"}); err != nil {
+		t.Fatalf("after Vault read the new paths: %v", err)
+	}
+}

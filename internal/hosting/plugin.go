@@ -61,6 +61,9 @@ type Store interface {
 	Leases(ctx context.Context, uuid string) (int, error)
 	// PutLeases stores it.
 	PutLeases(ctx context.Context, uuid string, n int) error
+	// PutPaths stores the special paths the mount's plugin declares, when
+	// the mount stored under name is still the one of uuid.
+	PutPaths(ctx context.Context, name, uuid string, paths Paths) error
 	// Clear removes the mount's data and lease count.
 	Clear(ctx context.Context, uuid string) error
 }

@@ -1,0 +1,133 @@
+package hosting
+
+// A handle's start and stop, both under its write lock.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/plugin/pb"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+)
+
+// startContext is the context a start runs under: the host's, bounded.
+func (hd *handle) startContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(hd.host.ctx, hd.host.cfg.StartTimeout)
+}
+
+// startLocked starts the mount's backend: in a running container of the same
+// registration when the plugin is multiplexed, else in a new container;
+// then Setup and Initialize, as Vault does for a mount. hd.mu is held.
+func (hd *handle) startLocked() error {
+	if hd.removed {
+		return notFound(hd.name)
+	}
+	now := time.Now()
+	if now.Before(hd.retryAt) {
+		return hd.engineDownError()
+	}
+	ctx, cancel := hd.startContext()
+	defer cancel()
+	err := hd.tryStartLocked(ctx, now)
+	hd.attemptErr = err
+	hd.attempts.Add(1)
+	return err
+}
+
+// tryStartLocked is one start, and its effect on the mount's state.
+func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
+	declared := hd.mount.Paths.key()
+	p, rt, err := hd.host.cfg.Store.ToRun(ctx, hd.mount.Plugin)
+	if err == nil {
+		err = hd.setupLocked(ctx, registrationKey(p, rt), p, rt)
+	}
+	if err == nil && !hd.putting && hd.mount.Paths.key() != declared {
+		// The plugin declares other special paths than stored (a new
+		// image, a reload): stored, so that Vault reads these at the
+		// reload that pending_reload asks for. A put stores its own.
+		// Not under this lock: a write or delete of the mount holds the
+		// catalog's lock on the name while it waits for this one.
+		name, uuid, paths := hd.name, hd.mount.UUID, hd.mount.Paths
+		go func() {
+			if err := hd.host.cfg.Store.PutPaths(hd.host.ctx, name, uuid, paths); err != nil {
+				hd.host.cfg.Logger.Error("storing the special paths a hosted plugin declares", "mount", name, "error", err)
+			}
+		}()
+	}
+	if errors.Is(err, ErrEngineUnreachable) {
+		// Not the plugin's fault: not counted against it, and tried again
+		// after a wait, so that requests do not hammer an engine that is
+		// restarting; the first request after it answers starts the mount.
+		hd.retryAfter = min(max(2*hd.retryAfter, hd.host.cfg.EngineRetry), engineRetryMax)
+		hd.retryAt = now.Add(hd.retryAfter)
+		hd.state, hd.reason = StateStopped, err.Error()
+		return hd.engineDownError()
+	}
+	if err != nil {
+		hd.state, hd.reason = StateStopped, err.Error()
+		if hd.crash.crashed(err.Error()) {
+			hd.failLocked()
+		}
+		return err
+	}
+	hd.retryAfter, hd.retryAt = 0, time.Time{}
+	hd.state, hd.reason, hd.started, hd.dead = StateRunning, "", time.Now(), false
+	if hd.host.published.pending(hd.mount) {
+		hd.state = StatePendingReload
+	}
+	return nil
+}
+
+func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin, rt runtime.Runtime) error {
+	c, err := hd.host.containers.acquire(ctx, key, hd.name, p, rt)
+	if err != nil {
+		return err
+	}
+	m := hd.mount
+	view := hd.host.cfg.Store.Data(m.UUID)
+	config := map[string]string{"plugin_name": m.Plugin, "plugin_type": "secret", "plugin_version": p.Version}
+	for k, v := range m.Options {
+		config[k] = v
+	}
+	backend, err := c.plugin.Backend(ctx, m.UUID, &logical.BackendConfig{
+		StorageView: view, Logger: hd.host.cfg.Logger.Named(m.Name), System: hd.host.system(), Config: config, BackendUUID: m.UUID,
+		ObservationRecorder: hd.host.cfg.Observations,
+	})
+	if err == nil {
+		if err = backend.Initialize(ctx, &logical.InitializationRequest{Storage: view}); err != nil {
+			backend.Cleanup(ctx)
+			err = fmt.Errorf("initializing the hosted plugin: %w", err)
+		}
+	}
+	if err != nil {
+		hd.host.containers.release(ctx, c, hd.name)
+		return err
+	}
+	// Entries are never modified in place (the catalog serves them to
+	// other readers): paths that changed go into a copy, which put stores.
+	if paths := pathsOf(backend.SpecialPaths()); paths.key() != m.Paths.key() {
+		updated := *m
+		updated.Paths = paths
+		hd.mount = &updated
+	}
+	hd.run = &running{backend: backend, client: pb.NewBackendClient(c.plugin.Conn(m.UUID)), container: c}
+	hd.key = key
+	return nil
+}
+
+// stopLocked cleans the mount's backend up and releases its container,
+// within the stop timeout.
+func (hd *handle) stopLocked() {
+	if hd.run == nil {
+		return
+	}
+	hd.run.stop(hd.host.containers, hd.name, hd.dead, hd.host.cfg.StopTimeout)
+	hd.run = nil
+	if hd.state != StateFailed {
+		hd.state = StateStopped
+	}
+}
