@@ -139,8 +139,8 @@ func (c *catalog) putMountPaths(ctx context.Context, name, uuid string, paths ho
 	lock.Lock()
 	defer lock.Unlock()
 	m, err := c.Mount(ctx, name)
-	if err != nil || m == nil || m.UUID != uuid {
-		return err
+	if err != nil || m == nil || m.UUID != uuid || m.Paths.Equal(paths) {
+		return err // gone, another mount now, or stored already (by the write that started it)
 	}
 	updated := *m
 	updated.Paths = paths

@@ -49,9 +49,6 @@ func (hd *handle) engineDownError() error {
 // failedError answers a request while the mount is failed, naming the
 // command that restarts it under mountPoint (this mount of ours).
 func (hd *handle) failedError(mountPoint string) error {
-	if mountPoint == "" {
-		mountPoint = "<this mount>/"
-	}
 	return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s failed: %s; it is tried again from %s; "+
 		"after fixing the cause, restart it at once with: vault write %splugins/reload mounts=%s",
 		hd.name, hd.reason, hd.crash.retryAt.UTC().Format(time.RFC3339), mountPoint, hd.name))

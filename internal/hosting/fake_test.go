@@ -96,6 +96,7 @@ type fakePlugin struct {
 	mu          sync.Mutex
 	backends    map[string]*fakeBackend
 	stopCh      chan struct{} // closed when stopped: a hung call then fails
+	hanging     atomic.Int32  // calls held by hang
 	stopOnce    sync.Once
 }
 
@@ -212,7 +213,7 @@ func (s *fakeStore) PutLeases(ctx context.Context, uuid string, n int) error {
 func (s *fakeStore) PutPaths(_ context.Context, name, uuid string, paths Paths) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m := s.mounts[name]; m != nil && m.UUID == uuid {
+	if m := s.mounts[name]; m != nil && m.UUID == uuid && !m.Paths.Equal(paths) {
 		updated := *m
 		updated.Paths = paths
 		s.mounts[name] = &updated

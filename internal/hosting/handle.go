@@ -28,8 +28,8 @@ const (
 
 // handle is one hosted mount as it runs: it owns the mount's backend in its
 // container, its state, its restarts and the crash-loop rule, and its lease
-// count. Requests reach the backend only through serve, which holds the
-// handle's lock for them.
+// count. Requests reach the backend only through serve, which counts them
+// in (running) without holding the handle's lock while the plugin works.
 type handle struct {
 	host *Host
 	name string
@@ -59,7 +59,6 @@ type handle struct {
 	retryAfter time.Duration
 	dead       bool // a forwarded call found the plugin gone
 	removed    bool // deleted: never started again
-	putting    bool // started by put, which stores the mount itself
 
 	leases leaseCount
 }
@@ -68,15 +67,6 @@ func newHandle(h *Host, m *Mount) *handle {
 	hd := &handle{host: h, name: m.Name, id: m.UUID, mount: m, state: StateStopped}
 	hd.leases = leaseCount{store: h.cfg.Store, id: m.UUID, logger: h.cfg.Logger.With("mount", m.Name)}
 	return hd
-}
-
-func (hd *handle) uuid() string { return hd.id }
-
-// current is the mount's registration as it runs now.
-func (hd *handle) current() *Mount {
-	hd.mu.RLock()
-	defer hd.mu.RUnlock()
-	return hd.mount
 }
 
 // put runs the mount with new settings m, its old ones being existing (nil
@@ -89,9 +79,7 @@ func (hd *handle) put(m, existing *Mount) error {
 	hd.mount, hd.restarts, hd.state = m, 0, StateStopped
 	hd.crash.reset()
 	hd.retryAt = time.Time{} // an operator's write tries at once
-	hd.putting = true
 	err := hd.startLocked()
-	hd.putting = false
 	if err == nil {
 		// m is not stored yet: it is stored with the paths its plugin
 		// declared.
@@ -213,12 +201,13 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 				"answer (max_hosted_response_bytes, at %sconfig), and was refused before it was read: %s", hd.name, mountPoint, status.Convert(err).Message()))
 		case !pluginGone(ctx, err, run.container.plugin):
 			return err
-		case attempt > 0:
-			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
-				"its restart: %v", hd.name, run.container.plugin.Explain(err)))
 		}
 		plugin := run.container.plugin
 		cause := plugin.Explain(err)
+		if attempt > 0 {
+			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
+				"its restart: %v", hd.name, cause))
+		}
 		hd.markDead(run, cause)
 		if plugin.MemoryKilled() {
 			// Sent again, the request would likely take the new container
@@ -269,7 +258,7 @@ func (hd *handle) startIdle() error {
 
 // remove stops the mount for good, after the requests in flight; its lease
 // count goes with it.
-func (hd *handle) remove(context.Context) {
+func (hd *handle) remove() {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
 	hd.removed = true

@@ -292,8 +292,10 @@ func TestFailedChangeRunsTheOldSettings(t *testing.T) {
 		t.Fatalf("the old settings do not serve: %v", err)
 	}
 	hd, _ := th.handle(old)
-	if hd.current().Options != nil {
-		t.Fatalf("runs %+v", hd.current())
+	hd.mu.RLock()
+	defer hd.mu.RUnlock()
+	if hd.mount.Options != nil {
+		t.Fatalf("runs %+v", hd.mount)
 	}
 }
 
@@ -518,6 +520,8 @@ func hang(ctx context.Context, p *fakePlugin, req *logical.Request) (*logical.Re
 	if req.MountPoint != "runtimes/mounts/hung/" {
 		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
 	}
+	p.hanging.Add(1)
+	defer p.hanging.Add(-1)
 	select {
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
@@ -605,20 +609,12 @@ func TestStoppingAHungPluginIsBounded(t *testing.T) {
 	}
 }
 
-// inFlight is how many requests the mount is serving now.
-func inFlight(th *testHost, name string) int {
-	th.mu.Lock()
-	hd := th.handles[name]
-	th.mu.Unlock()
-	if hd == nil {
+// inFlight is how many requests the mount's newest container holds hung.
+func inFlight(th *testHost, _ string) int {
+	if th.engine.starts() == 0 {
 		return 0
 	}
-	hd.mu.RLock()
-	defer hd.mu.RUnlock()
-	if hd.run == nil {
-		return 0
-	}
-	return hd.run.inFlight()
+	return int(th.engine.last().hanging.Load())
 }
 
 // An engine that does not answer is no fault of the plugin: its failed

@@ -117,11 +117,11 @@ func (h *Host) handle(m *Mount) (*handle, error) {
 		return nil, notFound(m.Name)
 	}
 	hd := h.handles[m.Name]
-	if hd != nil && hd.uuid() != m.UUID && m.UUID != "" {
+	if hd != nil && hd.id != m.UUID && m.UUID != "" {
 		// Another mount now has the name: the old one is gone for good,
 		// and a late request that read its entry must not start it again.
-		h.removed[hd.uuid()] = true
-		go hd.remove(h.ctx)
+		h.removed[hd.id] = true
+		go hd.remove()
 		hd = nil
 	}
 	if hd == nil {
@@ -216,7 +216,7 @@ func (h *Host) stop(ctx context.Context, m *Mount, force bool, mountPoint string
 	h.mu.Lock()
 	h.removed[m.UUID] = true
 	h.mu.Unlock()
-	hd.remove(ctx)
+	hd.remove()
 	h.forget(hd)
 	return nil
 }
@@ -244,7 +244,7 @@ func (h *Host) Invalidate(ctx context.Context, uuid, key string) {
 	h.mu.Lock()
 	var target *handle
 	for _, hd := range h.handles {
-		if hd.uuid() == uuid {
+		if hd.id == uuid {
 			target = hd
 		}
 	}

@@ -41,6 +41,9 @@ func pathsOf(p *logical.Paths) Paths {
 
 func (p Paths) empty() bool { return len(p.Root) == 0 && len(p.Unauthenticated) == 0 }
 
+// Equal reports whether p and q are the same paths (nil and empty alike).
+func (p Paths) Equal(q Paths) bool { return p.key() == q.key() }
+
 func (p Paths) key() string {
 	return strings.Join(p.Root, "\x00") + "\x01" + strings.Join(p.Unauthenticated, "\x00")
 }

@@ -3,7 +3,6 @@ package hosting
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -31,14 +30,10 @@ type running struct {
 	client    pb.BackendClient // the same backend, for requests passed through as protocol buffers
 	container *container
 	calls     sync.WaitGroup // requests in flight; added to only under the handle's read lock
-	n         atomic.Int32   // the same count, for tests and status
 }
 
-func (r *running) begin() { r.calls.Add(1); r.n.Add(1) }
-func (r *running) end()   { r.n.Add(-1); r.calls.Done() }
-
-// inFlight is how many requests the backend is serving now.
-func (r *running) inFlight() int { return int(r.n.Load()) }
+func (r *running) begin() { r.calls.Add(1) }
+func (r *running) end()   { r.calls.Done() }
 
 func (r *running) exited() bool { return r.container.plugin.Exited() }
 

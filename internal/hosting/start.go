@@ -45,12 +45,13 @@ func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
 	if err == nil {
 		err = hd.setupLocked(ctx, registrationKey(p, rt), p, rt)
 	}
-	if err == nil && !hd.putting && hd.mount.Paths.key() != declared {
+	if err == nil && hd.mount.Paths.key() != declared {
 		// The plugin declares other special paths than stored (a new
 		// image, a reload): stored, so that Vault reads these at the
-		// reload that pending_reload asks for. A put stores its own.
-		// Not under this lock: a write or delete of the mount holds the
-		// catalog's lock on the name while it waits for this one.
+		// reload that pending_reload asks for (a put stores its own, and
+		// this then finds them stored). Not under this lock: a write or
+		// delete of the mount holds the catalog's lock on the name while
+		// it waits for this one.
 		name, uuid, paths := hd.name, hd.mount.UUID, hd.mount.Paths
 		go func() {
 			if err := hd.host.cfg.Store.PutPaths(hd.host.ctx, name, uuid, paths); err != nil {

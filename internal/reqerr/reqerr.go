@@ -34,11 +34,6 @@ func Is(err error) bool {
 	return errors.As(err, &re)
 }
 
-// Coded is an error answered with status code.
-func Coded(code int, format string, args ...interface{}) error {
-	return logical.CodedError(code, fmt.Sprintf(format, args...))
-}
-
 // Respond answers a request that failed: a 400 for the request's fault, a
 // coded error (such as 404) with its code, anything else a 500.
 func Respond(err error) (*logical.Response, error) {
