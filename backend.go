@@ -79,9 +79,11 @@ func newBackend(s logical.Storage) *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			// Root paths need the sudo capability, as Vault's own catalog
-			// does. "mounts/*" covers every hosted mount's settings; the
-			// host lifts it for the data of each mount Vault has read.
-			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*", "plugins/reload", "mounts", "mounts/*", "config", "registries", "registries/*"},
+			// does, and as sys/mounts does for a mount's settings
+			// (hosted/NAME). A hosted mount's data (mounts/NAME/...) is not
+			// among them: the token's ACL governs it, as for a Vault mount,
+			// and the host adds only its plugin's own special paths.
+			Root: []string{"catalog", "catalog/*", "plugins/catalog", "plugins/catalog/*", "plugins/reload", "hosted", "hosted/*", "config", "registries", "registries/*"},
 		},
 		// run-config and check come before the plugin path, whose name
 		// pattern would take them in: the first matching pattern wins.

@@ -163,7 +163,7 @@ func TestCompressedListsOnlyWhenNegotiated(t *testing.T) {
 	}
 	// Plugins and hosted mounts are compressed too, and decode to their data.
 	mustDo(t, b, s, logical.UpdateOperation, "plugins/catalog/secret/p", pluginData(nil))
-	for _, path := range []string{"plugins/catalog/", "mounts/"} {
+	for _, path := range []string{"plugins/catalog/", "hosted/"} {
 		resp, err := b.HandleRequest(context.Background(), &logical.Request{ID: "id", Operation: logical.ListOperation, Path: path, Storage: s, Headers: acceptGzip})
 		if err != nil || resp.Headers["Content-Encoding"] == nil {
 			t.Fatalf("%s: %v %#v", path, err, resp)

@@ -46,7 +46,7 @@ func TestLimitsTheEngineWouldDropAreRefused(t *testing.T) {
 func TestNamesStorageRefusesAreRefused(t *testing.T) {
 	b, s := newTestBackend(t)
 	for _, name := range []string{"a..b", "a...b", "x..y.z", "1..2"} {
-		for _, path := range []string{"catalog/container/", "plugins/catalog/secret/", "mounts/"} {
+		for _, path := range []string{"catalog/container/", "plugins/catalog/secret/", "hosted/"} {
 			before := snapshot(t, s)
 			msg := errorOf(t, b, s, logical.UpdateOperation, path+name, pluginData(map[string]interface{}{"plugin": "kv"}))
 			if !strings.Contains(msg, "and no '..'") || !strings.Contains(msg, name) {
@@ -147,7 +147,7 @@ func TestUnknownFieldsAreWarnedOfEverywhere(t *testing.T) {
 		{logical.ReadOperation, "catalog"},
 		{logical.ListOperation, "plugins/catalog/"},
 		{logical.PatchOperation, "plugins/catalog/secret/p"},
-		{logical.ListOperation, "mounts/"},
+		{logical.ListOperation, "hosted/"},
 	} {
 		resp, err := b.HandleRequest(context.Background(), &logical.Request{ID: "test-request", Operation: tc.op, Path: tc.path, Storage: s, Data: map[string]interface{}{"cpu": "1"}})
 		if err != nil || resp == nil || !reflect.DeepEqual(resp.Warnings, []string{warning}) {
@@ -158,7 +158,7 @@ func TestUnknownFieldsAreWarnedOfEverywhere(t *testing.T) {
 
 func TestListsHaveOneShapeAndOneTypeFilter(t *testing.T) {
 	b, s := newTestBackend(t)
-	for _, path := range []string{"plugins/catalog/", "mounts/", "catalog/"} {
+	for _, path := range []string{"plugins/catalog/", "hosted/", "catalog/"} {
 		data := mustDo(t, b, s, logical.ListOperation, path, nil).Data
 		keys, hasKeys := data["keys"]
 		if !hasKeys || keys == nil || data["key_info"] == nil || len(listKeys(t, data)) != 0 {

@@ -72,7 +72,7 @@ func TestPagesCoverEveryEntryOnceInOrder(t *testing.T) {
 		t.Errorf("after rt-10x: %v", keys)
 	}
 	for _, limit := range []interface{}{"0", "-3", 0} {
-		for _, path := range []string{"catalog/", "plugins/catalog/", "mounts/"} {
+		for _, path := range []string{"catalog/", "plugins/catalog/", "hosted/"} {
 			if msg := errorOf(t, b, s, logical.ListOperation, path, map[string]interface{}{"limit": limit}); !strings.Contains(msg, "is not a positive number of keys") {
 				t.Errorf("%s limit %v: %s", path, limit, msg)
 			}

@@ -16,12 +16,13 @@ import (
 const (
 	pathMountsHelpSyn  = "List the hosted mounts."
 	pathMountsHelpDesc = `
-Lists the registered secret container plugins mounted under mounts/NAME/:
-"keys" are their names, "key_info" their plugin and description. Needs the
+Lists the hosted mounts, whose settings are at hosted/NAME and whose data is
+served under mounts/NAME/: "keys" are their names, "key_info" their plugin and description. Needs the
 sudo capability.
 `
 	pathMountHelpSyn  = "Host a registered secret container plugin under mounts/NAME/."
 	pathMountHelpDesc = `
+The settings of a hosted mount, as sys/mounts/NAME is for a Vault mount.
 Mounts a registered secret container plugin under mounts/NAME/: every
 request there is served by the plugin in its container, run with its
 runtime's limits, with its data in storage of its own. Writing starts the
@@ -33,7 +34,9 @@ paths its plugin declares differ from those Vault enforces for the name, more
 or fewer: reload this mount with vault write
 sys/plugins/reload/backend), stopped (the next request starts it) or failed (it
 kept failing: fix the cause, then plugins/reload). Deleting stops it and
-removes its data; with leases outstanding it needs force=true. Needs sudo.
+removes its data; with leases outstanding it needs force=true. Needs sudo;
+the data under mounts/NAME/ needs only what the token's ACL policy grants
+there, from the first request.
 `
 	pathReloadHelpSyn  = "Restart hosted mounts with their plugin and runtime as registered now."
 	pathReloadHelpDesc = `
@@ -88,7 +91,7 @@ func pathMounts(b *backend) []*framework.Path {
 	read := map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: mountResponseFields()}}}
 	return []*framework.Path{
 		{
-			Pattern:      "mounts/?$",
+			Pattern:      "hosted/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "hosted-mounts"},
 			Fields:       pageFields(nil),
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -101,7 +104,7 @@ func pathMounts(b *backend) []*framework.Path {
 			HelpSynopsis: pathMountsHelpSyn, HelpDescription: pathMountsHelpDesc,
 		},
 		{
-			Pattern:        "mounts/(?P<name>[^/]+)$",
+			Pattern:        "hosted/(?P<name>[^/]+)$",
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "hosted-mount"},
 			Fields:         fields,
 			ExistenceCheck: b.mountExists,
@@ -188,13 +191,9 @@ func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *f
 		return reqerr.Respond(err)
 	}
 	resp := b.mountResponse(ctx, m)
-	switch st := resp.Data["state"]; {
-	case st == hosting.StatePendingReload:
+	if resp.Data["state"] == hosting.StatePendingReload {
 		resp.AddWarning(fmt.Sprintf("the plugin's sudo or unauthenticated paths differ from those Vault enforces for this name; until Vault reads them its requests are refused: run `"+
 			hosting.ReloadCommandFormat+"`", req.MountPoint))
-	case b.host.PendingPublish(name):
-		resp.AddWarning(fmt.Sprintf("until Vault reads this mount's paths (`"+hosting.ReloadCommandFormat+"`), every path under %s%s%s/ needs sudo",
-			req.MountPoint, req.MountPoint, hosting.Prefix, name))
 	}
 	return resp, nil
 }

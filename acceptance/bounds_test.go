@@ -27,7 +27,7 @@ func startWithProbe(t *testing.T) (*client.Client, *vaulttest.Server) {
 func TestHostedAnswersAreBounded(t *testing.T) {
 	docker, v := startWithProbe(t)
 	v.MustRun(t, "write", "runtimes/config", "max_hosted_response_bytes=2097152")
-	v.MustRun(t, "write", "runtimes/mounts/p", "plugin=probe")
+	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
 	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
 	before := waitForState(t, v, "p", "running")
 
@@ -46,7 +46,7 @@ func TestHostedAnswersAreBounded(t *testing.T) {
 	if read.Data["open"] != true || after.Data.Restarts != 0 || after.Data.ContainerID != before.Data.ContainerID {
 		t.Fatalf("after the refused answer: %v, %+v", read.Data, after.Data)
 	}
-	v.MustRun(t, "delete", "runtimes/mounts/p")
+	v.MustRun(t, "delete", "runtimes/hosted/p")
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }

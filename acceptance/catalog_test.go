@@ -217,6 +217,7 @@ func TestOpenAPIDescribesThePlugin(t *testing.T) {
 	for _, path := range []string{
 		"/runtimes/catalog/", "/runtimes/catalog/{type}/{name}",
 		"/runtimes/plugins/catalog/{type}/{name}", "/runtimes/plugins/catalog/{type}/{name}/check",
+		"/runtimes/hosted/{name}", "/runtimes/hosted/",
 	} {
 		item, ok := doc.Data.Paths[path]
 		if !ok {

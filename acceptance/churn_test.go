@@ -68,9 +68,9 @@ func TestChurnOnOneMountName(t *testing.T) {
 				case c >= 4:
 					count("data read", vaultHTTP(v, http.MethodGet, "runtimes/mounts/churn/a", nil))
 				case (c+i)%3 == 0:
-					count("create", vaultHTTP(v, http.MethodPut, "runtimes/mounts/churn", map[string]interface{}{"plugin": "kv"}))
+					count("create", vaultHTTP(v, http.MethodPut, "runtimes/hosted/churn", map[string]interface{}{"plugin": "kv"}))
 				case (c+i)%3 == 1:
-					count("delete", vaultHTTP(v, http.MethodDelete, "runtimes/mounts/churn?force=true", nil))
+					count("delete", vaultHTTP(v, http.MethodDelete, "runtimes/hosted/churn?force=true", nil))
 				default:
 					count("reload", vaultHTTP(v, http.MethodPut, "runtimes/plugins/reload", map[string]interface{}{"mounts": "churn"}))
 				}
@@ -89,11 +89,11 @@ func TestChurnOnOneMountName(t *testing.T) {
 	}
 
 	var st mountState
-	stored := vaultHTTP(v, http.MethodGet, "runtimes/mounts/churn", nil) == 200
+	stored := vaultHTTP(v, http.MethodGet, "runtimes/hosted/churn", nil) == 200
 	running := containersOf(t, docker, v.ClusterID)
 	if stored {
 		v.MustRun(t, "write", "runtimes/mounts/churn/a", "v=last")
-		v.MustJSON(t, &st, "read", "runtimes/mounts/churn")
+		v.MustJSON(t, &st, "read", "runtimes/hosted/churn")
 		running = containersOf(t, docker, v.ClusterID)
 		if st.Data.State != "running" || len(running) != 1 || !strings.HasPrefix(st.Data.ContainerID, strings.Fields(running[0])[0]) {
 			t.Fatalf("the mount left: %+v; containers %v", st.Data, running)

@@ -199,7 +199,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	cl.must(t, standby, "POST", "runtimes/catalog/container/kv-rt", map[string]any{"oci_runtime": "runc", "memory_bytes": "134217728"})
 	cl.must(t, standby, "POST", "runtimes/plugins/catalog/secret/kv", map[string]any{
 		"oci_image": testimage.KVName, "version": testimage.KVVersion, "sha256": kvID, "runtime": "kv-rt"})
-	cl.must(t, standby, "POST", "runtimes/mounts/kv", map[string]any{"plugin": "kv"})
+	cl.must(t, standby, "POST", "runtimes/hosted/kv", map[string]any{"plugin": "kv"})
 	for i := 0; i < 100; i++ {
 		cl.must(t, standby, "POST", fmt.Sprintf("runtimes/mounts/kv/app/s%03d", i), map[string]any{"value": fmt.Sprint("secret-", i)})
 	}

@@ -49,7 +49,7 @@ func TestClientsHangingUpLeaveTheMountRunning(t *testing.T) {
 			hostKV(t, v, kvID, oci, "kv")
 			v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=1")
 			var before mountState
-			v.MustJSON(t, &before, "read", "runtimes/mounts/kv")
+			v.MustJSON(t, &before, "read", "runtimes/hosted/kv")
 
 			hangUp(t, v, "runtimes/mounts/kv/a", 8, 50)
 			assertServing := func(when string) {
@@ -57,7 +57,7 @@ func TestClientsHangingUpLeaveTheMountRunning(t *testing.T) {
 				var read readResult
 				v.MustJSON(t, &read, "read", "runtimes/mounts/kv/a")
 				var st mountState
-				v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+				v.MustJSON(t, &st, "read", "runtimes/hosted/kv")
 				if read.Data["v"] != "1" || st.Data.State != "running" || st.Data.Restarts != 0 || st.Data.ContainerID != before.Data.ContainerID {
 					t.Fatalf("%s: read %v, mount %+v (before %s)", when, read.Data, st.Data, before.Data.ContainerID)
 				}
@@ -72,7 +72,7 @@ func TestClientsHangingUpLeaveTheMountRunning(t *testing.T) {
 			hangUp(t, v, "runtimes/mounts/kv/a", 8, 3)
 			began := time.Now()
 			var st mountState
-			v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+			v.MustJSON(t, &st, "read", "runtimes/hosted/kv")
 			if waited := time.Since(began); waited > 30*time.Second || st.Data.State != "running" {
 				t.Errorf("the settings of a paused mount took %s: %+v", waited, st.Data)
 			}

@@ -19,7 +19,7 @@ func waitForState(t *testing.T, v *vaulttest.Server, mount, want string) mountSt
 	t.Helper()
 	var st mountState
 	eventually(t, mount+" to be "+want, func() error {
-		v.MustJSON(t, &st, "read", "runtimes/mounts/"+mount)
+		v.MustJSON(t, &st, "read", "runtimes/hosted/"+mount)
 		if st.Data.State != want {
 			return fmt.Errorf("state %s (%s)", st.Data.State, st.Data.Reason)
 		}
@@ -34,7 +34,7 @@ func waitForState(t *testing.T, v *vaulttest.Server, mount, want string) mountSt
 func TestHostedPluginSudoAndIsolation(t *testing.T) {
 	docker, v := startWithProbe(t)
 
-	out, errOut, code := v.Run(t, "write", "runtimes/mounts/p", "plugin=probe")
+	out, errOut, code := v.Run(t, "write", "runtimes/hosted/p", "plugin=probe")
 	if code != 0 || !strings.Contains(folded(out+errOut), "vault write sys/plugins/reload/backend mounts=runtimes/") {
 		t.Fatalf("create: exit %d\n%s%s", code, out, errOut)
 	}
@@ -49,7 +49,7 @@ func TestHostedPluginSudoAndIsolation(t *testing.T) {
 
 	policy := `
 path "runtimes/mounts/*" { capabilities = ["create", "read", "update", "delete", "list"] }
-path "runtimes/mounts"   { capabilities = ["read", "list"] }
+path "runtimes/hosted"   { capabilities = ["read", "list"] }
 `
 	if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(policy), "policy", "write", "hosted-no-sudo", "-"); code != 0 {
 		t.Fatal(errOut)
@@ -61,10 +61,10 @@ path "runtimes/mounts"   { capabilities = ["read", "list"] }
 	}{
 		{[]string{"read", "runtimes/mounts/p/open"}, true},
 		{[]string{"read", "runtimes/mounts/p/admin"}, false}, // the plugin's root path
-		{[]string{"read", "runtimes/mounts/p"}, false},       // the mount's settings
-		{[]string{"list", "runtimes/mounts"}, false},         // the mounts
-		{[]string{"write", "runtimes/mounts/new", "plugin=probe"}, false},
-		{[]string{"delete", "runtimes/mounts/p"}, false},
+		{[]string{"read", "runtimes/hosted/p"}, false},       // the mount's settings
+		{[]string{"list", "runtimes/hosted"}, false},         // the mounts
+		{[]string{"write", "runtimes/hosted/new", "plugin=probe"}, false},
+		{[]string{"delete", "runtimes/hosted/p"}, false},
 	} {
 		_, errOut, code := v.RunAs(t, noSudo, tc.args...)
 		if tc.allowed && code != 0 {
@@ -96,7 +96,7 @@ path "runtimes/mounts"   { capabilities = ["read", "list"] }
 	if code != 2 || !strings.Contains(folded(errOut), "unable to delete plugin secret/probe. Hosted mounts=[p] are using it.") {
 		t.Fatalf("deleting a hosted plugin: exit %d\n%s", code, errOut)
 	}
-	v.MustRun(t, "delete", "runtimes/mounts/p")
+	v.MustRun(t, "delete", "runtimes/hosted/p")
 	v.MustRun(t, "delete", "runtimes/plugins/catalog/secret/probe")
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
@@ -109,7 +109,7 @@ func TestHostedKVLeases(t *testing.T) {
 	kvID := testimage.BuildKV(t, docker)
 	v := vaulttest.StartDev(t, "runtimes")
 	hostKV(t, v, kvID, "runc")
-	v.MustRun(t, "write", "runtimes/mounts/leased", "plugin=kv", "options=leased_passthrough=true")
+	v.MustRun(t, "write", "runtimes/hosted/leased", "plugin=kv", "options=leased_passthrough=true")
 	v.MustRun(t, "write", "runtimes/mounts/leased/db", "password=x", "ttl=1h")
 
 	var secret struct {
@@ -123,15 +123,15 @@ func TestHostedKVLeases(t *testing.T) {
 	}
 	v.MustRun(t, "lease", "renew", secret.LeaseID)
 
-	_, errOut, code := v.Run(t, "delete", "runtimes/mounts/leased")
+	_, errOut, code := v.Run(t, "delete", "runtimes/hosted/leased")
 	if code != 2 || !strings.Contains(folded(errOut), "hosted mount leased has 1 leases outstanding: revoke them first with `vault lease revoke -prefix runtimes/mounts/leased/`") {
 		t.Fatalf("deleting a mount with a lease out: exit %d\n%s", code, errOut)
 	}
 	v.MustRun(t, "lease", "revoke", secret.LeaseID)
-	v.MustRun(t, "delete", "runtimes/mounts/leased")
+	v.MustRun(t, "delete", "runtimes/hosted/leased")
 
 	// Without leased_passthrough a kv read registers no lease, as in Vault.
-	v.MustRun(t, "write", "runtimes/mounts/plain", "plugin=kv")
+	v.MustRun(t, "write", "runtimes/hosted/plain", "plugin=kv")
 	v.MustRun(t, "write", "runtimes/mounts/plain/db", "password=x", "ttl=1h")
 	v.MustJSON(t, &secret, "read", "runtimes/mounts/plain/db")
 	if secret.LeaseID != "" {
@@ -141,13 +141,12 @@ func TestHostedKVLeases(t *testing.T) {
 	if out := v.MustRun(t, "path-help", "runtimes/mounts/plain/db"); !strings.Contains(out, "Pass-through secret storage") {
 		t.Fatalf("path-help of a hosted path:\n%s", out)
 	}
-	v.MustRun(t, "delete", "runtimes/mounts/plain")
 
 	// The same kv registered under another name leases no more: the rule
 	// is what the plugin returned, not what it is called.
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kvh", "oci_image="+testimage.KVName,
 		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=runc")
-	v.MustRun(t, "write", "runtimes/mounts/renamed", "plugin=kvh")
+	v.MustRun(t, "write", "runtimes/hosted/renamed", "plugin=kvh")
 	v.MustRun(t, "write", "runtimes/mounts/renamed/db", "password=x", "ttl=1h")
 	for i := 0; i < 3; i++ {
 		v.MustJSON(t, &secret, "read", "runtimes/mounts/renamed/db")
@@ -155,7 +154,35 @@ func TestHostedKVLeases(t *testing.T) {
 			t.Fatalf("kv registered as kvh registered lease %+v", secret)
 		}
 	}
-	v.MustRun(t, "delete", "runtimes/mounts/renamed") // no force: no lease is out
+
+	// A hosted mount's data is governed by the token's ACL from the first
+	// request, as a Vault mount's is: no sudo, no reload.
+	policy := `path "runtimes/mounts/plain/*" { capabilities = ["create", "read", "update", "list"] }`
+	if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(policy), "policy", "write", "app", "-"); code != 0 {
+		t.Fatal(errOut)
+	}
+	app := strings.TrimSpace(v.MustRun(t, "token", "create", "-field=token", "-policy=app"))
+	for _, tc := range []struct {
+		args    []string
+		allowed bool
+	}{
+		{[]string{"write", "runtimes/mounts/plain/app", "password=y"}, true},
+		{[]string{"read", "runtimes/mounts/plain/app"}, true},
+		{[]string{"list", "runtimes/mounts/plain/"}, true},
+		{[]string{"read", "runtimes/mounts/renamed/db"}, false}, // another mount
+		{[]string{"write", "runtimes/mounts/renamed/db", "password=z"}, false},
+		{[]string{"read", "runtimes/hosted/plain"}, false}, // its settings
+	} {
+		_, errOut, code := v.RunAs(t, app, tc.args...)
+		if tc.allowed && code != 0 {
+			t.Errorf("with policy app, vault %v: exit %d\n%s", tc.args, code, errOut)
+		}
+		if !tc.allowed && (code != 2 || !strings.Contains(errOut, "Code: 403")) {
+			t.Errorf("with policy app, vault %v: exit %d, want 403\n%s", tc.args, code, errOut)
+		}
+	}
+	v.MustRun(t, "delete", "runtimes/hosted/plain")
+	v.MustRun(t, "delete", "runtimes/hosted/renamed") // no force: no lease is out
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }
@@ -258,26 +285,26 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv-broken", "oci_image="+testimage.KVName,
 		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=broken")
 
-	_, errOut, code := v.Run(t, "write", "runtimes/mounts/bad", "plugin=kv-broken")
+	_, errOut, code := v.Run(t, "write", "runtimes/hosted/bad", "plugin=kv-broken")
 	if code != 2 || !strings.Contains(errOut, "Code: 400") || !strings.Contains(folded(errOut), `the Docker Engine has no OCI runtime "nope"`) {
 		t.Fatalf("a mount that cannot start: exit %d\n%s", code, errOut)
 	}
-	if _, _, code := v.Run(t, "read", "runtimes/mounts/bad"); code != 2 {
+	if _, _, code := v.Run(t, "read", "runtimes/hosted/bad"); code != 2 {
 		t.Fatal("a refused mount was stored")
 	}
-	_, errOut, code = v.Run(t, "write", "runtimes/mounts/bad", "plugin=nope")
+	_, errOut, code = v.Run(t, "write", "runtimes/hosted/bad", "plugin=nope")
 	if code != 2 || !strings.Contains(errOut, `no secret plugin "nope" is registered`) {
 		t.Fatalf("a missing plugin: exit %d\n%s", code, errOut)
 	}
 
-	v.MustRun(t, "write", "runtimes/mounts/kv", "plugin=kv")
+	v.MustRun(t, "write", "runtimes/hosted/kv", "plugin=kv")
 	v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=1")
 	before := waitForState(t, v, "kv", "running")
 	// The runtime changes: the running mount keeps its container until a
 	// reload, and says it is outdated.
 	v.MustRun(t, "patch", "runtimes/catalog/container/runc", "memory_bytes=201326592")
 	var st mountState
-	v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+	v.MustJSON(t, &st, "read", "runtimes/hosted/kv")
 	if !st.Data.Outdated || st.Data.ContainerID != before.Data.ContainerID {
 		t.Fatalf("after the runtime's edit: %+v", st.Data)
 	}
@@ -286,7 +313,7 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 	if fmt.Sprint(reload.Data["reloaded"]) != "[kv]" {
 		t.Fatalf("reload: %#v", reload.Data)
 	}
-	v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+	v.MustJSON(t, &st, "read", "runtimes/hosted/kv")
 	info, err := docker.ContainerInspect(context.Background(), st.Data.ContainerID)
 	if st.Data.Outdated || st.Data.ContainerID == before.Data.ContainerID || err != nil || info.HostConfig.Memory != 201326592 {
 		t.Fatalf("after the reload: %+v (%v)", st.Data, err)
@@ -297,7 +324,7 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 		t.Fatalf("data after the reload: %#v", read.Data)
 	}
 	var keys []string
-	v.MustJSON(t, &keys, "list", "runtimes/mounts")
+	v.MustJSON(t, &keys, "list", "runtimes/hosted")
 	if fmt.Sprint(keys) != "[kv]" {
 		t.Fatalf("mounts = %v", keys)
 	}
@@ -305,7 +332,7 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 	// A plugin that keeps dying is not restarted in a loop: the reload
 	// started it once; two kills are restarted, the third fails the mount.
 	for i := 0; i < 3; i++ {
-		v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+		v.MustJSON(t, &st, "read", "runtimes/hosted/kv")
 		if out, err := runDocker("kill", st.Data.ContainerID); err != nil {
 			t.Fatalf("docker kill: %v %s", err, out)
 		}
@@ -317,7 +344,7 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 			t.Fatalf("read after the third kill: exit %d %s", code, errOut)
 		}
 	}
-	v.MustJSON(t, &st, "read", "runtimes/mounts/kv")
+	v.MustJSON(t, &st, "read", "runtimes/hosted/kv")
 	if st.Data.State != "failed" || st.Data.ContainerID != "" {
 		t.Fatalf("after the third kill: %+v", st.Data)
 	}

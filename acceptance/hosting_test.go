@@ -14,7 +14,7 @@ import (
 )
 
 // hostKV registers HashiCorp's kv image with a runtime of the OCI runtime
-// given and hosts it at runtimes/mounts/NAME for each name, kv v2 when the
+// given and hosts it at runtimes/hosted/NAME for each name, kv v2 when the
 // name says so.
 func hostKV(t *testing.T, v *vaulttest.Server, kvID, ociRuntime string, names ...string) {
 	t.Helper()
@@ -34,7 +34,7 @@ func hostKVOn(t *testing.T, v *vaulttest.Server, kvID string, e testimage.Engine
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv", "oci_image="+testimage.KVName,
 		"version="+testimage.KVVersion, "sha256="+kvID, "runtime="+rt)
 	for _, name := range names {
-		args := []string{"write", "runtimes/mounts/" + name, "plugin=kv", "description=kv " + name}
+		args := []string{"write", "runtimes/hosted/" + name, "plugin=kv", "description=kv " + name}
 		if strings.HasPrefix(name, "kv2") {
 			args = append(args, "options=version=2")
 		}
@@ -122,8 +122,8 @@ func TestHostedKV(t *testing.T) {
 
 			// Both mounts are served by one container, under the runtime.
 			var s1, s2 mountState
-			v.MustJSON(t, &s1, "read", "runtimes/mounts/kv1")
-			v.MustJSON(t, &s2, "read", "runtimes/mounts/kv2")
+			v.MustJSON(t, &s1, "read", "runtimes/hosted/kv1")
+			v.MustJSON(t, &s2, "read", "runtimes/hosted/kv2")
 			if s1.Data.State != "running" || s1.Data.ContainerID == "" || s1.Data.ContainerID != s2.Data.ContainerID ||
 				s1.Data.OCIRuntime != e.OCIRuntime || !reflect.DeepEqual(s1.Data.SharedWith, []string{"kv2"}) {
 				t.Fatalf("mount states: %+v / %+v", s1.Data, s2.Data)
@@ -149,14 +149,14 @@ func TestHostedKV(t *testing.T) {
 			if versioned.Data.Data["password"] != "two" {
 				t.Fatalf("kv2 read after the kill: %#v", versioned.Data)
 			}
-			v.MustJSON(t, &s1, "read", "runtimes/mounts/kv1")
+			v.MustJSON(t, &s1, "read", "runtimes/hosted/kv1")
 			if s1.Data.Restarts != 1 || s1.Data.ContainerID == s2.Data.ContainerID {
 				t.Fatalf("after the kill: %+v", s1.Data)
 			}
 
 			v.MustRun(t, "delete", "runtimes/mounts/kv1/app/db")
-			v.MustRun(t, "delete", "runtimes/mounts/kv1")
-			v.MustRun(t, "delete", "runtimes/mounts/kv2")
+			v.MustRun(t, "delete", "runtimes/hosted/kv1")
+			v.MustRun(t, "delete", "runtimes/hosted/kv2")
 			if _, errOut, code := v.Run(t, "read", "runtimes/mounts/kv1/app/db"); code != 2 || !strings.Contains(errOut, "No value found") {
 				t.Fatalf("read of a deleted mount: exit %d %s", code, errOut)
 			}

@@ -44,7 +44,7 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 	// are no lease, whatever its name): set, so both sides lease alike.
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kvb-"+oci, "oci_image="+testimage.KVName,
 		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=bench-"+oci)
-	v.MustRun(t, "write", "runtimes/mounts/kv-"+oci, "plugin=kvb-"+oci, "options=leased_passthrough=true")
+	v.MustRun(t, "write", "runtimes/hosted/kv-"+oci, "plugin=kvb-"+oci, "options=leased_passthrough=true")
 	// Vault's own: the same image and OCI runtime through sys/plugins.
 	hexID := strings.TrimPrefix(kvID, "sha256:")
 	v.MustRun(t, "plugin", "runtime", "register", "-type=container", "-oci_runtime="+oci, "bench-"+oci)
@@ -91,7 +91,7 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 	v.MustRun(t, "plugin", "register", "-sha256="+hexID, "-oci_image="+testimage.KVName, "-runtime=bench-"+oci,
 		"-version="+testimage.KVVersion, "secret", "kv-container-cold-"+oci)
 	hostedCold := timed(func() {
-		v.MustRun(t, "write", "runtimes/mounts/cold-"+oci, "plugin=kv-cold-"+oci)
+		v.MustRun(t, "write", "runtimes/hosted/cold-"+oci, "plugin=kv-cold-"+oci)
 		b.until(t, "GET", "/v1/runtimes/mounts/cold-"+oci+"/nothing")
 	})
 	vaultCold := timed(func() {
@@ -111,7 +111,7 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 	var hostedKills, vaultKills []time.Duration
 	hostedFailed, vaultFailed := 0, 0
 	for i := 0; i < 5; i++ {
-		v.MustJSON(t, &st, "read", "runtimes/mounts/kv-"+oci)
+		v.MustJSON(t, &st, "read", "runtimes/hosted/kv-"+oci)
 		d, failed := b.killAndRead(t, st.Data.ContainerID, "/v1/runtimes/mounts/kv-"+oci+"/key-00001")
 		hostedKills, hostedFailed = append(hostedKills, d), hostedFailed+failed
 		d, failed = b.killAndRead(t, vaultContainer(t, docker, "kv-container-"+oci), "/v1/kv-cont-"+oci+"/key-00001")

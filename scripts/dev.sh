@@ -56,7 +56,7 @@ into an image FROM scratch named kv-plugin:0.25.0):
 
   vault write runtimes/plugins/catalog/secret/kv oci_image=kv-plugin version=v0.25.0 runtime=limited \
       sha256=\$(docker images --no-trunc -q kv-plugin:0.25.0)
-  vault write runtimes/mounts/kv plugin=kv
+  vault write runtimes/hosted/kv plugin=kv
   vault write runtimes/mounts/kv/app password=hunter2 && vault read runtimes/mounts/kv/app
 
 Ctrl-C stops the server.

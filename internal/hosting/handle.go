@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Hosted mount states, as GET mounts/NAME reports them.
+// Hosted mount states, as GET hosted/NAME reports them.
 const (
 	StateStopped       = "stopped"        // not started yet, or its last start failed (the next request retries)
 	StateRunning       = "running"        // serving

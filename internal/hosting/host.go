@@ -274,7 +274,7 @@ func (h *Host) Close(ctx context.Context) {
 	h.containers.close(ctx)
 }
 
-// Status is what GET mounts/NAME adds to the settings.
+// Status is what GET hosted/NAME adds to the settings.
 type Status struct {
 	State       string
 	Reason      string

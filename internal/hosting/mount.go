@@ -52,17 +52,16 @@ func (p Paths) key() string {
 const Prefix = "mounts/"
 
 // SplitPath splits a request path into a hosted mount's name and the path
-// within it: "mounts/kv/data/x" is ("kv", "data/x"), "mounts/kv/" is ("kv",
-// ""). "mounts/kv" is not hosted: it is the mount's own settings.
+// within it: "mounts/kv/data/x" is ("kv", "data/x"); "mounts/kv/" and
+// "mounts/kv" are both ("kv", ""), the plugin's own root, as "kv/" and "kv"
+// are for a Vault mount. The mount's settings live elsewhere (hosted/NAME).
 func SplitPath(path string) (name, rest string, ok bool) {
 	after, ok := strings.CutPrefix(path, Prefix)
 	if !ok {
 		return "", "", false
 	}
-	if name, rest, ok = strings.Cut(after, "/"); !ok {
-		return "", "", false
-	}
-	return name, rest, true
+	name, rest, _ = strings.Cut(after, "/")
+	return name, rest, name != ""
 }
 
 // newUUID gives a new mount its UUID, which names its storage for good.

@@ -14,14 +14,15 @@ type publishedPaths struct {
 }
 
 // SpecialPaths adds to own the paths Vault must enforce for the hosted
-// mounts, and records that Vault has read them. Vault's root paths match
-// the longest prefix, and an exact entry overrides a shorter wildcard:
-// own holds "mounts/*" (every mount's settings, and every path of a mount
-// Vault has not read yet, need sudo); each mount read here adds the exact
-// "mounts/NAME/", which lifts that for its data, plus its plugin's own root
-// and unauthenticated paths under it. An exact entry also matches itself,
-// so the list of a mount's top level keeps needing sudo: an exact
-// "mounts/NAME" instead would lift sudo from a new mount named NAMEx.
+// mounts, and records that Vault has read them: each mount's plugin's own
+// root and unauthenticated paths, under "mounts/NAME/". Everything else under
+// "mounts/" is governed by the token's ACL policy alone, as a Vault mount's
+// paths are. A plugin path that matches its empty path ("" or "*") is also
+// published as the exact "mounts/NAME", the same root reached without the
+// slash: a plugin that makes its root need sudo is not open one character
+// away. An exact "mounts/NAME" cannot shadow another mount's wildcard, as
+// every wildcard published here starts with "mounts/NAME/" and names hold
+// no '/'.
 func (h *Host) SpecialPaths(own *logical.Paths, mounts []*Mount) *logical.Paths {
 	paths := *own
 	paths.Root = append([]string(nil), own.Root...)
@@ -31,17 +32,26 @@ func (h *Host) SpecialPaths(own *logical.Paths, mounts []*Mount) *logical.Paths 
 	defer p.mu.Unlock()
 	p.byName = map[string]string{}
 	for _, m := range mounts {
-		prefix := Prefix + m.Name + "/"
-		paths.Root = append(paths.Root, prefix)
-		for _, r := range m.Paths.Root {
-			paths.Root = append(paths.Root, prefix+r)
-		}
-		for _, u := range m.Paths.Unauthenticated {
-			paths.Unauthenticated = append(paths.Unauthenticated, prefix+u)
-		}
+		paths.Root = append(paths.Root, publish(m.Name, m.Paths.Root)...)
+		paths.Unauthenticated = append(paths.Unauthenticated, publish(m.Name, m.Paths.Unauthenticated)...)
 		p.byName[m.Name] = m.Paths.key()
 	}
 	return &paths
+}
+
+// publish gives a mount's plugin paths as Vault must hold them.
+func publish(name string, declared []string) []string {
+	var out []string
+	prefix := Prefix + name + "/"
+	bare := false
+	for _, d := range declared {
+		out = append(out, prefix+d)
+		bare = bare || d == "" || d == "*"
+	}
+	if bare {
+		out = append(out, Prefix+name)
+	}
+	return out
 }
 
 // pending reports whether the special paths Vault enforces for a mount's
@@ -60,13 +70,4 @@ func (p *publishedPaths) pending(m *Mount) bool {
 		return !m.Paths.empty()
 	}
 	return published != m.Paths.key()
-}
-
-// PendingPublish reports whether Vault has not read a mount's paths yet:
-// until it does, the "mounts/*" wildcard makes every path of it need sudo.
-func (h *Host) PendingPublish(name string) bool {
-	h.published.mu.Lock()
-	defer h.published.mu.Unlock()
-	_, ok := h.published.byName[name]
-	return !ok
 }

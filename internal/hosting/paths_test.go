@@ -14,8 +14,10 @@ func TestHostedPath(t *testing.T) {
 	for path, want := range map[string][3]interface{}{
 		"mounts/kv/data/x": {"kv", "data/x", true},
 		"mounts/kv/":       {"kv", "", true},
-		"mounts/kv":        {"", "", false}, // the mount's own settings
+		"mounts/kv":        {"kv", "", true}, // the plugin's root, as "kv" is for a Vault mount
 		"mounts/":          {"", "", false},
+		"mounts":           {"", "", false},
+		"hosted/kv":        {"", "", false}, // the mount's settings
 		"catalog/x":        {"", "", false},
 	} {
 		name, rest, ok := SplitPath(path)
@@ -48,51 +50,59 @@ func rootPath(roots []string, path string) bool {
 
 func TestSpecialPathsOfHostedMounts(t *testing.T) {
 	h := New(Config{})
-	own := &logical.Paths{Root: []string{"catalog", "catalog/*", "mounts", "mounts/*", "plugins/reload"}}
+	own := &logical.Paths{Root: []string{"catalog", "catalog/*", "hosted", "hosted/*", "plugins/reload"}}
 	mounts := []*Mount{
 		{Name: "kv"},
 		{Name: "pki", Paths: Paths{Root: []string{"root/*", "admin"}, Unauthenticated: []string{"ca/pem"}}},
+		{Name: "locked", Paths: Paths{Root: []string{"*"}}},
+		{Name: "open", Paths: Paths{Unauthenticated: []string{""}}},
 	}
 	paths := h.SpecialPaths(own, mounts)
 	for path, sudo := range map[string]bool{
-		"mounts":       true,
-		"mounts/":      true,
-		"mounts/kv":    true, // settings
-		"mounts/new":   true, // a mount to create
-		"mounts/new/x": true, // a mount Vault has not read: everything needs sudo
-		// An exact entry matches itself too: the list of a mount's top
-		// level needs sudo. ("mounts/kv" exact instead would lift sudo from
-		// a new mount named "kvx": the safe way round.)
-		"mounts/kv/":           true,
+		"hosted":               true,
+		"hosted/kv":            true,  // settings
+		"hosted/new":           true,  // a mount to create
+		"mounts/new/x":         false, // a mount without special paths: the ACL alone
+		"mounts/kv":            false,
+		"mounts/kv/":           false,
 		"mounts/kv/data/x":     false,
 		"mounts/pki/issue/x":   false,
 		"mounts/pki/admin":     true,
 		"mounts/pki/admin2":    false,
 		"mounts/pki/root/sign": true,
-		"catalog/container/x":  true,
-		"plugins/reload":       true,
+		"mounts/pkix/admin":    false,
+		// A plugin whose every path needs sudo: its root without the slash too.
+		"mounts/locked":       true,
+		"mounts/locked/":      true,
+		"mounts/locked/x":     true,
+		"mounts/lockedx/y":    false,
+		"catalog/container/x": true,
+		"plugins/reload":      true,
 	} {
 		if got := rootPath(paths.Root, path); got != sudo {
 			t.Errorf("%s: sudo %v, want %v (root paths %v)", path, got, sudo, paths.Root)
 		}
 	}
-	if !reflect.DeepEqual(paths.Unauthenticated, []string{"mounts/pki/ca/pem"}) {
-		t.Errorf("unauthenticated = %v", paths.Unauthenticated)
+	if want := []string{"mounts/pki/ca/pem", "mounts/open/", "mounts/open"}; !reflect.DeepEqual(paths.Unauthenticated, want) {
+		t.Errorf("unauthenticated = %v, want %v", paths.Unauthenticated, want)
 	}
 	if len(own.Root) != 5 {
 		t.Errorf("the backend's own paths changed: %v", own.Root)
 	}
 
 	// Read by Vault now: pending only when its paths changed since.
-	if h.published.pending(mounts[1]) || h.PendingPublish("kv") {
+	if h.published.pending(mounts[1]) || h.published.pending(mounts[0]) {
 		t.Error("a mount Vault has read is pending")
 	}
 	changed := &Mount{Name: "pki", Paths: Paths{Root: []string{"other"}}}
 	if !h.published.pending(changed) {
 		t.Error("a mount whose root paths changed is not pending")
 	}
+	if !h.published.pending(&Mount{Name: "pki"}) {
+		t.Error("a mount whose special paths shrank to none is not pending")
+	}
 	fresh := &Mount{Name: "new", Paths: Paths{Root: []string{"admin"}}}
-	if !h.published.pending(fresh) || !h.PendingPublish("new") {
+	if !h.published.pending(fresh) {
 		t.Error("a new mount with root paths is not pending")
 	}
 	if h.published.pending(&Mount{Name: "plain"}) {
