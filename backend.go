@@ -125,6 +125,9 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		if err != nil && resp == nil {
 			return reqerr.Respond(err)
 		}
+		if err == nil {
+			return wrappable(req, resp)
+		}
 		// The plugin's own error response (kv's check-and-set mismatch:
 		// logical.ErrorResponse with ErrInvalidRequest) goes back whole.
 		return resp, err

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -174,17 +175,23 @@ func listResponse(keys []string, keyInfo map[string]interface{}) *logical.Respon
 	return &logical.Response{Data: map[string]interface{}{"keys": keys, "key_info": keyInfo}}
 }
 
-// wrappable makes a list response one Vault can wrap. Vault wraps a list
-// only if its "keys" is a []string, which a response from an external plugin
-// never is after crossing gRPC as JSON, so a wrapped list from any external
-// plugin fails with "unsupported path". Without "keys" Vault wraps the rest,
-// as it does for its own catalog, which has no keys; the names are in
-// key_info.
-func wrappable(req *logical.Request, resp *logical.Response) *logical.Response {
-	if req.Operation == logical.ListOperation && req.WrapInfo != nil {
-		delete(resp.Data, "keys")
+// wrappable makes a list response one Vault can wrap, and unwrap to the
+// list itself. Vault wraps a list only if its "keys" is a []string, which a
+// response from an external plugin never is after crossing gRPC as JSON, so
+// a wrapped list from any external plugin fails with "unsupported path"
+// (Vault's own containerized kv too). A raw body has no "keys" for Vault to
+// check, and unwrapping a raw body answers with that body: Vault's envelope
+// around the list, as an unwrapped list answers. An empty list stays as it
+// is, for Vault's rule that a wrapped list of nothing is a 404. Every list
+// of this plugin's, its own and its hosted mounts', is wrapped by this.
+func wrappable(req *logical.Request, resp *logical.Response) (*logical.Response, error) {
+	if req.Operation != logical.ListOperation || req.WrapInfo == nil || resp == nil || resp.Secret != nil || resp.Auth != nil {
+		return resp, nil
 	}
-	return resp
+	if keys, ok := resp.Data["keys"]; !ok || reflect.ValueOf(keys).Kind() != reflect.Slice || reflect.ValueOf(keys).Len() == 0 {
+		return resp, nil
+	}
+	return rawDataResponse(req.ID, resp.Data, resp.Warnings)
 }
 
 // listBodyCache keeps one list body for the catalog generation it was

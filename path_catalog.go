@@ -245,7 +245,7 @@ func (b *backend) pathRuntimesList(ctx context.Context, req *logical.Request, d 
 	}
 	resp := listResponse(keys, keyInfo)
 	resp.Data["runtimes"] = runtimes
-	return wrappable(req, resp), nil
+	return wrappable(req, resp)
 }
 
 // runtimeName validates the type and name captured from the path.

@@ -3,6 +3,7 @@ package runtimecatalog
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -267,28 +268,50 @@ func TestRuntimeList(t *testing.T) {
 	}
 }
 
-// A wrapped list is ordinary response data, which Vault can store in the
-// wrapping token; it holds the same runtimes as the raw one.
+// A wrapped list is a raw body of Vault's envelope, which Vault stores in
+// the wrapping token and answers the unwrap with: the same keys, key_info
+// and runtimes as an unwrapped list.
 func TestRuntimeListWrapped(t *testing.T) {
 	b, s := newTestBackend(t)
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"cpu_nanos": 30000000})
-	req := &logical.Request{Operation: logical.ListOperation, Path: "catalog/", Storage: s, WrapInfo: &logical.RequestWrapInfo{TTL: 60}}
+	req := &logical.Request{ID: "id", Operation: logical.ListOperation, Path: "catalog/", Storage: s, WrapInfo: &logical.RequestWrapInfo{TTL: 60}}
 	resp, err := b.HandleRequest(context.Background(), req)
 	if err != nil || resp == nil {
 		t.Fatal(resp, err)
 	}
-	if _, raw := resp.Data[logical.HTTPRawBody]; raw {
-		t.Fatal("a wrapped list must not be raw")
-	}
 	if _, ok := resp.Data["keys"]; ok {
-		t.Fatal("a wrapped list must not carry keys: Vault cannot wrap them from an external plugin")
+		t.Fatal("a wrapped list carries keys: Vault cannot wrap them from an external plugin")
 	}
-	if rs := resp.Data["runtimes"].([]map[string]interface{}); rs[0]["cpu_nanos"] != int64(30000000) {
+	envelope := rawEnvelope(t, resp)
+	if envelope.RequestID != "id" || !reflect.DeepEqual(envelope.Data["keys"], []interface{}{"r"}) {
+		t.Fatalf("wrapped list = %#v", envelope)
+	}
+	if rs := envelope.Data["runtimes"].([]interface{}); rs[0].(map[string]interface{})["cpu_nanos"] != float64(30000000) {
 		t.Fatalf("runtimes = %#v", rs)
 	}
-	if info := resp.Data["key_info"].(map[string]interface{}); !reflect.DeepEqual(info["r"], map[string]interface{}{"oci_runtime": "runsc"}) {
+	if info := envelope.Data["key_info"].(map[string]interface{}); !reflect.DeepEqual(info["r"], map[string]interface{}{"oci_runtime": "runsc"}) {
 		t.Fatalf("key_info = %#v", info)
 	}
+	// An empty list stays as it is, for Vault to answer 404 as for its own.
+	mustDo(t, b, s, logical.DeleteOperation, "catalog/container/r", nil)
+	if resp, err := b.HandleRequest(context.Background(), req); err != nil || resp.Data[logical.HTTPRawBody] != nil {
+		t.Fatalf("an empty wrapped list: %#v %v", resp, err)
+	}
+}
+
+// rawEnvelope decodes a raw JSON body of Vault's response envelope.
+func rawEnvelope(t *testing.T, resp *logical.Response) logical.HTTPResponse {
+	t.Helper()
+	raw, ok := resp.Data[logical.HTTPRawBody].(string)
+	if !ok || resp.Data[logical.HTTPContentType] != "application/json" {
+		t.Fatalf("not a raw JSON body: %#v", resp.Data)
+	}
+	body, err := base64.StdEncoding.DecodeString(raw)
+	var envelope logical.HTTPResponse
+	if err != nil || json.Unmarshal(body, &envelope) != nil {
+		t.Fatalf("raw body %q: %v", raw, err)
+	}
+	return envelope
 }
 
 // The encoded list follows every change: writes, deletes and invalidations.

@@ -105,7 +105,10 @@ func (b *backend) listsGzipped(ctx context.Context, req *logical.Request) (bool,
 func (b *backend) listAnswer(ctx context.Context, req *logical.Request, resp *logical.Response) (*logical.Response, error) {
 	gzipped, err := b.listsGzipped(ctx, req)
 	if err != nil || !gzipped || len(resp.Warnings) > 0 {
-		return wrappable(req, resp), err
+		if err != nil {
+			return nil, err
+		}
+		return wrappable(req, resp)
 	}
 	return gzipData(req.ID, resp.Data)
 }

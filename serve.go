@@ -13,6 +13,7 @@ import (
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/vault/sdk/helper/pluginutil"
+	"github.com/hashicorp/vault/sdk/logical"
 	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/grpc"
@@ -98,8 +99,8 @@ func passHostedRequests(ctx context.Context, req interface{}, info *grpc.UnarySe
 		return handler(ctx, req)
 	}
 	args, ok := req.(*pb.HandleRequestArgs)
-	if !ok || args.Request == nil {
-		return handler(ctx, req)
+	if !ok || args.Request == nil || wrappedList(args.Request) {
+		return handler(ctx, req) // a wrapped list is made wrappable by HandleRequest
 	}
 	name, rest, hosted := hosting.SplitPath(args.Request.Path)
 	if !hosted {
@@ -114,4 +115,8 @@ func passHostedRequests(ctx context.Context, req interface{}, info *grpc.UnarySe
 		return handler(ctx, req)
 	}
 	return b.(*backend).host.ForwardProto(ctx, name, rest, args)
+}
+
+func wrappedList(r *pb.Request) bool {
+	return r.Operation == string(logical.ListOperation) && r.WrapInfo != nil
 }
