@@ -50,3 +50,42 @@ func TestHostedAnswersAreBounded(t *testing.T) {
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }
+
+// A plugin that panics on one path, or goes past its memory limit on one,
+// fails only the requests to that path: each is answered 502 with the
+// exit, not sent again, and the mount stays running and serves its other
+// paths on a new container, however often that path is asked.
+func TestPluginKilledByOneRequest(t *testing.T) {
+	docker, v := startWithProbe(t)
+	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc", "memory_bytes=67108864")
+	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
+	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
+	waitForState(t, v, "p", "running")
+
+	var read readResult
+	v.MustJSON(t, &read, "read", "runtimes/mounts/p/alloc", "mb=8")
+	if read.Data["allocated_mb"] != float64(8) {
+		t.Fatalf("an allocation under the limit: %v", read.Data)
+	}
+	for i := 0; i < 4; i++ { // more than the crash-loop rule's 3, each right after a start
+		_, errOut, code := v.Run(t, "read", "runtimes/mounts/p/panic")
+		if code != 2 || !strings.Contains(errOut, "Code: 502") || !strings.Contains(folded(errOut), "exited with code 2") ||
+			!strings.Contains(folded(errOut), "probe: asked to panic") || !strings.Contains(folded(errOut), "this request is not sent again") {
+			t.Fatalf("panic %d: exit %d\n%s", i, code, errOut)
+		}
+		v.MustJSON(t, &read, "read", "runtimes/mounts/p/open")
+	}
+	_, errOut, code := v.Run(t, "read", "runtimes/mounts/p/alloc", "mb=200")
+	if code != 2 || !strings.Contains(errOut, "Code: 502") || !strings.Contains(folded(errOut), "exited with code 137") ||
+		!strings.Contains(folded(errOut), "memory_bytes 67108864") || !strings.Contains(folded(errOut), "this request is not sent again") {
+		t.Fatalf("an allocation past the limit: exit %d\n%s", code, errOut)
+	}
+	v.MustJSON(t, &read, "read", "runtimes/mounts/p/open")
+	st := waitForState(t, v, "p", "running")
+	if st.Data.Restarts != 5 || read.Data["open"] != true {
+		t.Fatalf("after 4 panics and an OOM: %+v, %v", st.Data, read.Data)
+	}
+	v.MustRun(t, "delete", "runtimes/hosted/p")
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}

@@ -264,6 +264,13 @@ func (r *Running) MemoryKilled() bool {
 	return done && code == 137 && r.Runner.run.HostConfig.Memory > 0
 }
 
+// ExitCode is the plugin container's exit code, once it has exited: 128+n
+// for a death by signal n.
+func (r *Running) ExitCode() (int, bool) {
+	done, code := r.Runner.Exited()
+	return int(code), done
+}
+
 // Exited reports whether the plugin's process has ended (its container
 // exited or was killed).
 func (r *Running) Exited() bool {

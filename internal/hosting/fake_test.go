@@ -91,7 +91,8 @@ type fakePlugin struct {
 	id          string
 	multiplexed bool
 	exited      atomic.Bool
-	oom         atomic.Bool // its kill was its memory limit's
+	oom         atomic.Bool  // its kill was its memory limit's
+	exitCode    atomic.Int32 // when exited: 137 (killed) unless set
 	stopped     atomic.Bool
 	mu          sync.Mutex
 	backends    map[string]*fakeBackend
@@ -119,13 +120,21 @@ func (p *fakePlugin) Explain(cause error) error {
 	if p.oom.Load() {
 		return fmt.Errorf("plugin container exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 67108864); last output: %w", cause)
 	}
-	if p.exited.Load() {
+	if code, exited := p.ExitCode(); exited && code == 137 {
 		return fmt.Errorf("plugin container exited with code 137 (killed); last output: %w", cause)
+	} else if exited {
+		return fmt.Errorf("plugin container exited with code %d; last output: %w", code, cause)
 	}
 	return cause
 }
 func (p *fakePlugin) ContainerID() string { return p.id }
 func (p *fakePlugin) MemoryKilled() bool  { return p.exited.Load() && p.oom.Load() }
+func (p *fakePlugin) ExitCode() (int, bool) {
+	if code := p.exitCode.Load(); code != 0 {
+		return int(code), p.exited.Load()
+	}
+	return 137, p.exited.Load()
+}
 func (p *fakePlugin) Stop(context.Context) {
 	p.stopOnce.Do(func() { p.stopped.Store(true); close(p.stopCh) })
 }

@@ -58,7 +58,11 @@ type handle struct {
 	retryAt    time.Time
 	retryAfter time.Duration
 	dead       bool // a forwarded call found the plugin gone
-	removed    bool // deleted: never started again
+	// killedByRequest: it died during a request that may have killed it
+	// (requestKilled), which the crash-loop rule does not count: a plugin
+	// that panics on one path must not fail the mount for every path.
+	killedByRequest bool
+	removed         bool // deleted: never started again
 
 	leases leaseCount
 }
@@ -153,7 +157,11 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 				if !hd.dead { // found gone before a request reached it: ask why
 					hd.lastExit = hd.run.container.plugin.Explain(errContainerGone).Error()
 				}
-				crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
+				if hd.killedByRequest {
+					hd.crash.lastCause = hd.lastExit // the request's doing, not a crash of the plugin's
+				} else {
+					crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
+				}
 				hd.host.cfg.Logger.Warn("hosted plugin is gone", "mount", hd.name, "cause", hd.lastExit, "restarting", !crashed)
 			}
 			hd.stopLocked()
@@ -208,23 +216,39 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
 				"its restart: %v", hd.name, cause))
 		}
-		hd.markDead(run, cause)
-		if plugin.MemoryKilled() {
-			// Sent again, the request would likely take the new container
-			// past its limit too.
+		killedBy := requestKilled(plugin)
+		hd.markDead(run, cause, killedBy != "")
+		if killedBy != "" {
+			// Sent again, the request would likely kill the new container
+			// too, and with it every request the mount serves meanwhile.
 			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: %v; this request is not sent again, "+
-				"as it may be what took the plugin past its memory limit; the next request restarts it", hd.name, cause))
+				"as it may be what %s; the next request restarts it", hd.name, cause, killedBy))
 		}
 	}
 }
 
-// markDead records that the plugin of run is gone, and why; the next
-// request restarts it.
-func (hd *handle) markDead(run *running, cause error) {
+// requestKilled says how a plugin that died during a request may have
+// been killed by it: past its memory limit, or exited with an error of its
+// own (codes 1 to 127: a Go panic is 2). Empty for a death by a signal from
+// outside (docker kill, docker stop, an engine restart): the request did
+// nothing to it and may be sent again.
+func requestKilled(p Plugin) string {
+	if p.MemoryKilled() {
+		return "took the plugin past its memory limit"
+	}
+	if code, exited := p.ExitCode(); exited && code > 0 && code < 128 {
+		return "made the plugin exit (a panic on its path, for one)"
+	}
+	return ""
+}
+
+// markDead records that the plugin of run is gone, and why, and whether a
+// request it served may have killed it; the next request restarts it.
+func (hd *handle) markDead(run *running, cause error, byRequest bool) {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
 	if hd.run == run {
-		hd.dead, hd.lastExit = true, cause.Error()
+		hd.dead, hd.lastExit, hd.killedByRequest = true, cause.Error(), byRequest
 	}
 }
 

@@ -711,6 +711,51 @@ func TestMemoryKillIsNotRetried(t *testing.T) {
 	}
 }
 
+// A plugin that exits with an error of its own on one path (a panic, exit
+// code 2) is not sent that request again, and however often that path is
+// asked, right after a start too, the mount is not failed: its other
+// paths serve, each time on a new container. A kill from outside (137) is
+// still retried once.
+func TestPanicOnOnePathDoesNotFailTheMount(t *testing.T) {
+	e := &fakeEngine{}
+	e.handler = func(_ context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error) {
+		switch req.Path {
+		case "panic":
+			p.exitCode.Store(2)
+			p.kill()
+			return nil, errGone
+		case "killed":
+			if p.id == "c1" {
+				p.kill() // docker kill: 137
+				return nil, errGone
+			}
+		}
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
+	}
+	th := newTestHost(t, e)
+	th.mount(t, "kv", "kv")
+	if c := containerOf(t)(th.read(context.Background(), "kv", "killed")); c != "c2" {
+		t.Fatalf("a request whose plugin was killed from outside was not sent again: %s", c)
+	}
+	for i := 0; i < 2*crashLoopCrashes; i++ {
+		_, err := th.read(context.Background(), "kv", "panic")
+		if code, _ := codeOf(err); code != 502 || !strings.Contains(err.Error(), "exited with code 2") ||
+			!strings.Contains(err.Error(), "this request is not sent again, as it may be what made the plugin exit") {
+			t.Fatalf("request %d to a path that panics: %v", i, err)
+		}
+		if _, err := th.read(context.Background(), "kv", "x"); err != nil {
+			t.Fatalf("after %d panics, another path: %v", i+1, err)
+		}
+	}
+	if st := th.status(t, "kv"); st.State != StateRunning {
+		t.Fatalf("after panics on one path: %+v", st)
+	}
+	// One start for each panic, one for the kill and the first: no retries.
+	if n := th.engine.starts(); n != 2+2*crashLoopCrashes {
+		t.Fatalf("%d starts", n)
+	}
+}
+
 // An answer over the bound is refused by gRPC before it is read; the
 // request gets a 502 naming the bound and where it is set, and the plugin,
 // which did nothing wrong but answer, serves on.

@@ -76,7 +76,7 @@ func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
 		return err
 	}
 	hd.retryAfter, hd.retryAt = 0, time.Time{}
-	hd.state, hd.reason, hd.started, hd.dead = StateRunning, "", time.Now(), false
+	hd.state, hd.reason, hd.started, hd.dead, hd.killedByRequest = StateRunning, "", time.Now(), false, false
 	if hd.host.published.pending(hd.mount) {
 		hd.state = StatePendingReload
 	}

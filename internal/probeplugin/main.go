@@ -1,6 +1,7 @@
 // Command probeplugin is a Vault secrets plugin for the hosting tests: it
 // declares a root (sudo) path, tries to read and list what lies outside
-// the storage it was given, and answers as large as it is asked to.
+// the storage it was given, answers as large as it is asked to, allocates
+// as much as it is asked to, and panics on one path.
 package main
 
 import (
@@ -56,6 +57,35 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 				Operations: map[logical.Operation]framework.OperationHandler{
 					logical.ReadOperation: &framework.PathOperation{Callback: func(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 						return &logical.Response{Data: map[string]interface{}{"big": strings.Repeat("x", d.Get("size").(int))}}, nil
+					}},
+				},
+			},
+			{
+				// panic panics, as a plugin with a bug on one path does; the
+				// SDK does not recover it, so the plugin exits with code 2.
+				Pattern: "panic",
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+						panic("probe: asked to panic")
+					}},
+				},
+			},
+			{
+				// alloc allocates and touches mb MiB and holds them while it
+				// answers: a plugin that goes past its memory limit.
+				Pattern: "alloc",
+				Fields:  map[string]*framework.FieldSchema{"mb": {Type: framework.TypeInt}},
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: func(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+						held := make([][]byte, 0, d.Get("mb").(int))
+						for i := 0; i < cap(held); i++ {
+							chunk := make([]byte, 1<<20)
+							for j := range chunk {
+								chunk[j] = byte(j) // touched, so it is resident
+							}
+							held = append(held, chunk)
+						}
+						return &logical.Response{Data: map[string]interface{}{"allocated_mb": len(held)}}, nil
 					}},
 				},
 			},

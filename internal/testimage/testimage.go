@@ -115,8 +115,8 @@ func RemoveImage(docker *client.Client, id string) {
 // (internal/probeplugin).
 const (
 	ProbeName    = "rc-probe-plugin"
-	ProbeTag     = "0.1.0"
-	ProbeVersion = "v0.1.0"
+	ProbeTag     = "0.2.0"
+	ProbeVersion = "v0.2.0"
 )
 
 // BuildProbe builds the probe plugin's image once per process.
