@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -55,8 +56,12 @@ type Runner struct {
 	removed chan struct{}
 	// outputDone is closed when the container's output stream has ended.
 	outputDone chan struct{}
-	exit       container.WaitResponse
-	waitErr    error
+	// killed is closed when Kill is called: waits cut short by the engine
+	// are not asked again after that.
+	killed   chan struct{}
+	killOnce sync.Once
+	exit     container.WaitResponse
+	waitErr  error
 	// startErr is the engine's reason when it refused to start the
 	// container: it says more than the exit code (127) that comes with it.
 	startErr error
@@ -85,6 +90,7 @@ func NewRunner(engine Engine, logger hclog.Logger, p Plugin, rc *RunConfig, sock
 	return &Runner{
 		engine: engine, logger: logger, plugin: p, run: rc, socketDir: socketDir, rootless: rootless,
 		tail: newLineTail(logTailLines), exited: make(chan struct{}), removed: make(chan struct{}), outputDone: make(chan struct{}),
+		killed: make(chan struct{}),
 	}
 }
 
@@ -135,10 +141,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	removedC, removedErrC := r.engine.ContainerWait(context.Background(), r.id, container.WaitConditionRemoved)
 	go func() {
 		defer close(r.removed)
-		select {
-		case <-removedC:
-		case <-removedErrC:
-		}
+		r.waitUntil(container.WaitConditionRemoved, removedC, removedErrC)
 	}()
 
 	stdoutR, stdoutW := io.Pipe()
@@ -169,14 +172,36 @@ func (r *Runner) Start(ctx context.Context) error {
 // outputGrace bounds how long an exit waits for the last of the output.
 const outputGrace = 2 * time.Second
 
+// waitUntil waits, from the wait already asked for (waitC, errC), until
+// the container reaches cond. A wait that the engine cuts short (its
+// service stopped or restarted, the connection dropped) says nothing of
+// the container, which may live on: Podman's do, held by conmon, and go on
+// serving through their socket. So it is asked again, with a backoff, until
+// the engine answers it, says the container is gone, or Kill gives up.
+func (r *Runner) waitUntil(cond container.WaitCondition, waitC <-chan container.WaitResponse, errC <-chan error) (container.WaitResponse, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case resp := <-waitC:
+			return resp, nil
+		case err := <-errC:
+			if errdefs.IsNotFound(err) {
+				return container.WaitResponse{}, err
+			}
+			select {
+			case <-r.killed:
+				return container.WaitResponse{}, err
+			case <-time.After(backoff):
+			}
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		waitC, errC = r.engine.ContainerWait(context.Background(), r.id, cond)
+	}
+}
+
 func (r *Runner) awaitExit(waitC <-chan container.WaitResponse, errC <-chan error) {
 	defer close(r.exited)
-	select {
-	case resp := <-waitC:
-		r.exit = resp
-	case err := <-errC:
-		r.waitErr = err
-	}
+	r.exit, r.waitErr = r.waitUntil(container.WaitConditionNextExit, waitC, errC)
 	// The exit can be reported before the last output is read: a failure
 	// report quotes it, so wait for the stream's end (briefly).
 	select {
@@ -214,6 +239,7 @@ func (r *Runner) Wait(ctx context.Context) error {
 // Kill stops the container and waits until the engine has removed it, so a
 // caller never leaves a container behind.
 func (r *Runner) Kill(ctx context.Context) error {
+	r.killOnce.Do(func() { close(r.killed) })
 	if r.id == "" {
 		return nil
 	}
