@@ -197,6 +197,13 @@ func (b *backend) startHosted(ctx context.Context, p runtime.Plugin, rt runtime.
 	if err != nil {
 		// An engine that does not answer (restarting, down) is no fault of
 		// the plugin: the host waits and tries again rather than count it.
+		// The start's own error says so when a call could not connect; a
+		// call that failed otherwise is asked about, as the engine may have
+		// gone meanwhile (an idle connection kept from before can still
+		// answer while new ones are refused, so the error comes first).
+		if runtime.IsEngineUnreachable(err) {
+			return nil, fmt.Errorf("%w: the engine at %s: %v", hosting.ErrEngineUnreachable, runtime.EngineAddress(rt.Engine), err)
+		}
 		askCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, askErr := engine.ServerVersion(askCtx); askErr != nil {

@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -149,4 +151,14 @@ func (e *Engines) Close() {
 		}
 		delete(e.clients, address)
 	}
+}
+
+// IsEngineUnreachable reports whether err is a call's failure to reach its
+// engine at all (nothing listens on the socket, or the connection was
+// refused), rather than an answer of the engine's. The Docker client says
+// so in two ways: its own connection error for ordinary calls, and a dial
+// error wrapped for hijacked ones (attach).
+func IsEngineUnreachable(err error) bool {
+	var opErr *net.OpError
+	return client.IsErrConnectionFailed(err) || errors.As(err, &opErr) && opErr.Op == "dial"
 }
