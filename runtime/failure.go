@@ -72,6 +72,9 @@ func (r *Runner) Failure(cause error) error {
 		if r.handshook {
 			when = "after the plugin handshake"
 		}
+		if p := r.tail.Panic(); p != "" && !strings.Contains(tail, p) {
+			tail = p + "\n...\n" + tail
+		}
 		return fmt.Errorf("%w with code %d%s %s; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), when, tail)
 	}
 	if tail == "" || strings.Contains(cause.Error(), tail) {
@@ -110,6 +113,9 @@ type lineTail struct {
 	n       int
 	lines   []string
 	partial string
+	// panic is the first line of a Go panic or fatal error seen, however
+	// long ago: its goroutine dump pushes it out of the tail.
+	panic string
 }
 
 func newLineTail(n int) *lineTail { return &lineTail{n: n} }
@@ -122,11 +128,22 @@ func (t *lineTail) Write(p []byte) (int, error) {
 	t.partial = parts[len(parts)-1]
 	for _, line := range parts[:len(parts)-1] {
 		t.lines = append(t.lines, line)
+		if t.panic == "" && (strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")) {
+			t.panic = line
+		}
 	}
 	if over := len(t.lines) - t.n; over > 0 {
 		t.lines = append([]string(nil), t.lines[over:]...)
 	}
 	return len(p), nil
+}
+
+// Panic is the first line of a Go panic or fatal error in the output, if
+// there was one.
+func (t *lineTail) Panic() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.panic
 }
 
 func (t *lineTail) String() string {

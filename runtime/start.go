@@ -264,11 +264,11 @@ func (r *Running) MemoryKilled() bool {
 	return done && code == 137 && r.Runner.run.HostConfig.Memory > 0
 }
 
-// ExitCode is the plugin container's exit code, once it has exited: 128+n
-// for a death by signal n.
-func (r *Running) ExitCode() (int, bool) {
+// Panicked reports whether the plugin exited as a Go program does when it
+// panics or hits a fatal error: code 2, with the panic in its output.
+func (r *Running) Panicked() bool {
 	done, code := r.Runner.Exited()
-	return int(code), done
+	return done && code == 2 && r.Runner.tail.Panic() != ""
 }
 
 // Exited reports whether the plugin's process has ended (its container

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/docker/docker/api/types"
 	"github.com/hashicorp/vault/sdk/logical"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -92,7 +93,7 @@ type fakePlugin struct {
 	multiplexed bool
 	exited      atomic.Bool
 	oom         atomic.Bool  // its kill was its memory limit's
-	exitCode    atomic.Int32 // when exited: 137 (killed) unless set
+	exitCode    atomic.Int32 // when exited: 137 (killed) unless set; 2 is a panic
 	stopped     atomic.Bool
 	mu          sync.Mutex
 	backends    map[string]*fakeBackend
@@ -120,21 +121,17 @@ func (p *fakePlugin) Explain(cause error) error {
 	if p.oom.Load() {
 		return fmt.Errorf("plugin container exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 67108864); last output: %w", cause)
 	}
-	if code, exited := p.ExitCode(); exited && code == 137 {
+	if p.Panicked() {
+		return fmt.Errorf("plugin container exited with code 2; last output: panic: on this path: %w", cause)
+	}
+	if p.exited.Load() {
 		return fmt.Errorf("plugin container exited with code 137 (killed); last output: %w", cause)
-	} else if exited {
-		return fmt.Errorf("plugin container exited with code %d; last output: %w", code, cause)
 	}
 	return cause
 }
 func (p *fakePlugin) ContainerID() string { return p.id }
 func (p *fakePlugin) MemoryKilled() bool  { return p.exited.Load() && p.oom.Load() }
-func (p *fakePlugin) ExitCode() (int, bool) {
-	if code := p.exitCode.Load(); code != 0 {
-		return int(code), p.exited.Load()
-	}
-	return 137, p.exited.Load()
-}
+func (p *fakePlugin) Panicked() bool      { return p.exited.Load() && p.exitCode.Load() == 2 }
 func (p *fakePlugin) Stop(context.Context) {
 	p.stopOnce.Do(func() { p.stopped.Store(true); close(p.stopCh) })
 }
@@ -322,4 +319,20 @@ func codeOf(err error) (int, error) {
 		return coded.Code(), nil
 	}
 	return 0, errNotCoded
+}
+
+// versionEngine is an engine that answers only ServerVersion, and only
+// when up: how the host asks whether an engine is back.
+type versionEngine struct {
+	runtime.Engine
+	up    atomic.Bool
+	asked atomic.Int32
+}
+
+func (e *versionEngine) ServerVersion(context.Context) (types.Version, error) {
+	e.asked.Add(1)
+	if !e.up.Load() {
+		return types.Version{}, errors.New("connection refused")
+	}
+	return types.Version{Version: "fake"}, nil
 }

@@ -57,12 +57,16 @@ type handle struct {
 	// retryAt; the wait doubles from Config.EngineRetry to engineRetryMax.
 	retryAt    time.Time
 	retryAfter time.Duration
-	dead       bool // a forwarded call found the plugin gone
-	// killedByRequest: it died during a request that may have killed it
-	// (requestKilled), which the crash-loop rule does not count: a plugin
-	// that panics on one path must not fail the mount for every path.
-	killedByRequest bool
-	removed         bool // deleted: never started again
+	// engineAskedAt is when a request last asked the engine whether it is
+	// back, during that wait (engineBackLocked).
+	engineAskedAt time.Time
+	dead          bool // a forwarded call found the plugin gone
+	// notCrash: it died during a request that may have killed it
+	// (requestKilled), or with its engine; the crash-loop rule counts
+	// neither: a plugin that panics on one path must not fail the mount for
+	// every path, nor an engine restart every busy mount.
+	notCrash bool
+	removed  bool // deleted: never started again
 
 	leases leaseCount
 }
@@ -157,8 +161,8 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 				if !hd.dead { // found gone before a request reached it: ask why
 					hd.lastExit = hd.run.container.plugin.Explain(errContainerGone).Error()
 				}
-				if hd.killedByRequest {
-					hd.crash.lastCause = hd.lastExit // the request's doing, not a crash of the plugin's
+				if hd.notCrash {
+					hd.crash.lastCause = hd.lastExit // a request's or the engine's doing, not a crash
 				} else {
 					crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
 				}
@@ -216,8 +220,14 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
 				"its restart: %v", hd.name, cause))
 		}
-		killedBy := requestKilled(plugin)
-		hd.markDead(run, cause, killedBy != "")
+		killedBy, engineDown := requestKilled(plugin), hd.engineAnswers() != nil
+		if engineDown {
+			// Its engine went down with it (dockerd stopping its
+			// containers): neither the request's doing nor a crash. Sent
+			// again, it finds the engine down and says so.
+			killedBy = ""
+		}
+		hd.markDead(run, cause, killedBy != "" || engineDown)
 		if killedBy != "" {
 			// Sent again, the request would likely kill the new container
 			// too, and with it every request the mount serves meanwhile.
@@ -228,27 +238,27 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 }
 
 // requestKilled says how a plugin that died during a request may have
-// been killed by it: past its memory limit, or exited with an error of its
-// own (codes 1 to 127: a Go panic is 2). Empty for a death by a signal from
-// outside (docker kill, docker stop, an engine restart): the request did
-// nothing to it and may be sent again.
+// been killed by it: it went past its memory limit, or panicked (a bug on
+// the request's path). Empty for any other death (docker kill or stop, an
+// engine going down, an exit of its own): the request may be sent again.
 func requestKilled(p Plugin) string {
-	if p.MemoryKilled() {
+	switch {
+	case p.MemoryKilled():
 		return "took the plugin past its memory limit"
-	}
-	if code, exited := p.ExitCode(); exited && code > 0 && code < 128 {
-		return "made the plugin exit (a panic on its path, for one)"
+	case p.Panicked():
+		return "made the plugin panic"
 	}
 	return ""
 }
 
-// markDead records that the plugin of run is gone, and why, and whether a
-// request it served may have killed it; the next request restarts it.
-func (hd *handle) markDead(run *running, cause error, byRequest bool) {
+// markDead records that the plugin of run is gone, and why, and whether
+// its death was something else's doing (a request's, its engine's) rather
+// than a crash; the next request restarts it.
+func (hd *handle) markDead(run *running, cause error, notCrash bool) {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
 	if hd.run == run {
-		hd.dead, hd.lastExit, hd.killedByRequest = true, cause.Error(), byRequest
+		hd.dead, hd.lastExit, hd.notCrash = true, cause.Error(), notCrash
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -621,7 +622,11 @@ func inFlight(th *testHost, _ string) int {
 // starts are not counted, concurrent requests do not each try one, and the
 // mount serves again once the engine answers.
 func TestUnreachableEngineBacksOff(t *testing.T) {
-	th := newTestHostWith(t, nil, func(c *Config) { c.EngineRetry = 10 * time.Second })
+	pinger := &versionEngine{}
+	th := newTestHostWith(t, nil, func(c *Config) {
+		c.EngineRetry = 10 * time.Second
+		c.Engine = func(runtime.Runtime) (runtime.Engine, error) { return pinger, nil }
+	})
 	th.mount(t, "kv", "kv")
 	hd, _ := th.handle(th.store.mounts["kv"])
 	th.engine.last().kill() // dockerd stopped: its containers die with it
@@ -661,12 +666,16 @@ func TestUnreachableEngineBacksOff(t *testing.T) {
 	if hd.retryAfter != engineRetryMax {
 		t.Fatalf("the wait after %d tries: %s", 2*crashLoopCrashes+2, hd.retryAfter)
 	}
+	// Back, it is asked during the wait: the next request starts the
+	// mount, not the first after the wait (here 5 minutes away).
 	hd.mu.Lock()
-	hd.retryAt = time.Now()
+	hd.retryAt = time.Now().Add(5 * time.Minute)
 	hd.mu.Unlock()
 	th.engine.mu.Lock()
 	th.engine.startErr = nil
 	th.engine.mu.Unlock()
+	pinger.up.Store(true)
+	time.Sleep(engineAskEvery)
 	eventually := time.Now().Add(10 * time.Second)
 	for {
 		_, err := th.read(context.Background(), "kv", "x")
@@ -740,7 +749,7 @@ func TestPanicOnOnePathDoesNotFailTheMount(t *testing.T) {
 	for i := 0; i < 2*crashLoopCrashes; i++ {
 		_, err := th.read(context.Background(), "kv", "panic")
 		if code, _ := codeOf(err); code != 502 || !strings.Contains(err.Error(), "exited with code 2") ||
-			!strings.Contains(err.Error(), "this request is not sent again, as it may be what made the plugin exit") {
+			!strings.Contains(err.Error(), "this request is not sent again, as it may be what made the plugin panic") {
 			t.Fatalf("request %d to a path that panics: %v", i, err)
 		}
 		if _, err := th.read(context.Background(), "kv", "x"); err != nil {

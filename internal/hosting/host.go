@@ -35,7 +35,8 @@ type Config struct {
 	// without one.
 	Observations logical.ObservationRecorder
 	// Engine is the engine a runtime's containers run on, for removing the
-	// containers a dead earlier instance left; nil skips that.
+	// containers a dead earlier instance left, and for asking whether an
+	// engine that did not answer is back; nil skips both.
 	Engine func(runtime.Runtime) (runtime.Engine, error)
 	Logger hclog.Logger
 	// StartTimeout bounds one start of a plugin: create, pull, handshake,

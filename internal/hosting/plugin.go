@@ -31,9 +31,9 @@ type Plugin interface {
 	// MemoryKilled reports whether the container was killed under its
 	// memory limit (after Explain, which waits for its exit).
 	MemoryKilled() bool
-	// ExitCode is the plugin's exit code once it has exited (after
-	// Explain): 128+n for a death by signal n.
-	ExitCode() (code int, exited bool)
+	// Panicked reports whether the plugin exited from a panic (after
+	// Explain).
+	Panicked() bool
 	// ContainerID is the container's ID, for the mount's status.
 	ContainerID() string
 	// Stop ends the plugin and removes its container; it may be called

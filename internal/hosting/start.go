@@ -27,7 +27,7 @@ func (hd *handle) startLocked() error {
 		return notFound(hd.name)
 	}
 	now := time.Now()
-	if now.Before(hd.retryAt) {
+	if now.Before(hd.retryAt) && !hd.engineBackLocked(now) {
 		return hd.engineDownError()
 	}
 	ctx, cancel := hd.startContext()
@@ -35,6 +35,46 @@ func (hd *handle) startLocked() error {
 	err := hd.tryStartLocked(ctx, now)
 	hd.attemptErr = err
 	hd.attempts.Add(1)
+	return err
+}
+
+// engineAskEvery bounds how often requests during an engine's backoff ask
+// it whether it is back: each asks under the mount's lock, for at most
+// engineAskTimeout.
+const (
+	engineAskEvery   = 250 * time.Millisecond
+	engineAskTimeout = time.Second
+)
+
+// engineBackLocked asks the mount's engine whether it answers again, so
+// that the first request after an engine restart starts the mount, not the
+// first after the backoff's wait (up to 30 s later). Asking is cheap
+// (a version request) and rate-limited; a start is not. hd.mu is held.
+func (hd *handle) engineBackLocked(now time.Time) bool {
+	if hd.host.cfg.Engine == nil || now.Sub(hd.engineAskedAt) < engineAskEvery {
+		return false
+	}
+	hd.engineAskedAt = now
+	return hd.engineAnswers() == nil
+}
+
+// engineAnswers asks the mount's engine, within engineAskTimeout, whether
+// it answers: nil if so, else why not. Unknown (no Config.Engine) is nil.
+func (hd *handle) engineAnswers() error {
+	if hd.host.cfg.Engine == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(hd.host.ctx, engineAskTimeout)
+	defer cancel()
+	_, rt, err := hd.host.cfg.Store.ToRun(ctx, hd.mount.Plugin)
+	if err != nil {
+		return err
+	}
+	engine, err := hd.host.cfg.Engine(rt)
+	if err != nil {
+		return err
+	}
+	_, err = engine.ServerVersion(ctx)
 	return err
 }
 
@@ -76,7 +116,7 @@ func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
 		return err
 	}
 	hd.retryAfter, hd.retryAt = 0, time.Time{}
-	hd.state, hd.reason, hd.started, hd.dead, hd.killedByRequest = StateRunning, "", time.Now(), false, false
+	hd.state, hd.reason, hd.started, hd.dead, hd.notCrash = StateRunning, "", time.Now(), false, false
 	if hd.host.published.pending(hd.mount) {
 		hd.state = StatePendingReload
 	}
