@@ -3,6 +3,7 @@ package acceptance
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +17,13 @@ import (
 // vaultHTTP sends one request to Vault's HTTP API with the root token and
 // returns its status (0 when it did not get an answer).
 func vaultHTTP(v *vaulttest.Server, method, path string, body map[string]interface{}) int {
+	code, _ := vaultHTTPBody(v, method, path, body)
+	return code
+}
+
+// vaultHTTPBody sends a request with the root token, from any goroutine:
+// a failure to send is status 0.
+func vaultHTTPBody(v *vaulttest.Server, method, path string, body map[string]interface{}) (int, string) {
 	var reader *bytes.Reader
 	if body != nil {
 		encoded, _ := json.Marshal(body)
@@ -25,16 +33,17 @@ func vaultHTTP(v *vaulttest.Server, method, path string, body map[string]interfa
 	}
 	req, err := http.NewRequest(method, v.Addr+"/v1/"+path, reader)
 	if err != nil {
-		return 0
+		return 0, err.Error()
 	}
 	req.Header.Set("X-Vault-Token", v.Token)
 	client := &http.Client{Timeout: 2 * time.Minute}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0
+		return 0, err.Error()
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer)
 }
 
 // Clients creating, deleting and reloading one mount name while others

@@ -3,6 +3,7 @@ package testimage
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -87,11 +88,12 @@ var (
 )
 
 // Load copies the image id from the Docker Engine into the engine (a Podman
-// service), once per process: docker save and load, which keeps the image
-// ID and its names. Nothing to do on the Docker Engine itself.
+// service, a private Docker Engine), once per process: docker save and
+// load, which keeps the image ID and its names. Nothing to do on the
+// Docker Engine itself.
 func (e Engine) Load(t vaulttest.T, docker *client.Client, id string) {
 	t.Helper()
-	if !e.Podman {
+	if e.Address == "" {
 		return
 	}
 	loadMu.Lock()
@@ -114,7 +116,12 @@ func (e Engine) Load(t vaulttest.T, docker *client.Client, id string) {
 	if err != nil {
 		t.Fatalf("loading %v into %s: %v", info.RepoTags, e.Name, err)
 	}
+	// The load is done when its answer has been read: dockerd streams it.
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("loading %v into %s: %v", info.RepoTags, e.Name, err)
+	}
 	if got, err := e.Client.ImageInspect(ctx, id); err != nil || got.ID != id {
 		t.Fatalf("after the load, %s has %v (%v), not %s", e.Name, got.ID, err, id)
 	}
