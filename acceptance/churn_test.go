@@ -3,10 +3,12 @@ package acceptance
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,6 +111,82 @@ func TestChurnOnOneMountName(t *testing.T) {
 		}
 	} else if len(running) != 0 {
 		t.Fatalf("no mount left, but containers %v", running)
+	}
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
+// Reloads under traffic: Vault's own reload of this plugin (which stops
+// every hosted container with it) and this plugin's reload of one mount,
+// repeated while clients read and write the mount. Every request gets an
+// answer that says what happened; afterwards the mount serves from one
+// container, with the last write, and nothing is orphaned.
+func TestReloadsUnderTraffic(t *testing.T) {
+	docker := testimage.Docker(t)
+	kvID := testimage.BuildKV(t, docker)
+	v := vaulttest.StartDev(t, "runtimes")
+	hostKV(t, v, kvID, "runc", "kv")
+	v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=0")
+
+	var mu sync.Mutex
+	answered, samples := map[string]map[int]int{}, map[int]string{}
+	count := func(op string, code int, body string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if answered[op] == nil {
+			answered[op] = map[int]int{}
+		}
+		answered[op][code]++
+		if _, ok := samples[code]; !ok && code >= 300 {
+			samples[code] = op + ": " + body
+		}
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for c := 0; c < 6; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				if c%2 == 0 {
+					code, body := vaultHTTPBody(v, http.MethodPut, "runtimes/mounts/kv/a", map[string]interface{}{"v": fmt.Sprint(c, "-", i)})
+					count("data write", code, body)
+				} else {
+					code, body := vaultHTTPBody(v, http.MethodGet, "runtimes/mounts/kv/a", nil)
+					count("data read", code, body)
+				}
+			}
+		}(c)
+	}
+	for i := 0; i < 3; i++ {
+		time.Sleep(time.Second)
+		code, body := vaultHTTPBody(v, http.MethodPut, "sys/plugins/reload/backend", map[string]interface{}{"mounts": "runtimes/"})
+		count("vault reload", code, body)
+		time.Sleep(time.Second)
+		code, body = vaultHTTPBody(v, http.MethodPut, "runtimes/plugins/reload", map[string]interface{}{"mounts": "kv"})
+		count("mount reload", code, body)
+	}
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("answers by operation and status: %v", answered)
+	for code, sample := range samples {
+		t.Logf("%d, for one: %s", code, sample)
+	}
+	for op, codes := range answered {
+		for code, n := range codes {
+			if code == 0 || code == 500 || (strings.HasSuffix(op, "reload") && code != 200) {
+				t.Errorf("%s: %d answered %d: %s", op, n, code, samples[code])
+			}
+		}
+	}
+	v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=last")
+	var read readResult
+	v.MustJSON(t, &read, "read", "runtimes/mounts/kv/a")
+	st := waitForState(t, v, "kv", "running")
+	running := containersOf(t, docker, v.ClusterID)
+	if read.Data["v"] != "last" || len(running) != 1 || !strings.HasPrefix(st.Data.ContainerID, strings.Fields(running[0])[0]) {
+		t.Fatalf("after the reloads: %v, %+v, containers %v", read.Data, st.Data, running)
 	}
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
