@@ -94,6 +94,9 @@ func newBackend(s logical.Storage) *backend {
 				return // a hosted mount's own data: nothing of the catalog's
 			}
 			b.catalog.invalidate(key)
+			if name, ok := mountOfKey(key); ok {
+				b.host.Refresh(ctx, name) // changed or deleted on another node
+			}
 		},
 		InitializeFunc: b.initialize,
 		Clean:          b.clean,

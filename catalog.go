@@ -169,7 +169,7 @@ func (c *catalog) refreshLocked(ctx context.Context, key string) error {
 		}
 		return err
 	}
-	if name, ok := strings.CutPrefix(key, mountStoragePrefix); ok {
+	if name, ok := mountOfKey(key); ok {
 		m, err := decodeMount(c.storage.Get(ctx, key))
 		if err != nil {
 			return err

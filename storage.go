@@ -47,8 +47,11 @@ func runtimeKey(name string) string    { return runtimeStoragePrefix + name }
 func pluginKey(id pluginID) string     { return pluginStoragePrefix + id.String() }
 func pluginTypePrefix(t string) string { return pluginStoragePrefix + t + "/" }
 func mountKey(name string) string      { return mountStoragePrefix + name }
-func hostedData(uuid string) string    { return hostedDataPrefix + uuid + "/" }
-func leasesKey(uuid string) string     { return leasesPrefix + uuid }
+
+// mountOfKey is the hosted mount a storage key is the entry of.
+func mountOfKey(key string) (string, bool) { return strings.CutPrefix(key, mountStoragePrefix) }
+func hostedData(uuid string) string       { return hostedDataPrefix + uuid + "/" }
+func leasesKey(uuid string) string        { return leasesPrefix + uuid }
 
 type storedRegistry struct {
 	Format int `json:"format"`

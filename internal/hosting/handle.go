@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -251,6 +252,13 @@ func requestKilled(p Plugin) string {
 	return ""
 }
 
+// settledOn reports whether the handle runs the settings of m.
+func (hd *handle) settledOn(m *Mount) bool {
+	hd.mu.RLock()
+	defer hd.mu.RUnlock()
+	return hd.mount.Plugin == m.Plugin && maps.Equal(hd.mount.Options, m.Options) && hd.mount.Paths.Equal(m.Paths)
+}
+
 // markDead records that the plugin of run is gone, and why, and whether
 // its death was something else's doing (a request's, its engine's) rather
 // than a crash; the next request restarts it.
@@ -292,13 +300,25 @@ func (hd *handle) startIdle() error {
 
 // remove stops the mount for good, after the requests in flight; its lease
 // count goes with it.
-func (hd *handle) remove() {
+func (hd *handle) remove() { hd.removeUnlessLeased(context.Background(), true) }
+
+// removeUnlessLeased stops the mount for good once its requests in flight
+// are done. Unless force, it is not removed while its leases are out,
+// counted after those requests, which may have issued some: it reports
+// how many, and its next request starts it again.
+func (hd *handle) removeUnlessLeased(ctx context.Context, force bool) (int, error) {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
-	hd.removed = true
 	hd.stopLocked()
 	hd.state = StateStopped
+	if !force {
+		if n, err := hd.leases.outstanding(ctx); err != nil || n > 0 {
+			return n, err
+		}
+	}
+	hd.removed = true
 	hd.leases.drop()
+	return 0, nil
 }
 
 // close stops the mount as this mount of ours goes away, its lease count

@@ -351,6 +351,40 @@ func TestDeleteDuringRequests(t *testing.T) {
 	}
 }
 
+// A lease issued by a request that was in flight when the delete counted
+// none refuses the delete: leases are counted again once requests in
+// flight are done. The mount keeps its data and serves again.
+func TestLeaseIssuedDuringTheDelete(t *testing.T) {
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	e := &fakeEngine{handler: func(_ context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error) {
+		if req.Path == "slow" {
+			entered <- struct{}{}
+			<-release
+			return &logical.Response{Secret: &logical.Secret{LeaseOptions: logical.LeaseOptions{TTL: time.Hour},
+				InternalData: map[string]interface{}{"secret_type": "creds"}}, Data: map[string]interface{}{}}, nil
+		}
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
+	}}
+	th := newTestHost(t, e)
+	m := th.mount(t, "db", "db")
+	th.store.Data(m.UUID).Put(context.Background(), &logical.StorageEntry{Key: "k", Value: []byte("v")})
+	go th.read(context.Background(), "db", "slow")
+	<-entered
+	removed := make(chan error, 1)
+	go func() { removed <- th.Remove(context.Background(), m, false, "runtimes/") }()
+	time.Sleep(50 * time.Millisecond) // the delete has counted no lease, and waits for the request
+	close(release)
+	if err := <-removed; err == nil || !strings.Contains(err.Error(), "hosted mount db has 1 leases outstanding") {
+		t.Fatalf("a delete during a request that issued a lease: %v", err)
+	}
+	if c := containerOf(t)(th.read(context.Background(), "db", "x")); c != "c2" {
+		t.Fatalf("after the refused delete, served by %s", c)
+	}
+	if entry, _ := th.store.Data(m.UUID).Get(context.Background(), "k"); entry == nil {
+		t.Fatal("a refused delete cleared the data")
+	}
+}
+
 // A deleted name created again is a new mount: new UUID, its own data.
 func TestRecreatedNameIsANewMount(t *testing.T) {
 	th := newTestHost(t, nil)
@@ -997,5 +1031,41 @@ func TestChangedPathsAreStored(t *testing.T) {
 	fresh.SpecialPaths(&logical.Paths{}, mounts)
 	if _, err := fresh.Forward(context.Background(), "s", "x", &logical.Request{Operation: logical.ReadOperation, MountPoint: "runtimes/"}); err != nil {
 		t.Fatalf("after Vault read the new paths: %v", err)
+	}
+}
+
+// A mount changed or deleted on another node (an invalidated entry): the
+// handle here follows its stored entry. Changed, it restarts with the new
+// settings at its next request; deleted, it is stopped and never starts.
+func TestRefreshFollowsAnotherNode(t *testing.T) {
+	th := newTestHost(t, nil)
+	m := th.mount(t, "kv", "kv")
+	th.Refresh(context.Background(), "kv") // unchanged: nothing happens
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c1" {
+		t.Fatalf("an unchanged mount was restarted: %s", c)
+	}
+	changed := *m
+	changed.Options = map[string]string{"version": "2"}
+	th.store.mu.Lock()
+	th.store.mounts["kv"] = &changed
+	th.store.mu.Unlock()
+	th.Refresh(context.Background(), "kv")
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c2" {
+		t.Fatalf("a mount changed elsewhere still ran its old settings: %s", c)
+	}
+	if b := th.engine.last().backends[m.UUID]; b == nil || b.conf.Config["version"] != "2" {
+		t.Fatalf("restarted with backend %+v", b)
+	}
+	th.store.mu.Lock()
+	delete(th.store.mounts, "kv")
+	th.store.mu.Unlock()
+	th.Refresh(context.Background(), "kv")
+	for deadline := time.Now().Add(5 * time.Second); len(th.engine.running()) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a mount deleted elsewhere still runs: %v", th.engine.running())
+		}
+	}
+	if _, err := th.handle(m); err == nil {
+		t.Fatal("a mount deleted elsewhere can start again here")
 	}
 }

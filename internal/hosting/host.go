@@ -206,18 +206,25 @@ func (h *Host) stop(ctx context.Context, m *Mount, force bool, mountPoint string
 	if err != nil {
 		return err
 	}
-	if !force {
-		if n, err := hd.leases.outstanding(ctx); err != nil {
+	leased := func(n int, err error) error {
+		if err != nil {
 			return err
-		} else if n > 0 {
-			return reqerr.BadRequestf("hosted mount %s has %d leases outstanding: revoke them first with "+
-				"`vault lease revoke -prefix %s%s%s/`, or delete with force=true", m.Name, n, mountPoint, Prefix, m.Name)
 		}
+		return reqerr.BadRequestf("hosted mount %s has %d leases outstanding: revoke them first with "+
+			"`vault lease revoke -prefix %s%s%s/`, or delete with force=true", m.Name, n, mountPoint, Prefix, m.Name)
+	}
+	if !force { // at once, without stopping it, in the usual case
+		if n, err := hd.leases.outstanding(ctx); err != nil || n > 0 {
+			return leased(n, err)
+		}
+	}
+	// Again once its requests in flight are done: they may have issued one.
+	if n, err := hd.removeUnlessLeased(ctx, force); err != nil || n > 0 {
+		return leased(n, err)
 	}
 	h.mu.Lock()
 	h.removed[m.UUID] = true
 	h.mu.Unlock()
-	hd.remove()
 	h.forget(hd)
 	return nil
 }
@@ -236,6 +243,36 @@ func (h *Host) Reload(ctx context.Context, names []string) map[string]string {
 		}
 	}
 	return failures
+}
+
+// Refresh brings a mount's handle in line with its stored entry after
+// another node changed it (an invalidated key of a replicated cluster,
+// where this node runs hosted backends too): a mount deleted or created
+// again there is stopped here for good; one changed there is stopped, and
+// its next request starts it with its new settings.
+func (h *Host) Refresh(ctx context.Context, name string) {
+	m, err := h.cfg.Store.Mount(ctx, name)
+	if err != nil {
+		h.cfg.Logger.Error("reading a hosted mount changed on another node", "mount", name, "error", err)
+		return
+	}
+	h.mu.Lock()
+	hd := h.handles[name]
+	if hd == nil {
+		h.mu.Unlock()
+		return
+	}
+	gone := m == nil || hd.id != m.UUID
+	if !gone && hd.settledOn(m) {
+		h.mu.Unlock()
+		return
+	}
+	if gone {
+		h.removed[hd.id] = true
+	}
+	delete(h.handles, name)
+	h.mu.Unlock()
+	go hd.remove()
 }
 
 // Invalidate passes an invalidated key of a hosted mount's storage (key,
