@@ -50,8 +50,8 @@ func mountKey(name string) string      { return mountStoragePrefix + name }
 
 // mountOfKey is the hosted mount a storage key is the entry of.
 func mountOfKey(key string) (string, bool) { return strings.CutPrefix(key, mountStoragePrefix) }
-func hostedData(uuid string) string       { return hostedDataPrefix + uuid + "/" }
-func leasesKey(uuid string) string        { return leasesPrefix + uuid }
+func hostedData(uuid string) string        { return hostedDataPrefix + uuid + "/" }
+func leasesKey(uuid string) string         { return leasesPrefix + uuid }
 
 type storedRegistry struct {
 	Format int `json:"format"`
