@@ -66,7 +66,7 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 	}
 
 	fmt.Printf("kv v1 (HashiCorp's v0.25.0, one image, OCI runtime %s, a lease per read everywhere), %d clients\n", oci, b.clients)
-	fmt.Printf("%-6s %-26s %28s %s\n", "op", "mount", "ops/s p50/p99 ms", "hosted / Vault's containerized")
+	fmt.Printf("%-6s %-26s %28s %7s %s\n", "op", "mount", "ops/s p50/p99 ms", "failed", "hosted / Vault's containerized")
 	for _, op := range []struct{ name, method, body string }{{"read", "GET", ""}, {"write", "POST", `{"value":"y"}`}} {
 		var results []result
 		for _, m := range mounts {
@@ -79,7 +79,7 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 			if len(results) == 2 {
 				ratio = fmt.Sprintf("%.2fx", results[0].rate()/results[1].rate())
 			}
-			fmt.Printf("%-6s %-26s %28s %s\n", op.name, m.name, r, ratio)
+			fmt.Printf("%-6s %-26s %28s %7d %s\n", op.name, m.name, r, r.failed, ratio)
 		}
 	}
 

@@ -146,6 +146,9 @@ func main() {
 	if *hosting && *kvPlugin != "" {
 		b.hostingBench(t, v, true)
 	}
+	if len(b.failures) > 0 {
+		t.Fatalf("failed requests in %d measurements:\n%s", len(b.failures), strings.Join(b.failures, "\n"))
+	}
 }
 
 func sizesLast(sizes string) string {
@@ -196,6 +199,7 @@ type bench struct {
 	duration    time.Duration
 	http        *http.Client
 	plain       *http.Client
+	failures    []string // of every measurement: the run fails if any
 }
 
 func (b *bench) do(method, path, body string) error { return b.doWith(b.http, method, path, body) }
@@ -246,8 +250,10 @@ func (b *bench) fillRange(from, to int, req func(i int) (string, string, string)
 
 type result struct {
 	ops      int
+	failed   int // answers not 2xx, and requests without an answer
 	elapsed  time.Duration
 	p50, p99 time.Duration
+	firstErr error
 }
 
 func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
@@ -267,6 +273,8 @@ func (b *bench) measureWith(client *http.Client, req func(*rand.Rand) (string, s
 	deadline := time.Now().Add(b.duration)
 	began := time.Now()
 	latencies := make([][]time.Duration, b.clients)
+	failed := make([]int, b.clients)
+	firstErr := make([]error, b.clients)
 	var wg sync.WaitGroup
 	for c := 0; c < b.clients; c++ {
 		wg.Add(1)
@@ -276,8 +284,13 @@ func (b *bench) measureWith(client *http.Client, req func(*rand.Rand) (string, s
 			for time.Now().Before(deadline) {
 				start := time.Now()
 				method, path, body := req(r)
+				// A failure is counted, not fatal: every row says how many it
+				// had, and the run fails at its end (bench.failures).
 				if err := b.doWith(client, method, path, body); err != nil {
-					b.t.Fatal(err)
+					failed[c]++
+					if firstErr[c] == nil {
+						firstErr[c] = err
+					}
 				}
 				latencies[c] = append(latencies[c], time.Since(start))
 			}
@@ -289,7 +302,17 @@ func (b *bench) measureWith(client *http.Client, req func(*rand.Rand) (string, s
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	return result{ops: len(all), elapsed: time.Since(began), p50: all[len(all)/2], p99: all[len(all)*99/100]}
+	r := result{ops: len(all), elapsed: time.Since(began), p50: all[len(all)/2], p99: all[len(all)*99/100]}
+	for c := range failed {
+		r.failed += failed[c]
+		if r.firstErr == nil {
+			r.firstErr = firstErr[c]
+		}
+	}
+	if r.failed > 0 {
+		b.failures = append(b.failures, fmt.Sprintf("%d of %d requests failed, the first: %v", r.failed, r.ops, r.firstErr))
+	}
+	return r
 }
 
 // pluginRSS is the resident memory of the plugin's process, in bytes.
