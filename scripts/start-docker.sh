@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure a Docker Engine with runc and gVisor's runsc answers on the
-# default socket: installs Debian's docker.io and runsc when missing, registers
-# runsc, and starts dockerd when `docker info` fails. Idempotent.
+# default socket: installs Debian's docker.io and runsc when missing (and
+# iproute2, with which the tests give a private dockerd a bridge of its own),
+# registers runsc, and starts dockerd when `docker info` fails. Idempotent.
 #
 # runsc needs --network=none on these machines (it cannot set up a network in
 # the root network namespace: "cannot run with network enabled in root network
@@ -12,7 +13,7 @@ set -euo pipefail
 log_dir="${DOCKERD_LOG_DIR:-/var/log}"
 
 . "$(dirname "$0")/lib.sh"
-install_missing dockerd:docker.io runsc:runsc
+install_missing dockerd:docker.io runsc:runsc ip:iproute2
 
 daemon_json=/etc/docker/daemon.json
 runsc_path="$(command -v runsc)"

@@ -2,6 +2,7 @@ package testimage
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,8 +28,8 @@ type PrivateEngine struct {
 }
 
 // PrivateDocker starts a Docker Engine of the test's own: its own data
-// root, exec root and containerd, no bridge network (the plugins run with
-// none). It is stopped, and its directory removed, when the test ends.
+// root, exec root, containerd and bridge, no iptables rules (the plugins
+// run with no network). It is stopped, and its directory removed, when the test ends.
 func PrivateDocker(t vaulttest.T) *PrivateEngine {
 	t.Helper()
 	Docker(t) // the machine's engine answers, or the test fails or skips as every Docker test does
@@ -41,11 +42,28 @@ func PrivateDocker(t vaulttest.T) *PrivateEngine {
 		Engine: Engine{Name: "private docker/runc", OCIRuntime: "runc", Address: "unix://" + sock},
 		command: []string{"dockerd", "--host=unix://" + sock, "--data-root=" + filepath.Join(dir, "data"),
 			"--exec-root=" + filepath.Join(dir, "x"), "--pidfile=" + filepath.Join(dir, "pid"),
-			"--config-file=" + filepath.Join(dir, "daemon.json"), "--bridge=none", "--iptables=false", "--ip-masq=false"},
+			"--config-file=" + filepath.Join(dir, "daemon.json"), "--bridge=" + privateBridge(t), "--iptables=false", "--ip-masq=false"},
 		dir: dir, log: filepath.Join(dir, "log"),
 	}
 	p.run(t)
 	return p
+}
+
+// privateBridge makes a network bridge for a private dockerd, removed when
+// the test ends. Not --bridge=none: a dockerd without a bridge deletes
+// docker0, which the machine's own dockerd runs its containers on.
+func privateBridge(t vaulttest.T) string {
+	t.Helper()
+	name := fmt.Sprintf("rcb%d", os.Getpid()%100000)
+	address := fmt.Sprintf("10.213.%d.1/24", os.Getpid()%250)
+	for _, args := range [][]string{{"link", "add", "name", name, "type", "bridge"}, {"addr", "add", address, "dev", name}, {"link", "set", name, "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			exec.Command("ip", "link", "del", name).Run()
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", name).Run() })
+	return name
 }
 
 // PrivatePodman starts a Podman service of the test's own, with the
