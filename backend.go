@@ -54,8 +54,9 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	}
 	// Vault reads the special paths right after this, before Initialize:
 	// the hosted mounts' paths must be known from storage by then. A load
-	// that fails leaves them unpublished, which makes them need sudo
-	// (never less than they should), and the next access loads again.
+	// that fails leaves them unpublished, which refuses every mount whose
+	// plugin declares some (pending_reload: never less protected than it
+	// should be), and the next access loads again.
 	if err := b.catalog.ensure(ctx); err != nil {
 		b.Logger().Warn("loading the catalog at mount time", "error", err)
 	}

@@ -185,7 +185,7 @@ func listResponse(keys []string, keyInfo map[string]interface{}) *logical.Respon
 // is, for Vault's rule that a wrapped list of nothing is a 404. Every list
 // of this plugin's, its own and its hosted mounts', is wrapped by this.
 func wrappable(req *logical.Request, resp *logical.Response) (*logical.Response, error) {
-	if req.Operation != logical.ListOperation || req.WrapInfo == nil || resp == nil || resp.Secret != nil || resp.Auth != nil {
+	if req.Operation != logical.ListOperation || req.WrapInfo == nil || req.WrapInfo.TTL <= 0 || resp == nil || resp.Secret != nil || resp.Auth != nil {
 		return resp, nil
 	}
 	if keys, ok := resp.Data["keys"]; !ok || reflect.ValueOf(keys).Kind() != reflect.Slice || reflect.ValueOf(keys).Len() == 0 {

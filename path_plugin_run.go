@@ -201,7 +201,7 @@ func (b *backend) startHosted(ctx context.Context, p runtime.Plugin, rt runtime.
 		// call that failed otherwise is asked about, as the engine may have
 		// gone meanwhile (an idle connection kept from before can still
 		// answer while new ones are refused, so the error comes first).
-		if runtime.IsEngineUnreachable(err) {
+		if runtime.IsEngineUnreachable(err, rt.Engine) {
 			return nil, fmt.Errorf("%w: the engine at %s: %v", hosting.ErrEngineUnreachable, runtime.EngineAddress(rt.Engine), err)
 		}
 		askCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

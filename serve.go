@@ -118,5 +118,5 @@ func passHostedRequests(ctx context.Context, req interface{}, info *grpc.UnarySe
 }
 
 func wrappedList(r *pb.Request) bool {
-	return r.Operation == string(logical.ListOperation) && r.WrapInfo != nil
+	return r.Operation == string(logical.ListOperation) && r.WrapInfo != nil && r.WrapInfo.TTL > 0
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,12 +154,22 @@ func (e *Engines) Close() {
 	}
 }
 
-// IsEngineUnreachable reports whether err is a call's failure to reach its
-// engine at all (nothing listens on the socket, or the connection was
-// refused), rather than an answer of the engine's. The Docker client says
+// IsEngineUnreachable reports whether err is a call's failure to reach the
+// engine at address (as a runtime's engine setting names it; empty for the
+// default) at all: nothing listens on its socket, or the connection was
+// refused, rather than an answer of the engine's. The Docker client says
 // so in two ways: its own connection error for ordinary calls, and a dial
-// error wrapped for hijacked ones (attach).
-func IsEngineUnreachable(err error) bool {
+// error wrapped for hijacked ones (attach). A dial of another address (the
+// plugin's own socket, at its handshake) is not the engine's.
+func IsEngineUnreachable(err error, address string) bool {
+	if client.IsErrConnectionFailed(err) {
+		return true
+	}
 	var opErr *net.OpError
-	return client.IsErrConnectionFailed(err) || errors.As(err, &opErr) && opErr.Op == "dial"
+	if !errors.As(err, &opErr) || opErr.Op != "dial" || opErr.Addr == nil {
+		return false
+	}
+	engine := EngineAddress(address)
+	_, socket, _ := strings.Cut(engine, "://")
+	return opErr.Addr.String() == socket || strings.HasSuffix(engine, "://"+opErr.Addr.String())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"testing"
 
@@ -13,7 +14,8 @@ import (
 // A call to a socket nothing listens on is an unreachable engine, however
 // the client reports it: ordinary calls and hijacked ones (attach) differ.
 func TestIsEngineUnreachable(t *testing.T) {
-	c, err := NewDockerClient("unix://" + filepath.Join(t.TempDir(), "none.sock"))
+	address := "unix://" + filepath.Join(t.TempDir(), "none.sock")
+	c, err := NewDockerClient(address)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,12 +25,17 @@ func TestIsEngineUnreachable(t *testing.T) {
 	_, attachErr := c.ContainerAttach(ctx, "x", container.AttachOptions{Stream: true})
 	for what, err := range map[string]error{"version": versionErr, "attach": attachErr,
 		"wrapped": fmt.Errorf("attaching to container x: %w", attachErr)} {
-		if err == nil || !IsEngineUnreachable(err) {
+		if err == nil || !IsEngineUnreachable(err, address) {
 			t.Errorf("%s: %v is not an unreachable engine", what, err)
 		}
 	}
-	if IsEngineUnreachable(errors.New("Error response from daemon: No such container: x")) {
+	if IsEngineUnreachable(errors.New("Error response from daemon: No such container: x"), address) {
 		t.Error("an engine's answer is an unreachable engine")
+	}
+	// The plugin's own socket refusing its handshake is not the engine.
+	_, dialErr := net.Dial("unix", filepath.Join(t.TempDir(), "plugin.sock"))
+	if dialErr == nil || IsEngineUnreachable(fmt.Errorf("plugin handshake: %w", dialErr), address) {
+		t.Errorf("a dial of the plugin's socket (%v) is an unreachable engine", dialErr)
 	}
 }
 

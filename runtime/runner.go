@@ -56,8 +56,8 @@ type Runner struct {
 	removed chan struct{}
 	// outputDone is closed when the container's output stream has ended.
 	outputDone chan struct{}
-	// killed is closed when Kill is called: waits cut short by the engine
-	// are not asked again after that.
+	// killed is closed by giveUp (Kill, Stop, a removal not seen in
+	// time): waits cut short by the engine are not asked again after that.
 	killed   chan struct{}
 	killOnce sync.Once
 	exit     container.WaitResponse
@@ -239,7 +239,7 @@ func (r *Runner) Wait(ctx context.Context) error {
 // Kill stops the container and waits until the engine has removed it, so a
 // caller never leaves a container behind.
 func (r *Runner) Kill(ctx context.Context) error {
-	r.killOnce.Do(func() { close(r.killed) })
+	r.giveUp()
 	if r.id == "" {
 		return nil
 	}
@@ -253,6 +253,11 @@ func (r *Runner) Kill(ctx context.Context) error {
 	return nil
 }
 
+// giveUp ends the waits that an engine cut short, asked again meanwhile:
+// the container is being killed, or was given up on. It may be called more
+// than once.
+func (r *Runner) giveUp() { r.killOnce.Do(func() { close(r.killed) }) }
+
 // awaitRemoval waits until the engine has removed the container (it removes
 // itself on exit), force-removing it after timeout.
 func (r *Runner) awaitRemoval(timeout time.Duration) {
@@ -263,6 +268,7 @@ func (r *Runner) awaitRemoval(timeout time.Duration) {
 	case <-r.removed:
 	case <-time.After(timeout):
 		r.remove()
+		r.giveUp()
 		return
 	}
 	// Removed, so exited: the exit's report (code and output) follows at

@@ -284,6 +284,7 @@ func (r *Running) Stop(ctx context.Context) {
 		r.client.Kill() // asks the plugin to exit, then stops the container
 		if r.Runner != nil {
 			r.Runner.awaitRemoval(30 * time.Second)
+			r.Runner.giveUp() // go-plugin's Kill skips the runner's after a graceful exit
 		}
 	})
 }

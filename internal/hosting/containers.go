@@ -22,7 +22,9 @@ type container struct {
 	plugin      Plugin
 	ociRuntime  string
 	multiplexed bool
-	users       map[string]bool
+	// users are the mounts it serves, by UUID (a name deleted and created
+	// again is another user while the old one leaves), to their names.
+	users map[string]string
 }
 
 // containers are the running containers by registration, reference-counted
@@ -54,14 +56,14 @@ func registrationKey(p runtime.Plugin, r runtime.Runtime) string {
 
 // acquire returns a running container for the registration, starting one
 // when none can be shared.
-func (cs *containers) acquire(ctx context.Context, key, mount string, p runtime.Plugin, rt runtime.Runtime) (*container, error) {
+func (cs *containers) acquire(ctx context.Context, key, id, mount string, p runtime.Plugin, rt runtime.Runtime) (*container, error) {
 	cs.mu.Lock()
 	if cs.closed {
 		cs.mu.Unlock()
 		return nil, errClosing
 	}
 	if c := cs.byKey[key]; c != nil && c.multiplexed && !c.plugin.Exited() {
-		c.users[mount] = true
+		c.users[id] = mount
 		cs.mu.Unlock()
 		return c, nil
 	}
@@ -76,9 +78,9 @@ func (cs *containers) acquire(ctx context.Context, key, mount string, p runtime.
 		started.Stop(ctx)
 		return nil, fmt.Errorf("asking plugin secret/%s whether it multiplexes: %w", p.Name, err)
 	}
-	c := &container{key: key, plugin: started, ociRuntime: rt.EffectiveOCIRuntime(), multiplexed: multiplexed, users: map[string]bool{mount: true}}
+	c := &container{key: key, plugin: started, ociRuntime: rt.EffectiveOCIRuntime(), multiplexed: multiplexed, users: map[string]string{id: mount}}
 	if !multiplexed {
-		c.key = key + "/" + mount // one container per mount
+		c.key = key + "/" + id // one container per mount
 	}
 
 	cs.mu.Lock()
@@ -90,7 +92,7 @@ func (cs *containers) acquire(ctx context.Context, key, mount string, p runtime.
 	if other := cs.byKey[c.key]; other != nil {
 		if multiplexed && !other.plugin.Exited() { // another mount started one meanwhile: share it
 			go started.Stop(context.Background())
-			other.users[mount] = true
+			other.users[id] = mount
 			return other, nil
 		}
 		go other.plugin.Stop(context.Background()) // dead: its users move on as they notice
@@ -101,9 +103,9 @@ func (cs *containers) acquire(ctx context.Context, key, mount string, p runtime.
 
 // release drops a mount from its container, stopping the container when no
 // mount is left on it.
-func (cs *containers) release(ctx context.Context, c *container, mount string) {
+func (cs *containers) release(ctx context.Context, c *container, id string) {
 	cs.mu.Lock()
-	delete(c.users, mount)
+	delete(c.users, id)
 	last := len(c.users) == 0
 	if last && cs.byKey[c.key] == c {
 		delete(cs.byKey, c.key)
@@ -118,14 +120,14 @@ func (cs *containers) release(ctx context.Context, c *container, mount string) {
 	}
 }
 
-// others are the mounts besides mount that c serves, sorted.
-func (cs *containers) others(c *container, mount string) []string {
+// others are the names of the mounts besides id that c serves, sorted.
+func (cs *containers) others(c *container, id string) []string {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	var names []string
-	for other := range c.users {
-		if other != mount {
-			names = append(names, other)
+	for other, name := range c.users {
+		if other != id {
+			names = append(names, name)
 		}
 	}
 	sort.Strings(names)

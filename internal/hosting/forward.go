@@ -57,19 +57,20 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 	f := forwarded(name, rest, req)
 	var resp *logical.Response
 	err = hd.serve(ctx, req.MountPoint, func(ctx context.Context, backend logical.Backend, _ pb.BackendClient) (err error) {
-		resp, err = backend.HandleRequest(ctx, f)
-		return err
+		if resp, err = backend.HandleRequest(ctx, f); err != nil {
+			return err
+		}
+		if resp != nil && resp.Secret != nil && !leased(resp.Secret.InternalData, req.IsSnapshotReadOrList()) {
+			withoutLease := *resp
+			withoutLease.Secret = nil
+			resp = &withoutLease
+		}
+		// Counted while the request is still in flight: a delete waits for
+		// it, then counts.
+		hd.leases.count(ctx, req.Operation, resp != nil && resp.Secret != nil)
+		return nil
 	})
-	if err != nil {
-		return resp, err
-	}
-	if resp != nil && resp.Secret != nil && !leased(resp.Secret.InternalData, req.IsSnapshotReadOrList()) {
-		withoutLease := *resp
-		withoutLease.Secret = nil
-		resp = &withoutLease
-	}
-	hd.leases.count(ctx, req.Operation, resp != nil && resp.Secret != nil)
-	return resp, nil
+	return resp, err
 }
 
 // ForwardProto is Forward for a request as Vault's protocol buffer, passed
@@ -86,21 +87,20 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 	var reply *pb.HandleRequestReply
 	var callErr error
 	err = hd.serve(ctx, mountPoint, func(ctx context.Context, _ logical.Backend, client pb.BackendClient) error {
-		reply, callErr = client.HandleRequest(forwardedMetadata(ctx), args)
-		return callErr
+		if reply, callErr = client.HandleRequest(forwardedMetadata(ctx), args); callErr != nil {
+			return callErr
+		}
+		issued := reply.Response != nil && reply.Response.Secret != nil
+		if issued && !leasedProto(reply.Response.Secret.InternalData, args.Request.RequiresSnapshotID != "") {
+			reply.Response.Secret, issued = nil, false
+		}
+		hd.leases.count(ctx, logical.Operation(args.Request.Operation), issued) // in flight, as in Forward
+		return nil
 	})
 	if err != nil && err != callErr { // the mount's own answer (not found, failed, pending): as the SDK would send it
 		return protoReply(err)
 	}
-	if err != nil {
-		return reply, err
-	}
-	issued := reply.Response != nil && reply.Response.Secret != nil
-	if issued && !leasedProto(reply.Response.Secret.InternalData, args.Request.RequiresSnapshotID != "") {
-		reply.Response.Secret, issued = nil, false
-	}
-	hd.leases.count(ctx, logical.Operation(args.Request.Operation), issued)
-	return reply, nil
+	return reply, err
 }
 
 // ExistenceCheck asks the hosted plugin, so that Vault tells create from

@@ -66,8 +66,9 @@ type handle struct {
 	// (requestKilled), or with its engine; the crash-loop rule counts
 	// neither: a plugin that panics on one path must not fail the mount for
 	// every path, nor an engine restart every busy mount.
-	notCrash bool
-	removed  bool // deleted: never started again
+	notCrash     bool
+	lastNotCrash time.Time // when a restart after such a death last ran
+	removed      bool      // deleted: never started again
 
 	leases leaseCount
 }
@@ -164,6 +165,13 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 				}
 				if hd.notCrash {
 					hd.crash.lastCause = hd.lastExit // a request's or the engine's doing, not a crash
+					// Spaced, so that a path that kills the plugin on every
+					// request costs a start a second, not one per request.
+					if err := sleepCtx(ctx, time.Until(hd.lastNotCrash.Add(hd.host.cfg.NotCrashSpacing))); err != nil {
+						hd.mu.Unlock()
+						return nil, err
+					}
+					hd.lastNotCrash = time.Now()
 				} else {
 					crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
 				}
@@ -221,7 +229,10 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
 				"its restart: %v", hd.name, cause))
 		}
-		killedBy, engineDown := requestKilled(plugin), hd.engineAnswers() != nil
+		hd.mu.RLock()
+		pluginName := hd.mount.Plugin
+		hd.mu.RUnlock()
+		killedBy, engineDown := requestKilled(plugin), hd.engineAnswers(pluginName) != nil
 		if engineDown {
 			// Its engine went down with it (dockerd stopping its
 			// containers): neither the request's doing nor a crash. Sent
@@ -235,6 +246,21 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: %v; this request is not sent again, "+
 				"as it may be what %s; the next request restarts it", hd.name, cause, killedBy))
 		}
+	}
+}
+
+// sleepCtx waits for d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -252,11 +278,20 @@ func requestKilled(p Plugin) string {
 	return ""
 }
 
-// settledOn reports whether the handle runs the settings of m.
-func (hd *handle) settledOn(m *Mount) bool {
-	hd.mu.RLock()
-	defer hd.mu.RUnlock()
-	return hd.mount.Plugin == m.Plugin && maps.Equal(hd.mount.Options, m.Options) && hd.mount.Paths.Equal(m.Paths)
+// refresh takes the settings of m, stored by another node for this same
+// mount: unless they are the ones it runs, it stops, and its next request
+// starts it with them. Its leases and data are the same mount's.
+func (hd *handle) refresh(m *Mount) {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	if hd.mount.Plugin == m.Plugin && maps.Equal(hd.mount.Options, m.Options) && hd.mount.Paths.Equal(m.Paths) {
+		return
+	}
+	hd.stopLocked()
+	copied := *m
+	hd.mount, hd.state, hd.reason = &copied, StateStopped, ""
+	hd.crash.reset()
+	hd.retryAt = time.Time{}
 }
 
 // markDead records that the plugin of run is gone, and why, and whether
@@ -305,17 +340,20 @@ func (hd *handle) remove() { hd.removeUnlessLeased(context.Background(), true) }
 // removeUnlessLeased stops the mount for good once its requests in flight
 // are done. Unless force, it is not removed while its leases are out,
 // counted after those requests, which may have issued some: it reports
-// how many, and its next request starts it again.
+// how many, and serves on.
 func (hd *handle) removeUnlessLeased(ctx context.Context, force bool) (int, error) {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
-	hd.stopLocked()
-	hd.state = StateStopped
 	if !force {
+		if hd.run != nil {
+			hd.run.drain(hd.host.cfg.StopTimeout) // the lock keeps new ones out
+		}
 		if n, err := hd.leases.outstanding(ctx); err != nil || n > 0 {
-			return n, err
+			return n, err // refused: it serves on
 		}
 	}
+	hd.stopLocked()
+	hd.state = StateStopped
 	hd.removed = true
 	hd.leases.drop()
 	return 0, nil
@@ -361,7 +399,7 @@ func (hd *handle) status() (Status, string) {
 	if hd.run != nil {
 		c := hd.run.container
 		st.ContainerID, st.OCIRuntime = c.plugin.ContainerID(), c.ociRuntime
-		st.Shared = hd.host.containers.others(c, hd.name)
+		st.Shared = hd.host.containers.others(c, hd.id)
 	}
 	return st, hd.key
 }

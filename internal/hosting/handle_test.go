@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -353,7 +354,7 @@ func TestDeleteDuringRequests(t *testing.T) {
 
 // A lease issued by a request that was in flight when the delete counted
 // none refuses the delete: leases are counted again once requests in
-// flight are done. The mount keeps its data and serves again.
+// flight are done. The mount keeps its data and serves on, unstopped.
 func TestLeaseIssuedDuringTheDelete(t *testing.T) {
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	e := &fakeEngine{handler: func(_ context.Context, p *fakePlugin, req *logical.Request) (*logical.Response, error) {
@@ -377,8 +378,8 @@ func TestLeaseIssuedDuringTheDelete(t *testing.T) {
 	if err := <-removed; err == nil || !strings.Contains(err.Error(), "hosted mount db has 1 leases outstanding") {
 		t.Fatalf("a delete during a request that issued a lease: %v", err)
 	}
-	if c := containerOf(t)(th.read(context.Background(), "db", "x")); c != "c2" {
-		t.Fatalf("after the refused delete, served by %s", c)
+	if c := containerOf(t)(th.read(context.Background(), "db", "x")); c != "c1" {
+		t.Fatalf("after the refused delete, served by %s: it did not serve on", c)
 	}
 	if entry, _ := th.store.Data(m.UUID).Get(context.Background(), "k"); entry == nil {
 		t.Fatal("a refused delete cleared the data")
@@ -685,6 +686,9 @@ func TestUnreachableEngineBacksOff(t *testing.T) {
 	if tried != 2 {
 		t.Fatalf("20 requests against a down engine tried %d starts; want 1", tried-1)
 	}
+	if n := pinger.asked.Load(); n > 2 {
+		t.Fatalf("20 requests at once asked the down engine %d times: the asks are not spaced", n)
+	}
 	// More tries than the crash-loop rule allows, each once its wait is
 	// over (made over here): the mount stays stopped, not failed, and the
 	// wait doubles up to its bound.
@@ -775,7 +779,7 @@ func TestPanicOnOnePathDoesNotFailTheMount(t *testing.T) {
 		}
 		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
 	}
-	th := newTestHost(t, e)
+	th := newTestHostWith(t, e, func(c *Config) { c.NotCrashSpacing = 100 * time.Millisecond })
 	th.mount(t, "kv", "kv")
 	if c := containerOf(t)(th.read(context.Background(), "kv", "killed")); c != "c2" {
 		t.Fatalf("a request whose plugin was killed from outside was not sent again: %s", c)
@@ -796,6 +800,13 @@ func TestPanicOnOnePathDoesNotFailTheMount(t *testing.T) {
 	// One start for each panic, one for the kill and the first: no retries.
 	if n := th.engine.starts(); n != 2+2*crashLoopCrashes {
 		t.Fatalf("%d starts", n)
+	}
+	// The restarts after the panics were spaced.
+	began := time.Now()
+	th.read(context.Background(), "kv", "panic")
+	th.read(context.Background(), "kv", "x")
+	if waited := time.Since(began); waited < 50*time.Millisecond {
+		t.Fatalf("a restart right after another took %s: not spaced", waited)
 	}
 }
 
@@ -1036,12 +1047,15 @@ func TestChangedPathsAreStored(t *testing.T) {
 
 // A mount changed or deleted on another node (an invalidated entry): the
 // handle here follows its stored entry. Changed, it restarts with the new
-// settings at its next request; deleted, it is stopped and never starts.
+// settings at its next request, on the container it shares with another
+// mount, which serves on throughout; deleted, it is stopped and never
+// starts again, and the other mount keeps the container.
 func TestRefreshFollowsAnotherNode(t *testing.T) {
-	th := newTestHost(t, nil)
+	th := newTestHost(t, &fakeEngine{multiplexed: true})
 	m := th.mount(t, "kv", "kv")
+	th.mount(t, "other", "kv")
 	th.Refresh(context.Background(), "kv") // unchanged: nothing happens
-	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c1" {
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c1" || th.engine.starts() != 1 {
 		t.Fatalf("an unchanged mount was restarted: %s", c)
 	}
 	changed := *m
@@ -1050,22 +1064,28 @@ func TestRefreshFollowsAnotherNode(t *testing.T) {
 	th.store.mounts["kv"] = &changed
 	th.store.mu.Unlock()
 	th.Refresh(context.Background(), "kv")
-	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c2" {
-		t.Fatalf("a mount changed elsewhere still ran its old settings: %s", c)
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c1" {
+		t.Fatalf("a changed mount of a multiplexed plugin left its container: %s", c)
 	}
 	if b := th.engine.last().backends[m.UUID]; b == nil || b.conf.Config["version"] != "2" {
 		t.Fatalf("restarted with backend %+v", b)
+	}
+	if st := th.status(t, "kv"); st.State != StateRunning || st.Restarts != 0 || !slices.Equal(st.Shared, []string{"other"}) {
+		t.Fatalf("after the change: %+v", st)
 	}
 	th.store.mu.Lock()
 	delete(th.store.mounts, "kv")
 	th.store.mu.Unlock()
 	th.Refresh(context.Background(), "kv")
-	for deadline := time.Now().Add(5 * time.Second); len(th.engine.running()) != 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); len(th.status(t, "other").Shared) != 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("a mount deleted elsewhere still runs: %v", th.engine.running())
+			t.Fatalf("a mount deleted elsewhere still shares the container: %+v", th.status(t, "other"))
 		}
 	}
 	if _, err := th.handle(m); err == nil {
 		t.Fatal("a mount deleted elsewhere can start again here")
+	}
+	if c := containerOf(t)(th.read(context.Background(), "other", "x")); c != "c1" || th.engine.starts() != 1 {
+		t.Fatalf("the other mount: %s, %d starts", c, th.engine.starts())
 	}
 }

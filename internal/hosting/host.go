@@ -51,6 +51,10 @@ type Config struct {
 	// EngineRetry is the first wait before starting a mount again after
 	// its engine did not answer (a second when 0); it doubles each time.
 	EngineRetry time.Duration
+	// NotCrashSpacing is the least time between two restarts of a mount
+	// after deaths the crash-loop rule does not count (a request killed it,
+	// or its engine went down): a second when 0.
+	NotCrashSpacing time.Duration
 }
 
 // DefaultStartTimeout is a pull's own bound (runtime.DefaultPullTimeout)
@@ -86,6 +90,9 @@ func New(cfg Config) *Host {
 	}
 	if cfg.EngineRetry == 0 {
 		cfg.EngineRetry = time.Second
+	}
+	if cfg.NotCrashSpacing == 0 {
+		cfg.NotCrashSpacing = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -258,18 +265,20 @@ func (h *Host) Refresh(ctx context.Context, name string) {
 	}
 	h.mu.Lock()
 	hd := h.handles[name]
+	h.mu.Unlock()
 	if hd == nil {
-		h.mu.Unlock()
 		return
 	}
-	gone := m == nil || hd.id != m.UUID
-	if !gone && hd.settledOn(m) {
-		h.mu.Unlock()
+	if m != nil && hd.id == m.UUID {
+		hd.refresh(m) // under its own lock: a start may hold it, and must not hold up other mounts
 		return
 	}
-	if gone {
-		h.removed[hd.id] = true
+	h.mu.Lock()
+	if h.handles[name] != hd {
+		h.mu.Unlock()
+		return // replaced meanwhile
 	}
+	h.removed[hd.id] = true
 	delete(h.handles, name)
 	h.mu.Unlock()
 	go hd.remove()

@@ -60,8 +60,8 @@ func publish(name string, declared []string) []string {
 // unauthenticated entries the plugin did not declare, an earlier plugin's
 // or an earlier mount's of that name). Until a reload has Vault read them,
 // the mount serves nothing. A name Vault has read nothing for is pending
-// only if its plugin declares paths: the "mounts/*" wildcard makes all of
-// it need sudo meanwhile, never less protected than it should be.
+// only if its plugin declares paths: one that declares none is governed by
+// the token's ACL alone, at once, as a Vault mount is.
 func (p *publishedPaths) pending(m *Mount) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -37,23 +37,28 @@ func (r *running) end()   { r.calls.Done() }
 
 func (r *running) exited() bool { return r.container.plugin.Exited() }
 
-// stop waits for the requests in flight for up to timeout, cleans the
-// backend up (bounded too) unless its plugin is gone, and releases its
-// container, which stops when no other mount uses it. The handle's write
-// lock is held, so no request joins meanwhile.
-func (r *running) stop(cs *containers, mount string, gone bool, timeout time.Duration) {
+// drain waits for the requests in flight, for up to timeout. Past it,
+// they end when the container does: their calls fail, and find the mount
+// stopped or started anew.
+func (r *running) drain(timeout time.Duration) {
 	drained := make(chan struct{})
 	go func() { r.calls.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(timeout):
-		// They end when the container does: their calls fail, and find
-		// the mount stopped or started anew.
 	}
+}
+
+// stop waits for the requests in flight for up to timeout, cleans the
+// backend up (bounded too) unless its plugin is gone, and releases its
+// container, which stops when no other mount uses it. The handle's write
+// lock is held, so no request joins meanwhile.
+func (r *running) stop(cs *containers, id string, gone bool, timeout time.Duration) {
+	r.drain(timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if !gone && !r.exited() {
 		r.backend.Cleanup(ctx)
 	}
-	cs.release(ctx, r.container, mount)
+	cs.release(ctx, r.container, id)
 }

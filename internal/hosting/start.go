@@ -55,18 +55,19 @@ func (hd *handle) engineBackLocked(now time.Time) bool {
 		return false
 	}
 	hd.engineAskedAt = now
-	return hd.engineAnswers() == nil
+	return hd.engineAnswers(hd.mount.Plugin) == nil
 }
 
-// engineAnswers asks the mount's engine, within engineAskTimeout, whether
-// it answers: nil if so, else why not. Unknown (no Config.Engine) is nil.
-func (hd *handle) engineAnswers() error {
+// engineAnswers asks the engine of plugin's runtime, within
+// engineAskTimeout, whether it answers: nil if so, else why not. Unknown
+// (no Config.Engine) is nil.
+func (hd *handle) engineAnswers(plugin string) error {
 	if hd.host.cfg.Engine == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(hd.host.ctx, engineAskTimeout)
 	defer cancel()
-	_, rt, err := hd.host.cfg.Store.ToRun(ctx, hd.mount.Plugin)
+	_, rt, err := hd.host.cfg.Store.ToRun(ctx, plugin)
 	if err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
 }
 
 func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin, rt runtime.Runtime) error {
-	c, err := hd.host.containers.acquire(ctx, key, hd.name, p, rt)
+	c, err := hd.host.containers.acquire(ctx, key, hd.id, hd.name, p, rt)
 	if err != nil {
 		return err
 	}
@@ -145,7 +146,7 @@ func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin,
 		}
 	}
 	if err != nil {
-		hd.host.containers.release(ctx, c, hd.name)
+		hd.host.containers.release(ctx, c, hd.id)
 		return err
 	}
 	// Entries are never modified in place (the catalog serves them to
@@ -166,7 +167,7 @@ func (hd *handle) stopLocked() {
 	if hd.run == nil {
 		return
 	}
-	hd.run.stop(hd.host.containers, hd.name, hd.dead, hd.host.cfg.StopTimeout)
+	hd.run.stop(hd.host.containers, hd.id, hd.dead, hd.host.cfg.StopTimeout)
 	hd.run = nil
 	if hd.state != StateFailed {
 		hd.state = StateStopped
