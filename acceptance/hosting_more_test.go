@@ -28,6 +28,36 @@ func waitForState(t *testing.T, v *vaulttest.Server, mount, want string) mountSt
 	return st
 }
 
+// access is a vault command and whether a token may run it.
+type access struct {
+	args    []string
+	allowed bool
+}
+
+// tokenWithPolicy writes a policy and makes a token with it alone.
+func tokenWithPolicy(t *testing.T, v *vaulttest.Server, name, policy string) string {
+	t.Helper()
+	if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(policy), "policy", "write", name, "-"); code != 0 {
+		t.Fatal(errOut)
+	}
+	return strings.TrimSpace(v.MustRun(t, "token", "create", "-field=token", "-policy="+name))
+}
+
+// assertAccess runs each command with token: allowed ones succeed, the
+// others are refused with a 403.
+func assertAccess(t *testing.T, v *vaulttest.Server, token string, cases []access) {
+	t.Helper()
+	for _, tc := range cases {
+		_, errOut, code := v.RunAs(t, token, tc.args...)
+		if tc.allowed && code != 0 {
+			t.Errorf("vault %v: exit %d\n%s", tc.args, code, errOut)
+		}
+		if !tc.allowed && (code != 2 || !strings.Contains(errOut, "Code: 403")) {
+			t.Errorf("vault %v: exit %d, want 403\n%s", tc.args, code, errOut)
+		}
+	}
+}
+
 // A hosted plugin's own root path needs sudo under mounts/NAME/, once Vault
 // has read it (pending until the reload); its other paths do not; every
 // mount's settings do; and it cannot see outside its storage.
@@ -51,29 +81,14 @@ func TestHostedPluginSudoAndIsolation(t *testing.T) {
 path "runtimes/mounts/*" { capabilities = ["create", "read", "update", "delete", "list"] }
 path "runtimes/hosted"   { capabilities = ["read", "list"] }
 `
-	if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(policy), "policy", "write", "hosted-no-sudo", "-"); code != 0 {
-		t.Fatal(errOut)
-	}
-	noSudo := strings.TrimSpace(v.MustRun(t, "token", "create", "-field=token", "-policy=hosted-no-sudo"))
-	for _, tc := range []struct {
-		args    []string
-		allowed bool
-	}{
+	assertAccess(t, v, tokenWithPolicy(t, v, "hosted-no-sudo", policy), []access{
 		{[]string{"read", "runtimes/mounts/p/open"}, true},
 		{[]string{"read", "runtimes/mounts/p/admin"}, false}, // the plugin's root path
 		{[]string{"read", "runtimes/hosted/p"}, false},       // the mount's settings
 		{[]string{"list", "runtimes/hosted"}, false},         // the mounts
 		{[]string{"write", "runtimes/hosted/new", "plugin=probe"}, false},
 		{[]string{"delete", "runtimes/hosted/p"}, false},
-	} {
-		_, errOut, code := v.RunAs(t, noSudo, tc.args...)
-		if tc.allowed && code != 0 {
-			t.Errorf("without sudo, vault %v: exit %d\n%s", tc.args, code, errOut)
-		}
-		if !tc.allowed && (code != 2 || !strings.Contains(errOut, "Code: 403")) {
-			t.Errorf("without sudo, vault %v: exit %d, want 403\n%s", tc.args, code, errOut)
-		}
-	}
+	})
 	var read readResult
 	v.MustJSON(t, &read, "read", "runtimes/mounts/p/admin")
 	if read.Data["admin"] != true {
@@ -158,29 +173,14 @@ func TestHostedKVLeases(t *testing.T) {
 	// A hosted mount's data is governed by the token's ACL from the first
 	// request, as a Vault mount's is: no sudo, no reload.
 	policy := `path "runtimes/mounts/plain/*" { capabilities = ["create", "read", "update", "list"] }`
-	if _, errOut, code := v.RunInput(t, v.Token, strings.NewReader(policy), "policy", "write", "app", "-"); code != 0 {
-		t.Fatal(errOut)
-	}
-	app := strings.TrimSpace(v.MustRun(t, "token", "create", "-field=token", "-policy=app"))
-	for _, tc := range []struct {
-		args    []string
-		allowed bool
-	}{
+	assertAccess(t, v, tokenWithPolicy(t, v, "app", policy), []access{
 		{[]string{"write", "runtimes/mounts/plain/app", "password=y"}, true},
 		{[]string{"read", "runtimes/mounts/plain/app"}, true},
 		{[]string{"list", "runtimes/mounts/plain/"}, true},
 		{[]string{"read", "runtimes/mounts/renamed/db"}, false}, // another mount
 		{[]string{"write", "runtimes/mounts/renamed/db", "password=z"}, false},
 		{[]string{"read", "runtimes/hosted/plain"}, false}, // its settings
-	} {
-		_, errOut, code := v.RunAs(t, app, tc.args...)
-		if tc.allowed && code != 0 {
-			t.Errorf("with policy app, vault %v: exit %d\n%s", tc.args, code, errOut)
-		}
-		if !tc.allowed && (code != 2 || !strings.Contains(errOut, "Code: 403")) {
-			t.Errorf("with policy app, vault %v: exit %d, want 403\n%s", tc.args, code, errOut)
-		}
-	}
+	})
 	v.MustRun(t, "delete", "runtimes/hosted/plain")
 	v.MustRun(t, "delete", "runtimes/hosted/renamed") // no force: no lease is out
 	v.Stop(t)
