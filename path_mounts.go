@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -174,6 +175,7 @@ func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return reqerr.Respond(err)
 	}
+	var changes []string
 	m, err := b.catalog.WriteMount(ctx, name, func(existing *mountEntry) (*mountEntry, error) {
 		m := &mountEntry{Mount: hosting.Mount{Name: name}}
 		if existing != nil { // a write changes what it sends, as vault secrets tune does
@@ -185,12 +187,21 @@ func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *f
 		if existing == nil {
 			return b.host.Put(ctx, &m.Mount, nil)
 		}
+		if b.host.Status(ctx, &existing.Mount).State == hosting.StateRunning {
+			changes = m.Changes(&existing.Mount)
+		}
 		return b.host.Put(ctx, &m.Mount, &existing.Mount)
 	})
 	if err != nil {
 		return reqerr.Respond(err)
 	}
 	resp := b.mountResponse(ctx, m)
+	if len(changes) > 0 {
+		// A write over a live mount is a change to it, not a new mount:
+		// say so, as its clients saw it restart.
+		resp.AddWarning(fmt.Sprintf("hosted mount %s was running and restarted with its new settings (%s); its data is kept",
+			name, strings.Join(changes, ", ")))
+	}
 	if resp.Data["state"] == hosting.StatePendingReload {
 		resp.AddWarning(fmt.Sprintf("the plugin's sudo or unauthenticated paths differ from those Vault enforces for this name; until Vault reads them its requests are refused: run `"+
 			hosting.ReloadCommandFormat+"`", req.MountPoint))

@@ -299,7 +299,22 @@ func TestHostedMountRefusalAndReload(t *testing.T) {
 
 	v.MustRun(t, "write", "runtimes/hosted/kv", "plugin=kv")
 	v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=1")
+	first := waitForState(t, v, "kv", "running")
+	// A write that changes nothing it runs with leaves it serving; one
+	// that changes its options restarts it, and says so.
+	var rewritten readResult
+	v.MustJSON(t, &rewritten, "write", "runtimes/hosted/kv", "description=the same kv")
+	if st := waitForState(t, v, "kv", "running"); len(rewritten.Warnings) != 0 || st.Data.ContainerID != first.Data.ContainerID {
+		t.Fatalf("a description's write: %v, %+v", rewritten.Warnings, st.Data)
+	}
+	v.MustJSON(t, &rewritten, "write", "runtimes/hosted/kv", "options=leased_passthrough=true")
+	if fmt.Sprint(rewritten.Warnings) != "[hosted mount kv was running and restarted with its new settings (option leased_passthrough set to true); its data is kept]" {
+		t.Fatalf("a write over a running mount: %v", rewritten.Warnings)
+	}
 	before := waitForState(t, v, "kv", "running")
+	if before.Data.ContainerID == first.Data.ContainerID {
+		t.Fatal("a mount with new options was not restarted")
+	}
 	// The runtime changes: the running mount keeps its container until a
 	// reload, and says it is outdated.
 	v.MustRun(t, "patch", "runtimes/catalog/container/runc", "memory_bytes=201326592")

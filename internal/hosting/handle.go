@@ -84,6 +84,12 @@ func newHandle(h *Host, m *Mount) *handle {
 func (hd *handle) put(m, existing *Mount) error {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
+	if existing != nil && len(m.Changes(existing)) == 0 && hd.state == StateRunning && hd.aliveLocked() {
+		// Nothing it runs with changed (a description, say): it serves on.
+		m.Paths = hd.mount.Paths
+		hd.mount = m
+		return nil
+	}
 	hd.stopLocked()
 	old := hd.mount
 	hd.mount, hd.restarts, hd.state = m, 0, StateStopped

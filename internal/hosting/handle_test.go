@@ -1089,3 +1089,32 @@ func TestRefreshFollowsAnotherNode(t *testing.T) {
 		t.Fatalf("the other mount: %s, %d starts", c, th.engine.starts())
 	}
 }
+
+// A write of a running mount that changes nothing it runs with (its
+// description) leaves it serving; one that changes its options restarts
+// it, and says what changed.
+func TestRewriteRestartsOnlyForItsSettings(t *testing.T) {
+	th := newTestHost(t, nil)
+	m := th.mount(t, "kv", "kv")
+	same := *m
+	if err := th.Put(context.Background(), &same, m); err != nil {
+		t.Fatal(err)
+	}
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c1" || th.engine.starts() != 1 {
+		t.Fatalf("an unchanged write restarted the mount: %s", c)
+	}
+	changed := same
+	changed.Plugin, changed.Options = "kv2", map[string]string{"version": "2", "a": "1"}
+	was := same
+	was.Options = map[string]string{"version": "1", "b": "2"}
+	want := []string{"plugin kv -> kv2", "option a set to 1", "option b removed", "option version 1 -> 2"}
+	if got := changed.Changes(&was); !slices.Equal(got, want) {
+		t.Fatalf("changes %q, want %q", got, want)
+	}
+	if err := th.Put(context.Background(), &changed, &same); err != nil {
+		t.Fatal(err)
+	}
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c2" {
+		t.Fatalf("a changed mount still served by %s", c)
+	}
+}

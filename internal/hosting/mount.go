@@ -1,6 +1,9 @@
 package hosting
 
 import (
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-uuid"
@@ -69,4 +72,33 @@ func (m *Mount) newUUID() error {
 	id, err := uuid.GenerateUUID()
 	m.UUID = id
 	return err
+}
+
+// Changes lists what differs in m from was, in the settings that a
+// running mount restarts for: its plugin and its options.
+func (m *Mount) Changes(was *Mount) []string {
+	var changes []string
+	if m.Plugin != was.Plugin {
+		changes = append(changes, fmt.Sprintf("plugin %s -> %s", was.Plugin, m.Plugin))
+	}
+	keys := map[string]bool{}
+	for k := range m.Options {
+		keys[k] = true
+	}
+	for k := range was.Options {
+		keys[k] = true
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		before, had := was.Options[k]
+		after, has := m.Options[k]
+		switch {
+		case had && has && before != after:
+			changes = append(changes, fmt.Sprintf("option %s %s -> %s", k, before, after))
+		case has && !had:
+			changes = append(changes, fmt.Sprintf("option %s set to %s", k, after))
+		case had && !has:
+			changes = append(changes, fmt.Sprintf("option %s removed", k))
+		}
+	}
+	return changes
 }
