@@ -68,16 +68,17 @@ func pathPluginRun(b *backend) []*framework.Path {
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathPluginCheck, Summary: pathCheckHelpSyn,
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-						"plugin_version": {Type: framework.TypeString, Description: "Version the plugin reported."},
-						"container_id":   {Type: framework.TypeString, Description: "ID of the container that ran (now removed)."},
-						"image":          {Type: framework.TypeString, Description: "Image reference the container ran."},
-						"oci_runtime":    {Type: framework.TypeString, Description: "OCI runtime the container ran with."},
-						"create_ms":      {Type: framework.TypeFloat, Description: "Milliseconds to create the container."},
-						"start_ms":       {Type: framework.TypeFloat, Description: "Milliseconds to start it."},
-						"handshake_ms":   {Type: framework.TypeFloat, Description: "Milliseconds from its start to the end of the go-plugin handshake."},
-						"pulled":         {Type: framework.TypeBool, Description: "Whether the image was pulled for this check (pull_policy missing, and the engine lacked it)."},
-						"pull_ms":        {Type: framework.TypeFloat, Description: "Milliseconds the pull took, pinned and verified; 0 when nothing was pulled."},
-						"total_ms":       {Type: framework.TypeFloat, Description: "Milliseconds for the whole check, stopping and removal included."},
+						"plugin_version":     {Type: framework.TypeString, Description: "Version the plugin reported (empty when it reports none)."},
+						"container_id":       {Type: framework.TypeString, Description: "ID of the container that ran (now removed)."},
+						"image":              {Type: framework.TypeString, Description: "Image reference the container ran."},
+						"oci_runtime":        {Type: framework.TypeString, Description: "OCI runtime the container ran with."},
+						"create_ms":          {Type: framework.TypeInt, Description: "Milliseconds to create the container."},
+						"start_ms":           {Type: framework.TypeInt, Description: "Milliseconds to start it."},
+						"handshake_ms":       {Type: framework.TypeInt, Description: "Milliseconds from its start to the end of the go-plugin handshake."},
+						"pulled":             {Type: framework.TypeBool, Description: "Whether the image was pulled for this check (pull_policy missing, and the engine lacked it)."},
+						"pull_ms":            {Type: framework.TypeInt, Description: "Milliseconds the pull took, pinned and verified; 0 when nothing was pulled."},
+						"total_ms":           {Type: framework.TypeInt, Description: "Milliseconds for the whole check, stopping and removal included."},
+						"registered_version": {Type: framework.TypeString, Description: "Version the plugin is registered as; a plugin that reports none of its own gets a warning saying so."},
 					}}}},
 				},
 			},
@@ -143,19 +144,33 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 	if err != nil {
 		return reqerr.Respond(reqerr.StartFailure(id.String(), err))
 	}
-	ms := func(d interface{ Seconds() float64 }) float64 { return d.Seconds() * 1000 }
-	return &logical.Response{Data: map[string]interface{}{
-		"plugin_version": result.PluginVersion,
-		"container_id":   result.ContainerID,
-		"image":          p.ImageRef(),
-		"oci_runtime":    rt.EffectiveOCIRuntime(),
-		"pulled":         result.Pulled > 0,
-		"pull_ms":        ms(result.Pulled),
-		"create_ms":      ms(result.Created),
-		"start_ms":       ms(result.Started),
-		"handshake_ms":   ms(result.Handshake),
-		"total_ms":       ms(result.Total),
-	}}, nil
+	resp := &logical.Response{Data: map[string]interface{}{
+		"plugin_version":     result.PluginVersion,
+		"container_id":       result.ContainerID,
+		"image":              p.ImageRef(),
+		"oci_runtime":        rt.EffectiveOCIRuntime(),
+		"pulled":             result.Pulled > 0,
+		"pull_ms":            ms(result.Pulled),
+		"create_ms":          ms(result.Created),
+		"start_ms":           ms(result.Started),
+		"handshake_ms":       ms(result.Handshake),
+		"total_ms":           ms(result.Total),
+		"registered_version": p.Version,
+	}}
+	if result.PluginVersion == "" {
+		// The CLI shows an empty value as n/a, with no word why.
+		resp.AddWarning(fmt.Sprintf("the plugin reports no version of its own (it does not implement the SDK's PluginVersion); it is registered as %s", p.Version))
+	}
+	return resp, nil
+}
+
+// ms is a duration in whole milliseconds, as an operator reads it; one
+// that took any time at all is at least 1.
+func ms(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return max(1, d.Round(time.Millisecond).Milliseconds())
 }
 
 // runOptions is what the Vault running this plugin tells the containers it

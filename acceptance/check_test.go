@@ -1,6 +1,8 @@
 package acceptance
 
 import (
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -26,10 +28,27 @@ func TestPluginCheckThroughVaultCLI(t *testing.T) {
 	for _, rt := range []string{"gvisor", "runc"} {
 		var res readResult
 		v.MustJSON(t, &res, "write", "-f", "runtimes/plugins/catalog/secret/"+rt+"/check")
-		if res.Data["plugin_version"] != testimage.Version || res.Data["total_ms"].(float64) <= 0 {
-			t.Fatalf("check with %s: %#v", rt, res.Data)
+		if res.Data["plugin_version"] != testimage.Version || res.Data["total_ms"].(float64) <= 0 || len(res.Warnings) != 0 {
+			t.Fatalf("check with %s: %#v %v", rt, res.Data, res.Warnings)
+		}
+		for _, k := range []string{"create_ms", "start_ms", "handshake_ms", "total_ms"} {
+			if v := res.Data[k].(float64); v != math.Trunc(v) {
+				t.Errorf("%s = %v: not whole milliseconds", k, v)
+			}
 		}
 		t.Logf("check with runtime %s: %v", rt, res.Data)
+	}
+
+	// HashiCorp's kv reports no version of its own: the check says so,
+	// rather than the CLI's bare n/a.
+	kvID := testimage.BuildKV(t, docker)
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv", "oci_image="+testimage.KVName,
+		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=runc")
+	var kv readResult
+	v.MustJSON(t, &kv, "write", "-f", "runtimes/plugins/catalog/secret/kv/check")
+	if kv.Data["plugin_version"] != "" || kv.Data["registered_version"] != testimage.KVVersion ||
+		fmt.Sprint(kv.Warnings) != "[the plugin reports no version of its own (it does not implement the SDK's PluginVersion); it is registered as "+testimage.KVVersion+"]" {
+		t.Fatalf("check of kv: %#v %v", kv.Data, kv.Warnings)
 	}
 
 	_, errOut, code := v.Run(t, "write", "-f", "runtimes/plugins/catalog/secret/broken/check")
