@@ -1,27 +1,70 @@
 #!/usr/bin/env bash
 # `make dev`: a Vault dev server on 127.0.0.1:8200 (root token "root") with the
-# plugin enabled at runtimes/. Ctrl-C stops it.
+# plugin enabled at runtimes/, and HashiCorp's kv in an image (kv-plugin:0.25.0)
+# to host. Ctrl-C stops it and exits 0; its log stays (the path is printed).
+#
+# `scripts/dev.sh --hints ADDR VAULT LOG` prints only the next steps, as a
+# shell script a reader pastes: acceptance/readme_test.go runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = --hints ]; then
+  addr="$2" vault="$3" log="$4"
+  cat <<TXT
+
+Vault $("$vault" version | cut -d' ' -f2 | tr -d ,) is running with the runtime catalog at runtimes/ (log: $log).
+Paste these in order:
+
+  export VAULT_ADDR=http://$addr VAULT_TOKEN=root PATH="$(dirname "$vault"):\$PATH"
+
+  vault write runtimes/catalog/container/limited oci_runtime=runsc cpu_nanos=500000000 memory_bytes=134217728
+  vault read runtimes/catalog/container/limited
+  vault list runtimes/catalog
+  vault patch runtimes/catalog/container/limited cpu_nanos=1000000000
+  vault path-help runtimes/catalog/container/limited
+
+Host HashiCorp's kv from its local image (kv-plugin:0.25.0, which make dev built with
+scripts/build-kv-image.sh) under that runtime:
+
+  vault write runtimes/plugins/catalog/secret/kv oci_image=kv-plugin version=v0.25.0 runtime=limited \\
+      sha256=\$(docker images --no-trunc -q kv-plugin:0.25.0)
+  vault write runtimes/hosted/kv plugin=kv
+  vault write runtimes/mounts/kv/app password=hunter2
+  vault read runtimes/mounts/kv/app
+
+And take it all down again, in the order things depend on each other:
+
+  vault delete runtimes/hosted/kv
+  vault delete runtimes/plugins/catalog/secret/kv
+  vault delete runtimes/catalog/container/limited
+
+Ctrl-C stops the server.
+TXT
+  exit 0
+fi
 
 addr=127.0.0.1:8200
 vault="$(scripts/build-vault.sh)"
 if [ "$(id -u)" = 0 ]; then
   scripts/start-docker.sh || echo "Docker Engine not started: plugin checks will fail until it runs" >&2
 fi
+if docker info >/dev/null 2>&1; then
+  scripts/build-kv-image.sh >/dev/null || echo "kv-plugin:0.25.0 not built: the hosting hints need it" >&2
+fi
 
 dir="$(mktemp -d /tmp/rc-dev.XXXXXX)"
+log="${TMPDIR:-/tmp}/vault-plugin-runtime-catalog-dev.log"
 mkdir -p "$dir/plugins"
 cp bin/vault-plugin-runtime-catalog "$dir/plugins/"
 
 "$vault" server -dev -dev-root-token-id=root -dev-listen-address="$addr" \
-  -dev-plugin-dir="$dir/plugins" -dev-no-store-token >"$dir/vault.log" 2>&1 &
+  -dev-plugin-dir="$dir/plugins" -dev-no-store-token >"$log" 2>&1 &
 vault_pid=$!
 stop() {
   kill -INT "$vault_pid" 2>/dev/null || true
   wait "$vault_pid" 2>/dev/null || true
   rm -rf "$dir"
-  echo "Vault stopped."
+  echo "Vault stopped; its log is $log" >&2
 }
 trap stop EXIT
 trap 'exit 0' INT TERM
@@ -29,7 +72,7 @@ trap 'exit 0' INT TERM
 export VAULT_ADDR="http://$addr" VAULT_TOKEN=root
 for _ in $(seq 1 100); do
   "$vault" status >/dev/null 2>&1 && break
-  kill -0 "$vault_pid" 2>/dev/null || { cat "$dir/vault.log"; exit 1; }
+  kill -0 "$vault_pid" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.1
 done
 # Compressed lists: the mount passes Accept-Encoding in and lets
@@ -38,27 +81,5 @@ done
   -allowed-response-headers=Content-Encoding -allowed-response-headers=Vary vault-plugin-runtime-catalog
 "$vault" write runtimes/config compress_lists=true >/dev/null
 
-cat <<TXT
-
-Vault $("$vault" version | cut -d' ' -f2 | tr -d ,) is running with the runtime catalog at runtimes/ (log: $dir/vault.log).
-
-  export VAULT_ADDR=http://$addr VAULT_TOKEN=root PATH="$(dirname "$vault"):\$PATH"
-
-  vault write runtimes/catalog/container/limited oci_runtime=runsc cgroup_parent=/vault-plugins/ cpu_nanos=500000000 memory_bytes=67108864
-  vault read runtimes/catalog/container/limited
-  vault list runtimes/catalog
-  vault patch runtimes/catalog/container/limited cpu_nanos=1000000000
-  vault delete runtimes/catalog/container/limited
-  vault path-help runtimes/catalog/container/limited
-
-Host a secret plugin from a local image (here HashiCorp's kv, built by scripts/build-kv-plugin.sh
-into an image FROM scratch named kv-plugin:0.25.0):
-
-  vault write runtimes/plugins/catalog/secret/kv oci_image=kv-plugin version=v0.25.0 runtime=limited \
-      sha256=\$(docker images --no-trunc -q kv-plugin:0.25.0)
-  vault write runtimes/hosted/kv plugin=kv
-  vault write runtimes/mounts/kv/app password=hunter2 && vault read runtimes/mounts/kv/app
-
-Ctrl-C stops the server.
-TXT
+scripts/dev.sh --hints "$addr" "$vault" "$log"
 wait "$vault_pid"

@@ -1,0 +1,149 @@
+package acceptance
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+)
+
+// A newcomer's path: the hints `make dev` prints, then every shell block of
+// the README, in order, pasted into a fresh dev server as make dev starts
+// it (the plugin at runtimes/, compressed lists, kv-plugin:0.25.0 built),
+// with the real vault CLI. A command fails the test unless the README says
+// it fails (a trailing "# fails: why"). Blocks meant only to be read are
+// marked "<!-- not run: why -->" on the line before them.
+func TestReadmeAsANewcomerPastesIt(t *testing.T) {
+	docker := testimage.Docker(t)
+	testimage.BuildKV(t, docker) // kv-plugin:0.25.0, as make dev builds it
+	v := vaulttest.StartDev(t, "runtimes")
+	v.CompressLists(t, "runtimes")
+	vaultBin, err := filepath.Abs(os.Getenv("VAULT_BINARY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	hints, err := exec.Command("../scripts/dev.sh", "--hints", strings.TrimPrefix(v.Addr, "http://"), vaultBin, "vault.log").Output()
+	if err != nil {
+		t.Fatalf("scripts/dev.sh --hints: %v", err)
+	}
+	var devSteps []string
+	for _, line := range strings.Split(string(hints), "\n") {
+		if strings.HasPrefix(line, "  ") { // the commands; the rest is prose
+			devSteps = append(devSteps, strings.TrimPrefix(line, "  "))
+		}
+	}
+	blocks := []readmeBlock{{where: "make dev's hints", script: strings.Join(devSteps, "\n")}}
+	blocks = append(blocks, readmeShellBlocks(t, "../README.md")...)
+
+	dir := t.TempDir()
+	ran := 0
+	for _, b := range blocks {
+		if b.skip != "" {
+			t.Logf("%s: not run (%s)", b.where, b.skip)
+			continue
+		}
+		// The README's address is make dev's; this server listens elsewhere.
+		script := strings.ReplaceAll(b.script, "http://127.0.0.1:8200", v.Addr)
+		cmd := exec.Command("bash", "-euo", "pipefail", "-x", "-c", expectFailures(script))
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token,
+			"PATH="+filepath.Dir(vaultBin)+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s, pasted as it is, fails (%v):\n%s\n--- output:\n%s", b.where, err, b.script, out)
+		}
+		ran++
+	}
+	if ran < 4 {
+		t.Fatalf("only %d blocks ran: the README's markers skip too much", ran)
+	}
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
+type readmeBlock struct {
+	where  string // the README's line, for the failure
+	script string
+	skip   string // why it is not run, if it is not
+}
+
+var notRun = regexp.MustCompile(`^<!-- not run: (.+) -->$`)
+
+// readmeShellBlocks are the README's ```shell blocks, in order.
+func readmeShellBlocks(t *testing.T, path string) []readmeBlock {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var blocks []readmeBlock
+	var current *readmeBlock
+	var lines []string
+	previous := ""
+	n := 0
+	for scanner := bufio.NewScanner(f); scanner.Scan(); {
+		n++
+		line := scanner.Text()
+		switch {
+		case current == nil && line == "```shell":
+			current = &readmeBlock{where: "README.md line " + strconv.Itoa(n)}
+			if m := notRun.FindStringSubmatch(previous); m != nil {
+				current.skip = m[1]
+			}
+			lines = nil
+		case current != nil && line == "```":
+			current.script = strings.Join(lines, "\n")
+			blocks = append(blocks, *current)
+			current = nil
+		case current != nil:
+			lines = append(lines, line)
+		}
+		if strings.TrimSpace(line) != "" {
+			previous = strings.TrimSpace(line)
+		}
+	}
+	if current != nil {
+		t.Fatalf("%s: a block that never ends", current.where)
+	}
+	return blocks
+}
+
+// expectFailures turns each command the README says fails ("cmd   # fails:
+// why", on one line) into one that fails the script if it succeeds.
+func expectFailures(script string) string {
+	var out []string
+	for _, line := range strings.Split(script, "\n") {
+		command, why, marked := strings.Cut(line, "# fails:")
+		if !marked || strings.TrimSpace(command) == "" {
+			out = append(out, line)
+			continue
+		}
+		command = strings.TrimSpace(command)
+		out = append(out, "if "+command+"; then echo 'the README says this fails ("+strings.ReplaceAll(strings.TrimSpace(why), "'", "")+"), and it did not' >&2; exit 1; fi")
+	}
+	return strings.Join(out, "\n")
+}
+
+// A command the README says fails must fail, and one it does not mark must
+// not: the markers are what the test holds the README to.
+func TestReadmeFailureMarkers(t *testing.T) {
+	for script, ok := range map[string]bool{
+		"false   # fails: it is refused": true,
+		"true    # fails: it is refused": false,
+		"true\nfalse":                    false,
+	} {
+		err := exec.Command("bash", "-euo", "pipefail", "-c", expectFailures(script)).Run()
+		if (err == nil) != ok {
+			t.Errorf("%q: error %v, want ok %v", script, err, ok)
+		}
+	}
+}
