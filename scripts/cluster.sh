@@ -3,7 +3,8 @@
 # off on the API listeners) with the plugin in every node's plugin
 # directory, registered by its sha256 and enabled at runtimes/. The nodes
 # join with retry_join, are unsealed, and are all voters before it prints
-# their addresses. Ctrl-C stops the nodes, their plugins and containers.
+# their addresses. Ctrl-C stops the nodes, their plugins and containers, and
+# exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VAULT_BINARY="$(scripts/build-vault.sh)"
@@ -11,4 +12,9 @@ export VAULT_BINARY RC_ACC=1
 if [ "$(id -u)" = 0 ]; then
   scripts/start-docker.sh || echo "Docker Engine not started: hosted mounts will fail until it runs" >&2
 fi
-exec go run ./cluster "$@"
+# Built and run, not `go run`: go run answers a Ctrl-C with exit status 1
+# whatever the program's own, and make then reports an error.
+bin="$(mktemp -d /tmp/rc-cluster.XXXXXX)"
+trap 'rm -rf "$bin"' EXIT
+go build -o "$bin/cluster" ./cluster
+"$bin/cluster" "$@"

@@ -43,7 +43,7 @@ TXT
   exit 0
 fi
 
-addr=127.0.0.1:8200
+addr="${RC_DEV_ADDR:-127.0.0.1:8200}" # the tests give it a free port
 vault="$(scripts/build-vault.sh)"
 if [ "$(id -u)" = 0 ]; then
   scripts/start-docker.sh || echo "Docker Engine not started: plugin checks will fail until it runs" >&2
