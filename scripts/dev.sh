@@ -50,6 +50,9 @@ if [ "$(id -u)" = 0 ]; then
 fi
 if docker info >/dev/null 2>&1; then
   scripts/build-kv-image.sh >/dev/null || echo "kv-plugin:0.25.0 not built: the hosting hints need it" >&2
+else
+  echo "no Docker Engine answers (run make dev as root to have one started, or join the docker group):" \
+    "kv-plugin:0.25.0 is not built, and the hosting hints will fail" >&2
 fi
 
 dir="$(mktemp -d /tmp/rc-dev.XXXXXX)"
