@@ -273,10 +273,12 @@ func (r *Runner) awaitRemoval(timeout time.Duration) {
 	}
 	// Removed, so exited: the exit's report (code and output) follows at
 	// once, or never (Podman does not answer a next-exit wait for a container
-	// that never ran).
+	// that never ran). The report itself waits up to outputGrace for the
+	// last output, from the exit, which came before the removal: a little
+	// more than that here, or the two timers race.
 	select {
 	case <-r.exited:
-	case <-time.After(outputGrace):
+	case <-time.After(outputGrace + 500*time.Millisecond):
 	}
 }
 
