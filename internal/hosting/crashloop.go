@@ -1,6 +1,7 @@
 package hosting
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -69,4 +70,33 @@ func (c *crashLoop) reset() { *c = crashLoop{} }
 func (c *crashLoop) reason() string {
 	return fmt.Sprintf("its plugin crashed %d times in a row (it did not start, or died within %s of starting); last: %s",
 		c.crashes, settleTime, c.lastCause)
+}
+
+// sleepCtx waits for d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// requestKilled says how a plugin that died during a request may have
+// been killed by it: it went past its memory limit, or panicked (a bug on
+// the request's path). Empty for any other death (docker kill or stop, an
+// engine going down, an exit of its own): the request may be sent again.
+func requestKilled(p Plugin) string {
+	switch {
+	case p.MemoryKilled():
+		return "took the plugin past its memory limit"
+	case p.Panicked():
+		return "made the plugin panic"
+	}
+	return ""
 }

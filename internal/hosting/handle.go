@@ -255,35 +255,6 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 	}
 }
 
-// sleepCtx waits for d, or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// requestKilled says how a plugin that died during a request may have
-// been killed by it: it went past its memory limit, or panicked (a bug on
-// the request's path). Empty for any other death (docker kill or stop, an
-// engine going down, an exit of its own): the request may be sent again.
-func requestKilled(p Plugin) string {
-	switch {
-	case p.MemoryKilled():
-		return "took the plugin past its memory limit"
-	case p.Panicked():
-		return "made the plugin panic"
-	}
-	return ""
-}
-
 // refresh takes the settings of m, stored by another node for this same
 // mount: unless they are the ones it runs, it stops, and its next request
 // starts it with them. Its leases and data are the same mount's.
