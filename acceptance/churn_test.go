@@ -18,6 +18,43 @@ import (
 
 // vaultHTTP sends one request to Vault's HTTP API with the root token and
 // returns its status (0 when it did not get an answer).
+// tally counts answers by operation and status, from many goroutines,
+// keeping the first body of each status to show when one is wrong.
+type tally struct {
+	mu      sync.Mutex
+	counts  map[string]map[int]int
+	samples map[int]string
+}
+
+func newTally() *tally {
+	return &tally{counts: map[string]map[int]int{}, samples: map[int]string{}}
+}
+
+func (t *tally) add(op string, code int, body string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.counts[op] == nil {
+		t.counts[op] = map[int]int{}
+	}
+	t.counts[op][code]++
+	if _, ok := t.samples[code]; !ok {
+		t.samples[code] = op + ": " + body
+	}
+}
+
+// byOp is the counts; read once the goroutines are done.
+func (t *tally) byOp() map[string]map[int]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.counts
+}
+
+func (t *tally) sample(code int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.samples[code]
+}
+
 func vaultHTTP(v *vaulttest.Server, method, path string, body map[string]interface{}) int {
 	code, _ := vaultHTTPBody(v, method, path, body)
 	return code
@@ -57,16 +94,8 @@ func TestChurnOnOneMountName(t *testing.T) {
 	v := vaulttest.StartDev(t, "runtimes")
 	hostKV(t, v, kvID, "runc")
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	answered := map[string]map[int]int{}
-	count := func(op string, code int) {
-		mu.Lock()
-		defer mu.Unlock()
-		if answered[op] == nil {
-			answered[op] = map[int]int{}
-		}
-		answered[op][code]++
-	}
+	answers := newTally()
+	count := func(op string, code int) { answers.add(op, code, "") }
 	deadline := time.Now().Add(15 * time.Second)
 	for c := 0; c < 8; c++ {
 		wg.Add(1)
@@ -89,6 +118,7 @@ func TestChurnOnOneMountName(t *testing.T) {
 		}(c)
 	}
 	wg.Wait()
+	answered := answers.byOp()
 	t.Logf("answers by operation and status: %v", answered)
 	for op, codes := range answered {
 		if codes[0] > 0 || codes[500] > 0 {
@@ -128,19 +158,8 @@ func TestReloadsUnderTraffic(t *testing.T) {
 	hostKV(t, v, kvID, "runc", "kv")
 	v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=0")
 
-	var mu sync.Mutex
-	answered, samples := map[string]map[int]int{}, map[int]string{}
-	count := func(op string, code int, body string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if answered[op] == nil {
-			answered[op] = map[int]int{}
-		}
-		answered[op][code]++
-		if _, ok := samples[code]; !ok && code >= 300 {
-			samples[code] = op + ": " + body
-		}
-	}
+	answers := newTally()
+	count := answers.add
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for c := 0; c < 6; c++ {
@@ -169,14 +188,17 @@ func TestReloadsUnderTraffic(t *testing.T) {
 	time.Sleep(time.Second)
 	stop.Store(true)
 	wg.Wait()
+	answered := answers.byOp()
 	t.Logf("answers by operation and status: %v", answered)
-	for code, sample := range samples {
-		t.Logf("%d, for one: %s", code, sample)
+	for code, sample := range answers.samples {
+		if code >= 300 {
+			t.Logf("%d, for one: %s", code, sample)
+		}
 	}
 	for op, codes := range answered {
 		for code, n := range codes {
 			if code == 0 || code == 500 || (strings.HasSuffix(op, "reload") && code != 200) {
-				t.Errorf("%s: %d answered %d: %s", op, n, code, samples[code])
+				t.Errorf("%s: %d answered %d: %s", op, n, code, answers.sample(code))
 			}
 		}
 	}

@@ -52,20 +52,14 @@ func TestEngineRestartedWhileMountsServe(t *testing.T) {
 			// Readers all along: none may see anything but 200 or 503.
 			var stop atomic.Bool
 			var wg sync.WaitGroup
-			var mu sync.Mutex
-			codes, samples := map[int]int{}, map[int]string{}
+			answers := newTally()
 			for i := 0; i < 4; i++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					for !stop.Load() {
 						code, body := vaultHTTPBody(v, http.MethodGet, "runtimes/mounts/kv/app", nil)
-						mu.Lock()
-						codes[code]++
-						if _, ok := samples[code]; !ok {
-							samples[code] = body
-						}
-						mu.Unlock()
+						answers.add("read", code, body)
 						time.Sleep(20 * time.Millisecond)
 					}
 				}()
@@ -103,11 +97,10 @@ func TestEngineRestartedWhileMountsServe(t *testing.T) {
 			if read.Data["password"] != "before" || after.Data.ContainerID == before.Data.ContainerID {
 				t.Fatalf("after the engine came back: %v, %+v", read.Data, after.Data)
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			codes := answers.byOp()["read"]
 			for code, n := range codes {
 				if code != 200 && code != 503 {
-					t.Errorf("%d requests got %d during the restart (all: %v), one: %s", n, code, codes, samples[code])
+					t.Errorf("%d requests got %d during the restart (all: %v), one: %s", n, code, codes, answers.sample(code))
 				}
 			}
 			t.Logf("requests during the restart, by status: %v", codes)
