@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/pluginutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -42,6 +43,11 @@ type backend struct {
 	runtimeList listBodyCache // the encoded runtime list, per catalog generation
 	engines     runtime.Engines
 	multiplexID string // set when served by Serve
+	// standby: this instance runs on a standby node that serves reads
+	// (OpenBao's Raft standbys do by default; Vault Enterprise's
+	// performance standbys too). It forwards every request to the active
+	// node and starts no container: see HandleRequest.
+	standby bool
 }
 
 var _ logical.Backend = (*backend)(nil)
@@ -52,6 +58,10 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
+	// A node changes between standby and active only through a teardown
+	// of every mount (Clean) and a new Factory, so the state read now
+	// holds for this instance's life.
+	b.standby = conf.System != nil && conf.System.ReplicationState().HasState(consts.ReplicationPerformanceStandby)
 	// Vault reads the special paths right after this, before Initialize:
 	// the hosted mounts' paths must be known from storage by then. A load
 	// that fails leaves them unpublished, which refuses every mount whose
@@ -124,6 +134,9 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 // rest by this backend; Vault's periodic rollback reaches every hosted
 // backend too.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if b.standby {
+		return standbyAnswer(req)
+	}
 	if name, rest, ok := hosting.SplitPath(req.Path); ok {
 		resp, err := b.host.Forward(ctx, name, rest, req)
 		if err != nil && resp == nil {
@@ -151,6 +164,19 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	return resp, err
 }
 
+// standbyAnswer sends every request on a read-serving standby to the
+// active node: ErrReadOnly is the error the server forwards on. Only the
+// active node runs the hosted mounts' containers, and only its catalog
+// index is sure to hold the latest write (a standby's storage trails the
+// leader's), so a read here could answer an older catalog than the write
+// the same client just made. Vault's own standbys forward everything too.
+func standbyAnswer(req *logical.Request) (*logical.Response, error) {
+	if req.Operation == logical.RollbackOperation {
+		return nil, nil // nothing of this mount's is rolled back on a standby
+	}
+	return nil, logical.ErrReadOnly
+}
+
 // ignoredFields are the request's fields that its path does not know.
 func (b *backend) ignoredFields(req *logical.Request) []string {
 	route := b.Route(req.Path)
@@ -162,6 +188,17 @@ func (b *backend) ignoredFields(req *logical.Request) []string {
 
 // HandleExistenceCheck asks a hosted plugin about its own paths.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+	if b.standby {
+		// The server does not forward on an existence check's error (it
+		// answers 500), only on the request's: the catalog's own check reads
+		// storage, which a standby may; a hosted plugin runs only on the
+		// active node, so its paths go on as updates, and the active node
+		// checks again once the request is forwarded.
+		if _, _, hosted := hosting.SplitPath(req.Path); hosted {
+			return false, false, nil
+		}
+		return b.Backend.HandleExistenceCheck(ctx, req)
+	}
 	if name, rest, ok := hosting.SplitPath(req.Path); ok {
 		return b.host.ExistenceCheck(ctx, name, rest, req)
 	}
@@ -183,6 +220,9 @@ func (b *backend) SpecialPaths() *logical.Paths {
 // while mounting or unsealing, which must not wait for containers. A
 // request to a mount not started yet starts it itself.
 func (b *backend) initialize(ctx context.Context, _ *logical.InitializationRequest) error {
+	if b.standby {
+		return nil // the active node runs them
+	}
 	clusterID, _ := b.System().ClusterID(ctx)
 	go b.host.StartAll(context.Background(), clusterID)
 	return nil

@@ -111,8 +111,8 @@ func passHostedRequests(ctx context.Context, req interface{}, info *grpc.UnarySe
 		return handler(ctx, req)
 	}
 	b, found := instances.Load(id)
-	if !found {
-		return handler(ctx, req)
+	if !found || b.(*backend).standby {
+		return handler(ctx, req) // a standby's HandleRequest forwards it
 	}
 	return b.(*backend).host.ForwardProto(ctx, name, rest, args)
 }
