@@ -11,11 +11,11 @@ import (
 
 // startWithProbe starts a dev Vault with this plugin at runtimes/ and the
 // probe plugin registered in its catalog as secret/probe (runc).
-func startWithProbe(t *testing.T) (*client.Client, *vaulttest.Server) {
+func startWithProbe(t *testing.T, k vaulttest.Kind) (*client.Client, *vaulttest.Server) {
 	t.Helper()
 	docker := testimage.Docker(t)
 	probeID := testimage.BuildProbe(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/probe", "oci_image="+testimage.ProbeName,
 		"version="+testimage.ProbeVersion, "sha256="+probeID, "runtime=secret-rt")
@@ -24,8 +24,10 @@ func startWithProbe(t *testing.T) (*client.Client, *vaulttest.Server) {
 
 // A hosted plugin's answer over max_hosted_response_bytes is refused with a
 // 502 naming the bound; answers under it pass; the plugin serves on.
-func TestHostedAnswersAreBounded(t *testing.T) {
-	docker, v := startWithProbe(t)
+func TestHostedAnswersAreBounded(t *testing.T) { vaulttest.EachServer(t, testHostedAnswersAreBounded) }
+
+func testHostedAnswersAreBounded(t *testing.T, k vaulttest.Kind) {
+	docker, v := startWithProbe(t, k)
 	v.MustRun(t, "write", "runtimes/config", "max_hosted_response_bytes=2097152")
 	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
 	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
@@ -56,7 +58,11 @@ func TestHostedAnswersAreBounded(t *testing.T) {
 // exit, not sent again, and the mount stays running and serves its other
 // paths on a new container, however often that path is asked.
 func TestPluginKilledByOneRequest(t *testing.T) {
-	docker, v := startWithProbe(t)
+	vaulttest.EachServer(t, testPluginKilledByOneRequest)
+}
+
+func testPluginKilledByOneRequest(t *testing.T, k vaulttest.Kind) {
+	docker, v := startWithProbe(t, k)
 	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc", "memory_bytes=67108864")
 	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
 	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")

@@ -16,8 +16,12 @@ type readResult struct {
 	Warnings []string               `json:"warnings"`
 }
 
-func TestRuntimeCatalogThroughVaultCLI(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+func TestRuntimeCatalogThroughTheCLI(t *testing.T) {
+	vaulttest.EachServer(t, testRuntimeCatalogThroughTheCLI)
+}
+
+func testRuntimeCatalogThroughTheCLI(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 
 	v.MustRun(t, "write", "runtimes/catalog/container/limited",
 		"oci_runtime=runc", "cgroup_parent=/examplelimit/", "cpu_nanos=10000000000", "memory_bytes=10000000")
@@ -64,8 +68,12 @@ func TestRuntimeCatalogThroughVaultCLI(t *testing.T) {
 	v.MustRun(t, "delete", "runtimes/catalog/container/limited") // missing: still a success
 }
 
-func TestRuntimeCatalogErrorsThroughVaultCLI(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+func TestRuntimeCatalogErrorsThroughTheCLI(t *testing.T) {
+	vaulttest.EachServer(t, testRuntimeCatalogErrorsThroughTheCLI)
+}
+
+func testRuntimeCatalogErrorsThroughTheCLI(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "runtimes/catalog/container/kept", "cpu_nanos=50000000")
 
 	for _, tc := range []struct {
@@ -107,7 +115,8 @@ func TestRuntimeCatalogErrorsThroughVaultCLI(t *testing.T) {
 // The plugin's catalog and Vault's built-in one, on the same server, store
 // and return the same settings.
 func TestRuntimeCatalogMatchesVaultBuiltin(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+	k := vaulttest.Vault // OpenBao has no built-in runtime catalog to compare with
+	v := k.StartDev(t, "runtimes")
 	args := []string{"oci_runtime=runc", "cgroup_parent=/examplelimit/", "cpu_nanos=10000000000", "memory_bytes=10000000", "rootless=true"}
 	v.MustRun(t, append([]string{"write", "sys/plugins/runtimes/catalog/container/same"}, args...)...)
 	v.MustRun(t, append([]string{"write", "runtimes/catalog/container/same"}, args...)...)
@@ -122,8 +131,10 @@ func TestRuntimeCatalogMatchesVaultBuiltin(t *testing.T) {
 	}
 }
 
-func TestRuntimeCatalogNeedsSudo(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+func TestRuntimeCatalogNeedsSudo(t *testing.T) { vaulttest.EachServer(t, testRuntimeCatalogNeedsSudo) }
+
+func testRuntimeCatalogNeedsSudo(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "-f", "runtimes/catalog/container/existing")
 
 	const caps = `"create", "read", "update", "patch", "delete", "list"`
@@ -177,15 +188,19 @@ func TestRuntimeCatalogNeedsSudo(t *testing.T) {
 	}
 }
 
-func TestRuntimeSurvivesVaultRestart(t *testing.T) {
+func TestRuntimeSurvivesAServerRestart(t *testing.T) {
+	vaulttest.EachServer(t, testRuntimeSurvivesAServerRestart)
+}
+
+func testRuntimeSurvivesAServerRestart(t *testing.T, k vaulttest.Kind) {
 	dir := vaulttest.ShortTempDir(t)
 	port := vaulttest.FreePort(t)
 
-	v := vaulttest.StartPersistent(t, dir, port, "runtimes")
+	v := k.StartPersistent(t, dir, port, "runtimes")
 	v.MustRun(t, "write", "runtimes/catalog/container/durable", "oci_runtime=runc", "memory_bytes=10000000")
 	v.Stop(t)
 
-	v = vaulttest.StartPersistent(t, dir, port, "runtimes")
+	v = k.StartPersistent(t, dir, port, "runtimes")
 	var read readResult
 	v.MustJSON(t, &read, "read", "runtimes/catalog/container/durable")
 	assertSubset(t, read.Data, map[string]interface{}{"oci_runtime": "runc", "memory_bytes": float64(10000000)})
@@ -207,7 +222,11 @@ func assertSubset(t *testing.T, got, want map[string]interface{}) {
 
 // Vault's generated OpenAPI document describes every path and field.
 func TestOpenAPIDescribesThePlugin(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+	vaulttest.EachServer(t, testOpenAPIDescribesThePlugin)
+}
+
+func testOpenAPIDescribesThePlugin(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 	var doc struct {
 		Data struct {
 			Paths map[string]map[string]interface{} `json:"paths"`

@@ -12,10 +12,14 @@ import (
 
 // A container plugin registered through the vault CLI really starts, under
 // runc and runsc, and a broken runtime fails the check saying why.
-func TestPluginCheckThroughVaultCLI(t *testing.T) {
+func TestPluginCheckThroughTheCLI(t *testing.T) {
+	vaulttest.EachServer(t, testPluginCheckThroughTheCLI)
+}
+
+func testPluginCheckThroughTheCLI(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	id := testimage.Build(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 
 	v.MustRun(t, "write", "runtimes/catalog/container/gvisor", "memory_bytes=67108864")
 	v.MustRun(t, "write", "runtimes/catalog/container/runc", "oci_runtime=runc", "cpu_nanos=500000000")

@@ -88,10 +88,12 @@ func vaultHTTPBody(v *vaulttest.Server, method, path string, body map[string]int
 // Clients creating, deleting and reloading one mount name while others
 // read and write it: afterwards the mount's state and the engine's
 // containers agree, and no container is orphaned.
-func TestChurnOnOneMountName(t *testing.T) {
+func TestChurnOnOneMountName(t *testing.T) { vaulttest.EachServer(t, testChurnOnOneMountName) }
+
+func testChurnOnOneMountName(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	hostKV(t, v, kvID, "runc")
 	var wg sync.WaitGroup
 	answers := newTally()
@@ -151,10 +153,12 @@ func TestChurnOnOneMountName(t *testing.T) {
 // repeated while clients read and write the mount. Every request gets an
 // answer that says what happened; afterwards the mount serves from one
 // container, with the last write, and nothing is orphaned.
-func TestReloadsUnderTraffic(t *testing.T) {
+func TestReloadsUnderTraffic(t *testing.T) { vaulttest.EachServer(t, testReloadsUnderTraffic) }
+
+func testReloadsUnderTraffic(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	hostKV(t, v, kvID, "runc", "kv")
 	v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=0")
 

@@ -164,13 +164,13 @@ func stopCluster(t *testing.T, c *vaulttest.Cluster, docker *client.Client) {
 // startTestCluster starts a 3-node cluster with the plugin at runtimes/,
 // builds the kv image, and returns a client and the active node and a
 // standby.
-func startTestCluster(t *testing.T) (*client.Client, string, *vaulttest.Cluster, *clusterClient, *vaulttest.Server, *vaulttest.Server) {
+func startTestCluster(t *testing.T, k vaulttest.Kind) (*client.Client, string, *vaulttest.Cluster, *clusterClient, *vaulttest.Server, *vaulttest.Server) {
 	t.Helper()
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
 	var clusterID string
 	testimage.ReapCluster(t, docker, &clusterID) // runs after the cluster's own cleanups
-	c := vaulttest.StartCluster(t, 3, "runtimes")
+	c := k.StartCluster(t, 3, "runtimes")
 	clusterID = c.Nodes[0].ClusterID
 	leader := c.Leader(t, 30*time.Second, nil)
 	return docker, kvID, c, newClusterClient(c.Token), leader, c.Standbys(leader)[0]
@@ -179,8 +179,10 @@ func startTestCluster(t *testing.T) (*client.Client, string, *vaulttest.Cluster,
 // The leader of a 3-node Raft cluster is killed with SIGKILL: a new leader
 // serves the whole catalog and the hosted mount's data within 30 s, and of
 // the writes racing the failover none acknowledged is lost.
-func TestClusterLeaderKilled(t *testing.T) {
-	docker, kvID, c, cl, leader, standby := startTestCluster(t)
+func TestClusterLeaderKilled(t *testing.T) { vaulttest.EachServer(t, testClusterLeaderKilled) }
+
+func testClusterLeaderKilled(t *testing.T, k vaulttest.Kind) {
+	docker, kvID, c, cl, leader, standby := startTestCluster(t, k)
 
 	// 200 runtimes and 50 plugins written through a standby.
 	runtimes := map[string]map[string]any{}
@@ -347,7 +349,11 @@ func TestClusterLeaderKilled(t *testing.T) {
 // active node's, compressed lists included; and a graceful step-down moves
 // leadership with no failure that Vault does not itself call retryable.
 func TestClusterStandbyAndStepDown(t *testing.T) {
-	docker, kvID, c, cl, leader, standby := startTestCluster(t)
+	vaulttest.EachServer(t, testClusterStandbyAndStepDown)
+}
+
+func testClusterStandbyAndStepDown(t *testing.T, k vaulttest.Kind) {
+	docker, kvID, c, cl, leader, standby := startTestCluster(t, k)
 	standby.CompressLists(t, "runtimes")
 	for i := 0; i < 50; i++ {
 		name, fields := clusterRuntime(i)

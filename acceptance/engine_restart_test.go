@@ -25,6 +25,10 @@ import (
 //     mount serves on while the service is down; killed meanwhile, it
 //     cannot be restarted (503), and is once the service is back.
 func TestEngineRestartedWhileMountsServe(t *testing.T) {
+	vaulttest.EachServer(t, testEngineRestartedWhileMountsServe)
+}
+
+func testEngineRestartedWhileMountsServe(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
 	for _, tc := range []struct {
@@ -43,7 +47,7 @@ func TestEngineRestartedWhileMountsServe(t *testing.T) {
 				reaper = testimage.Podman(t, os.Getenv(testimage.EnvPodmanRunc))
 			}
 			testimage.ReapCluster(t, reaper, &clusterID)
-			v := vaulttest.StartDev(t, "runtimes")
+			v := k.StartDev(t, "runtimes")
 			clusterID = v.ClusterID
 			hostKVOn(t, v, kvID, e.Engine, "kv")
 			v.MustRun(t, "write", "runtimes/mounts/kv/app", "password=before")

@@ -12,8 +12,12 @@ import (
 // a warning the vault CLI prints, and the runtime is stored; a read with
 // check_engine says what the engine runs.
 func TestRuntimesCheckedAgainstTheirEngine(t *testing.T) {
+	vaulttest.EachServer(t, testRuntimesCheckedAgainstTheirEngine)
+}
+
+func testRuntimesCheckedAgainstTheirEngine(t *testing.T, k vaulttest.Kind) {
 	engines := testimage.Engines(t)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 
 	_, errOut, code := v.Run(t, "write", "runtimes/catalog/container/typo", "oci_runtime=runcc")
 	if code != 0 || !strings.Contains(folded(errOut), "has no OCI runtime runcc; it has ") || !strings.Contains(errOut, "runsc") {

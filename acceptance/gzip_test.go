@@ -46,8 +46,12 @@ func listKeysOf(t *testing.T, body []byte) []string {
 	return envelope.Data.Keys
 }
 
-func TestCompressedListsThroughVault(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+func TestCompressedListsThroughTheServer(t *testing.T) {
+	vaulttest.EachServer(t, testCompressedListsThroughTheServer)
+}
+
+func testCompressedListsThroughTheServer(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 	v.MustRun(t, "secrets", "enable", "-path=untuned", vaulttest.PluginName)
 
 	// An untuned mount refuses the setting, naming the command.

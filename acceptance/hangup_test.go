@@ -41,11 +41,15 @@ func hangUp(t *testing.T, v *vaulttest.Server, path string, clients, rounds int)
 // after a pause of its container (a hung plugin), whose requests time out
 // while its settings still answer.
 func TestClientsHangingUpLeaveTheMountRunning(t *testing.T) {
+	vaulttest.EachServer(t, testClientsHangingUpLeaveTheMountRunning)
+}
+
+func testClientsHangingUpLeaveTheMountRunning(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
 	for _, oci := range []string{"runc", "runsc"} {
 		t.Run(oci, func(t *testing.T) {
-			v := vaulttest.StartDev(t, "runtimes")
+			v := k.StartDev(t, "runtimes")
 			hostKV(t, v, kvID, oci, "kv")
 			v.MustRun(t, "write", "runtimes/mounts/kv/a", "v=1")
 			var before mountState

@@ -62,7 +62,11 @@ func assertAccess(t *testing.T, v *vaulttest.Server, token string, cases []acces
 // has read it (pending until the reload); its other paths do not; every
 // mount's settings do; and it cannot see outside its storage.
 func TestHostedPluginSudoAndIsolation(t *testing.T) {
-	docker, v := startWithProbe(t)
+	vaulttest.EachServer(t, testHostedPluginSudoAndIsolation)
+}
+
+func testHostedPluginSudoAndIsolation(t *testing.T, k vaulttest.Kind) {
+	docker, v := startWithProbe(t, k)
 
 	out, errOut, code := v.Run(t, "write", "runtimes/hosted/p", "plugin=probe")
 	if code != 0 || !strings.Contains(folded(out+errOut), "vault write sys/plugins/reload/backend mounts=runtimes/") {
@@ -119,10 +123,12 @@ path "runtimes/hosted"   { capabilities = ["read", "list"] }
 
 // kv v1 with leased_passthrough issues leases that Vault renews and revokes
 // through the host; a mount with leases out is not deleted without force.
-func TestHostedKVLeases(t *testing.T) {
+func TestHostedKVLeases(t *testing.T) { vaulttest.EachServer(t, testHostedKVLeases) }
+
+func testHostedKVLeases(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	hostKV(t, v, kvID, "runc")
 	v.MustRun(t, "write", "runtimes/hosted/leased", "plugin=kv", "options=leased_passthrough=true")
 	v.MustRun(t, "write", "runtimes/mounts/leased/db", "password=x", "ttl=1h")
@@ -191,12 +197,16 @@ func TestHostedKVLeases(t *testing.T) {
 // when Vault stops no container is left; and after Vault and the plugin
 // are killed with SIGKILL, the next start removes the containers they left.
 func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
+	vaulttest.EachServer(t, testHostedMountsSurviveRestartAndKill)
+}
+
+func testHostedMountsSurviveRestartAndKill(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
 	dir := vaulttest.ShortTempDir(t)
 	port := vaulttest.FreePort(t)
 
-	v := vaulttest.StartPersistent(t, dir, port, "runtimes")
+	v := k.StartPersistent(t, dir, port, "runtimes")
 	hostKV(t, v, kvID, "runc", "kv1", "kv2")
 	for i := 0; i < 5; i++ {
 		v.MustRun(t, "write", fmt.Sprintf("runtimes/mounts/kv1/s%d", i), fmt.Sprintf("value=%d", i))
@@ -205,7 +215,7 @@ func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 
-	v = vaulttest.StartPersistent(t, dir, port, "runtimes")
+	v = k.StartPersistent(t, dir, port, "runtimes")
 	assertHostedData := func() {
 		t.Helper()
 		for i := 0; i < 5; i++ {
@@ -254,7 +264,7 @@ func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
 	live := sleeper(status.ClusterID, runtime.Owner())
 	foreign := sleeper("another-cluster", "999999999:1")
 
-	v = vaulttest.StartPersistent(t, dir, port, "runtimes")
+	v = k.StartPersistent(t, dir, port, "runtimes")
 	eventually(t, "the orphans' removal", func() error {
 		for _, id := range []string{orphan, st.Data.ContainerID} {
 			if _, err := docker.ContainerInspect(context.Background(), id); err == nil {
@@ -277,9 +287,13 @@ func TestHostedMountsSurviveRestartAndKill(t *testing.T) {
 // A plugin that cannot start is refused with the reason and nothing is
 // stored; an edited registration applies at a reload, not before.
 func TestHostedMountRefusalAndReload(t *testing.T) {
+	vaulttest.EachServer(t, testHostedMountRefusalAndReload)
+}
+
+func testHostedMountRefusalAndReload(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	hostKV(t, v, kvID, "runc")
 	v.MustRun(t, "write", "runtimes/catalog/container/broken", "oci_runtime=nope")
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv-broken", "oci_image="+testimage.KVName,

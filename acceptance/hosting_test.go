@@ -71,13 +71,15 @@ type mountState struct {
 	} `json:"data"`
 }
 
-func TestHostedKV(t *testing.T) {
+func TestHostedKV(t *testing.T) { vaulttest.EachServer(t, testHostedKV) }
+
+func testHostedKV(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
 	for _, e := range testimage.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			e.Load(t, docker, kvID)
-			v := vaulttest.StartDev(t, "runtimes")
+			v := k.StartDev(t, "runtimes")
 			hostKVOn(t, v, kvID, e, "kv1", "kv2")
 
 			// kv v1: write, read, list, delete.

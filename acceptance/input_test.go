@@ -29,8 +29,12 @@ func httpDo(t *testing.T, v *vaulttest.Server, method, path, body string) (int, 
 	return resp.StatusCode, string(data)
 }
 
-func TestBadInputThroughVaultCLIAndHTTP(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+func TestBadInputThroughTheCLIAndHTTP(t *testing.T) {
+	vaulttest.EachServer(t, testBadInputThroughTheCLIAndHTTP)
+}
+
+func testBadInputThroughTheCLIAndHTTP(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 
 	// A misspelled field: the write succeeds and says what it ignored.
 	out, errOut, code := v.Run(t, "write", "runtimes/catalog/container/r", "cpu=1")
@@ -87,9 +91,13 @@ func TestBadInputThroughVaultCLIAndHTTP(t *testing.T) {
 // Failed checks say why under runc and runsc, and leave neither a container
 // nor a socket directory behind.
 func TestFailedChecksSayWhyAndLeaveNothing(t *testing.T) {
+	vaulttest.EachServer(t, testFailedChecksSayWhyAndLeaveNothing)
+}
+
+func testFailedChecksSayWhyAndLeaveNothing(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	id := testimage.Build(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	// The plugin's socket directories: <its TMPDIR>/rc-<pid>-<start>/plugin-dir*.
 	socketDirs := func() int {
 		dirs, _ := filepath.Glob(filepath.Join(v.TempDir, "rc-*", "plugin-dir*"))

@@ -9,8 +9,12 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 )
 
-func TestListPagesThroughVaultCLIAndHTTP(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+func TestListPagesThroughTheCLIAndHTTP(t *testing.T) {
+	vaulttest.EachServer(t, testListPagesThroughTheCLIAndHTTP)
+}
+
+func testListPagesThroughTheCLIAndHTTP(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 	for i := 0; i < 5; i++ {
 		v.MustRun(t, "write", "-f", fmt.Sprintf("runtimes/catalog/container/rt-%d", i))
 	}

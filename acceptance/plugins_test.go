@@ -8,8 +8,10 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 )
 
-func TestPluginsThroughVaultCLI(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+func TestPluginsThroughTheCLI(t *testing.T) { vaulttest.EachServer(t, testPluginsThroughTheCLI) }
+
+func testPluginsThroughTheCLI(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "runtimes/catalog/container/shared", "oci_runtime=runc")
 
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/a", "oci_image=example/kv", "version=v1.0.0",

@@ -17,6 +17,10 @@ import (
 // image ID is refused and undone; the registry's refusals are reported in
 // its words.
 func TestImagesPulledFromARegistry(t *testing.T) {
+	vaulttest.EachServer(t, testImagesPulledFromARegistry)
+}
+
+func testImagesPulledFromARegistry(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	reg := testregistry.Start(t)
 	local := fmt.Sprintf("rc-pull-test:%d", time.Now().UnixNano())
@@ -30,7 +34,7 @@ func TestImagesPulledFromARegistry(t *testing.T) {
 	}
 	image := reg.Addr + "/kv-plugin"
 
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "runtimes/registries/"+reg.Addr, "username="+reg.Username, "password="+reg.Password)
 	var creds readResult
 	v.MustJSON(t, &creds, "read", "runtimes/registries/"+reg.Addr)

@@ -21,17 +21,25 @@ import (
 // with the real vault CLI. A command fails the test unless the README says
 // it fails (a trailing "# fails: why"). Blocks meant only to be read are
 // marked "<!-- not run: why -->" on the line before them.
+//
+// On OpenBao the same README runs with bao in place of vault and BAO_ for
+// VAULT_, as its OpenBao section says a reader does; the blocks only Vault
+// can run are marked "<!-- vault only: why -->".
 func TestReadmeAsANewcomerPastesIt(t *testing.T) {
-	docker := testimage.Docker(t)
-	testimage.BuildKV(t, docker) // kv-plugin:0.25.0, as make dev builds it
-	v := vaulttest.StartDev(t, "runtimes")
-	v.CompressLists(t, "runtimes")
-	vaultBin, err := filepath.Abs(os.Getenv("VAULT_BINARY"))
+	vaulttest.EachServer(t, testReadmeAsANewcomerPastesIt)
+}
+
+func testReadmeAsANewcomerPastesIt(t *testing.T, k vaulttest.Kind) {
+	serverBin, err := filepath.Abs(k.Binary(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	docker := testimage.Docker(t)
+	testimage.BuildKV(t, docker) // kv-plugin:0.25.0, as make dev builds it
+	v := k.StartDev(t, "runtimes")
+	v.CompressLists(t, "runtimes")
 
-	hints, err := exec.Command("../scripts/dev.sh", "--hints", strings.TrimPrefix(v.Addr, "http://"), vaultBin, "vault.log").Output()
+	hints, err := exec.Command("../scripts/dev.sh", "--hints", strings.TrimPrefix(v.Addr, "http://"), serverBin, "server.log").Output()
 	if err != nil {
 		t.Fatalf("scripts/dev.sh --hints: %v", err)
 	}
@@ -60,6 +68,10 @@ func TestReadmeAsANewcomerPastesIt(t *testing.T) {
 			t.Logf("%s: not run (%s)", b.where, b.skip)
 			continue
 		}
+		if b.vaultOnly != "" && k.IsOpenBao() {
+			t.Logf("%s: not run on OpenBao (%s)", b.where, b.vaultOnly)
+			continue
+		}
 		if strings.Contains(b.script, "/run/rc-podman/") && os.Getenv(testimage.EnvPodmanRunsc) == "" {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s needs the Podman services, and CI=true: run `make test` as root", b.where)
@@ -72,10 +84,13 @@ func TestReadmeAsANewcomerPastesIt(t *testing.T) {
 		// directory of the test's own for the files the blocks write.
 		script := strings.NewReplacer("http://127.0.0.1:8200", v.Addr, "127.0.0.1:5000", reg.Addr, "s3cret", reg.Password,
 			"scripts/", repo+"/scripts/").Replace(b.script)
+		if k.IsOpenBao() && b.where != "make dev's hints" {
+			script = forBao(script)
+		}
 		cmd := exec.Command("bash", "-euo", "pipefail", "-x", "-c", expectFailures(script))
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+v.Token, "DOCKER_CONFIG="+dockerConfig,
-			"PATH="+filepath.Dir(vaultBin)+":"+os.Getenv("PATH"))
+		cmd.Env = append(os.Environ(), k.EnvPrefix+"ADDR="+v.Addr, k.EnvPrefix+"TOKEN="+v.Token, "DOCKER_CONFIG="+dockerConfig,
+			"PATH="+filepath.Dir(serverBin)+":"+os.Getenv("PATH"))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s, pasted as it is, fails (%v):\n%s\n--- output:\n%s", b.where, err, b.script, out)
@@ -90,12 +105,25 @@ func TestReadmeAsANewcomerPastesIt(t *testing.T) {
 }
 
 type readmeBlock struct {
-	where  string // the README's line, for the failure
-	script string
-	skip   string // why it is not run, if it is not
+	where     string // the README's line, for the failure
+	script    string
+	skip      string // why it is not run, if it is not
+	vaultOnly string // why it runs only on Vault, if it does
 }
 
-var notRun = regexp.MustCompile(`^<!-- not run: (.+) -->$`)
+var (
+	notRun    = regexp.MustCompile(`^<!-- not run: (.+) -->$`)
+	vaultOnly = regexp.MustCompile(`^<!-- vault only: (.+) -->$`)
+	// the vault command, where a command starts
+	vaultCommand = regexp.MustCompile(`(^|[\s;|&(])vault `)
+)
+
+// forBao is a script for Vault said for OpenBao: bao for the vault
+// command, BAO_ for its VAULT_ variables.
+func forBao(script string) string {
+	script = vaultCommand.ReplaceAllString(script, "${1}bao ")
+	return strings.ReplaceAll(script, "VAULT_", "BAO_")
+}
 
 // readmeShellBlocks are the README's ```shell blocks, in order.
 func readmeShellBlocks(t *testing.T, path string) []readmeBlock {
@@ -118,6 +146,9 @@ func readmeShellBlocks(t *testing.T, path string) []readmeBlock {
 			current = &readmeBlock{where: "README.md line " + strconv.Itoa(n)}
 			if m := notRun.FindStringSubmatch(previous); m != nil {
 				current.skip = m[1]
+			}
+			if m := vaultOnly.FindStringSubmatch(previous); m != nil {
+				current.vaultOnly = m[1]
 			}
 			lines = nil
 		case current != nil && line == "```":
@@ -165,5 +196,16 @@ func TestReadmeFailureMarkers(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("%q: error %v, want ok %v", script, err, ok)
 		}
+	}
+}
+
+// The README said for OpenBao changes the command and its variables only.
+func TestReadmeForBao(t *testing.T) {
+	got := forBao("export VAULT_ADDR=http://127.0.0.1:8200\nvault write runtimes/x a=b && vault read runtimes/x\n" +
+		"sum=$(vault read -field=x y) cp bin/vault-plugin-runtime-catalog /etc/vault/plugins/\n  vault list runtimes/catalog")
+	want := "export BAO_ADDR=http://127.0.0.1:8200\nbao write runtimes/x a=b && bao read runtimes/x\n" +
+		"sum=$(bao read -field=x y) cp bin/vault-plugin-runtime-catalog /etc/vault/plugins/\n  bao list runtimes/catalog"
+	if got != want {
+		t.Errorf("forBao:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -112,23 +112,28 @@ func runHints(t *testing.T, what, commands string) string {
 // test runs them too), Ctrl-C exits 0 and says where the log is, and the
 // log is still there.
 func TestMakeDevStopsCleanlyAndKeepsItsLog(t *testing.T) {
+	vaulttest.EachServer(t, testMakeDevStopsCleanlyAndKeepsItsLog)
+}
+
+func testMakeDevStopsCleanlyAndKeepsItsLog(t *testing.T, k vaulttest.Kind) {
+	k.Binary(t)                               // the script finds it as make test does, through $VAULT_BINARY or $BAO_BINARY
 	testimage.BuildKV(t, testimage.Docker(t)) // kv-plugin:0.25.0, which make dev would build
 	if out, err := exec.Command("make", "-C", "..", "build").CombinedOutput(); err != nil {
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
 	tmp := vaulttest.ShortTempDir(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", vaulttest.FreePort(t))
-	dev := startScript(t, []string{"RC_DEV_ADDR=" + addr, "TMPDIR=" + tmp}, "scripts/dev.sh")
+	dev := startScript(t, []string{"RC_DEV_ADDR=" + addr, "TMPDIR=" + tmp, "SERVER=" + k.Name}, "scripts/dev.sh")
 	dev.await(t, "Ctrl-C stops the server.", 5*time.Minute)
 	runHints(t, "make dev's hints", hints(dev.output(), func(string) bool { return false }))
 	if err := dev.interrupt(t); err != nil {
 		t.Fatalf("make dev's Ctrl-C: %v\n%s", err, dev.output())
 	}
 	log := filepath.Join(tmp, "vault-plugin-runtime-catalog-dev.log")
-	if !strings.Contains(dev.output(), "Vault stopped; its log is "+log) {
+	if !strings.Contains(dev.output(), k.Product+" stopped; its log is "+log) {
 		t.Fatalf("the stop does not say where the log is:\n%s", dev.output())
 	}
-	if content, err := os.ReadFile(log); err != nil || !strings.Contains(string(content), "core: successful mount") {
+	if content, err := os.ReadFile(log); err != nil || !strings.Contains(string(content), "path=runtimes/") {
 		t.Fatalf("the log after the stop: %v\n%s", err, content)
 	}
 }
@@ -137,9 +142,14 @@ func TestMakeDevStopsCleanlyAndKeepsItsLog(t *testing.T) {
 // hints work when pasted (a step-down, then the active node killed, found
 // anew), it then prints the addresses still up, and Ctrl-C exits 0.
 func TestMakeClusterHintsHoldAfterAStepDown(t *testing.T) {
+	vaulttest.EachServer(t, testMakeClusterHintsHoldAfterAStepDown)
+}
+
+func testMakeClusterHintsHoldAfterAStepDown(t *testing.T, k vaulttest.Kind) {
+	binary := k.Binary(t)
 	testimage.Docker(t)
-	cluster := startScript(t, nil, "scripts/cluster.sh")
-	cluster.await(t, "starting a 3-node Vault Raft cluster", 5*time.Minute)
+	cluster := startScript(t, []string{"SERVER=" + k.Name}, "scripts/cluster.sh")
+	cluster.await(t, "starting a 3-node "+k.Product+" Raft cluster", 5*time.Minute)
 	cluster.await(t, "Ctrl-C stops the cluster.", 5*time.Minute)
 	if !strings.Contains(cluster.output(), " 5 s ") {
 		t.Errorf("no progress while it started:\n%s", cluster.output())
@@ -152,14 +162,13 @@ func TestMakeClusterHintsHoldAfterAStepDown(t *testing.T) {
 	after := cluster.output()[strings.LastIndex(cluster.output(), "exited. Still up: "):]
 	var exported string
 	for _, line := range strings.Split(after, "\n") {
-		if strings.HasPrefix(line, "  export VAULT_ADDR=") {
+		if strings.HasPrefix(line, "  export "+k.EnvPrefix+"ADDR=") {
 			exported = strings.TrimPrefix(line, "  ")
 		}
 	}
-	token := strings.Fields(strings.SplitN(strings.SplitN(cluster.output(), "VAULT_TOKEN=", 2)[1], "\n", 2)[0])[0]
-	vaultDir := filepath.Dir(os.Getenv("VAULT_BINARY"))
-	runHints(t, "the address printed after the kill", exported+" VAULT_TOKEN="+token+" PATH="+vaultDir+":$PATH\n"+
-		"for i in $(seq 60); do vault read runtimes/catalog/container/limited && exit 0; sleep 1; done; exit 1")
+	token := strings.Fields(strings.SplitN(strings.SplitN(cluster.output(), k.EnvPrefix+"TOKEN=", 2)[1], "\n", 2)[0])[0]
+	runHints(t, "the address printed after the kill", exported+" "+k.EnvPrefix+"TOKEN="+token+" PATH="+filepath.Dir(binary)+":$PATH\n"+
+		"for i in $(seq 60); do "+k.CLI+" read runtimes/catalog/container/limited && exit 0; sleep 1; done; exit 1")
 	if err := cluster.interrupt(t); err != nil {
 		t.Fatalf("make cluster's Ctrl-C: %v\n%s", err, cluster.output())
 	}

@@ -37,10 +37,14 @@ func containersOf(t *testing.T, docker *client.Client, clusterID string) []strin
 // Sealing Vault stops every hosted container; after the unseal every hosted
 // mount serves its data again.
 func TestSealStopsHostedMountsAndUnsealServesThem(t *testing.T) {
+	vaulttest.EachServer(t, testSealStopsHostedMountsAndUnsealServesThem)
+}
+
+func testSealStopsHostedMountsAndUnsealServesThem(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
 	dir := vaulttest.ShortTempDir(t)
-	v := vaulttest.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
+	v := k.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
 	hostKV(t, v, kvID, "runc", "kv1", "kv2")
 	v.MustRun(t, "write", "runtimes/mounts/kv1/a", "v=1")
 	eventually(t, "kv2 write", func() error { return writeJSON(t, v, "write", "runtimes/mounts/kv2/data/s", `{"data":{"v":"two"}}`) })

@@ -14,7 +14,11 @@ import (
 // unwrapping gives the runtimes, as from Vault's own catalog, their names in
 // keys and key_info. (Vault itself cannot wrap an external plugin's "keys".)
 func TestWrappedListUnwrapsToTheRuntimes(t *testing.T) {
-	v := vaulttest.StartDev(t, "runtimes")
+	vaulttest.EachServer(t, testWrappedListUnwrapsToTheRuntimes)
+}
+
+func testWrappedListUnwrapsToTheRuntimes(t *testing.T, k vaulttest.Kind) {
+	v := k.StartDev(t, "runtimes")
 	v.MustRun(t, "write", "runtimes/catalog/container/a", "oci_runtime=runc")
 	v.MustRun(t, "write", "runtimes/catalog/container/b", "cpu_nanos=50000000")
 
@@ -76,10 +80,12 @@ func unwrap(t *testing.T, v *vaulttest.Server, token string) readResult {
 // A hosted plugin's lists wrap too, and unwrap to what the unwrapped list
 // answers: kv v1's keys and kv v2's metadata. Under Vault's own
 // containerized kv both are 404 "unsupported path".
-func TestWrappedHostedLists(t *testing.T) {
+func TestWrappedHostedLists(t *testing.T) { vaulttest.EachServer(t, testWrappedHostedLists) }
+
+func testWrappedHostedLists(t *testing.T, k vaulttest.Kind) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
-	v := vaulttest.StartDev(t, "runtimes")
+	v := k.StartDev(t, "runtimes")
 	hostKV(t, v, kvID, "runc", "a", "kv2")
 	v.MustRun(t, "write", "runtimes/mounts/a/x", "v=1")
 	v.MustRun(t, "write", "runtimes/mounts/a/y/z", "v=2")

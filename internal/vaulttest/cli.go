@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Run runs the vault CLI against the server with the server's token.
+// Run runs the server's CLI (vault or bao) against the server with the server's token.
 func (s *Server) Run(t T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	return s.RunAs(t, s.Token, args...)
@@ -29,7 +29,7 @@ func (s *Server) RunInput(t T, token string, stdin io.Reader, args ...string) (s
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.bin, args...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=", "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), s.Kind.CLIEnv(s.Addr, token)...)
 	cmd.Stdin = stdin
 	cmd.WaitDelay = 5 * time.Second // never hang on an output pipe once the CLI is gone
 	var out, errOut bytes.Buffer

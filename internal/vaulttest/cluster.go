@@ -31,7 +31,7 @@ type Cluster struct {
 // path. Every node has its own plugin directory holding the same binary:
 // Vault runs a plugin from the directory of the node that is active, and
 // checks it against the sha256 registered in the replicated catalog.
-func StartCluster(t T, n int, path string) *Cluster {
+func (k Kind) StartCluster(t T, n int, path string) *Cluster {
 	t.Helper()
 	c := &Cluster{Dir: ShortTempDir(t)}
 	// Registered before the servers' own cleanups, so it runs after them:
@@ -54,8 +54,7 @@ func StartCluster(t T, n int, path string) *Cluster {
 		}
 		BuildPlugin(t, filepath.Join(dir, "plugins"))
 		addr := fmt.Sprintf("http://127.0.0.1:%d", ports[2*i])
-		config := fmt.Sprintf(`disable_mlock    = true
-api_addr         = %q
+		config := k.mlockLine() + fmt.Sprintf(`api_addr         = %q
 cluster_addr     = "https://127.0.0.1:%d"
 plugin_directory = %q
 ui               = false
@@ -77,7 +76,7 @@ storage "raft" {
 		if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s := start(t, addr, "", dir, "server", "-config="+configPath)
+		s := k.start(t, addr, "", dir, "server", "-config="+configPath)
 		s.NodeID = nodeID
 		c.Nodes = append(c.Nodes, s)
 	}
@@ -139,6 +138,24 @@ storage "raft" {
 	}
 	first.MustRun(t, "plugin", "register", "-sha256="+sum, "secret", PluginName)
 	first.MustRun(t, "secrets", "enable", "-path="+path, PluginName)
+	// OpenBao's standbys answer what they can themselves (they forward
+	// writes, and every request of this plugin's), so a request reaches the
+	// new mount through a standby only once that standby has read the new
+	// mount table, a moment after the enable. Vault's standbys forward it
+	// all, and pass at once.
+	enabled := time.Now()
+	defer func() {
+		t.Logf("every node serves %s/ %v after the enable", path, time.Since(enabled).Round(time.Millisecond))
+	}()
+	for _, s := range c.Nodes {
+		eventuallyT(t, 30*time.Second, s.NodeID+" serving "+path+"/", func() error {
+			out, errOut, code := s.Run(t, "secrets", "list", "-format=json")
+			if code != 0 || !strings.Contains(out, `"`+path+`/"`) {
+				return fmt.Errorf("exit %d: %s%s", code, out, errOut)
+			}
+			return nil
+		})
+	}
 	return c
 }
 

@@ -24,16 +24,18 @@ type Server struct {
 	Dir string
 	// NodeID names a node of a cluster (StartCluster).
 	NodeID string
-	bin    string
-	cmd    *exec.Cmd
-	log    *lockedBuffer
-	done   chan struct{}
+	// Kind is the server: Vault or OpenBao.
+	Kind Kind
+	bin  string
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+	done chan struct{}
 }
 
-// StartDev starts `vault server -dev` with this plugin in its plugin
+// StartDev starts `vault server -dev` (or `bao server -dev`) with this plugin in its plugin
 // directory and enables it at path. Extra plugin binaries are copied into the
 // directory too: dev mode registers each under its file name.
-func StartDev(t T, path string, extraPlugins ...string) *Server {
+func (k Kind) StartDev(t T, path string, extraPlugins ...string) *Server {
 	t.Helper()
 	dir := ShortTempDir(t)
 	pluginDir := filepath.Join(dir, "plugins")
@@ -45,7 +47,7 @@ func StartDev(t T, path string, extraPlugins ...string) *Server {
 		copyExecutable(t, extra, filepath.Join(pluginDir, filepath.Base(extra)))
 	}
 	port := FreePort(t)
-	s := start(t, fmt.Sprintf("http://127.0.0.1:%d", port), "root", dir,
+	s := k.start(t, fmt.Sprintf("http://127.0.0.1:%d", port), "root", dir,
 		"server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
 	s.WaitReady(t)
@@ -67,15 +69,15 @@ func (s *Server) readClusterID(t T) {
 // and TMPDIR makes what they leave in temp (go-plugin's sockets, the socket
 // directories) land in dir, which the test removes: a plugin killed with
 // SIGKILL cannot remove its own.
-func start(t T, addr, token, dir string, args ...string) *Server {
+func (k Kind) start(t T, addr, token, dir string, args ...string) *Server {
 	t.Helper()
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: addr, Token: token, TempDir: tmp, Dir: dir, bin: Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
+	s := &Server{Addr: addr, Token: token, TempDir: tmp, Dir: dir, Kind: k, bin: k.Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(s.bin, args...)
-	s.cmd.Env = append(os.Environ(), "VAULT_LOG_LEVEL=info", "TMPDIR="+tmp)
+	s.cmd.Env = append(os.Environ(), k.EnvPrefix+"LOG_LEVEL=info", "TMPDIR="+tmp)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -142,15 +144,14 @@ func (s *Server) WaitReady(t T) {
 // StartPersistent starts a non-dev server with file storage in dir (created
 // on first use) on port, initialising it when new and unsealing it. The
 // plugin is registered and enabled at path the first time.
-func StartPersistent(t T, dir string, port int, path string) *Server {
+func (k Kind) StartPersistent(t T, dir string, port int, path string) *Server {
 	t.Helper()
 	addr := fmt.Sprintf("http://127.0.0.1:%d", port)
-	config := fmt.Sprintf(`storage "file" { path = %q }
+	config := k.mlockLine() + fmt.Sprintf(`storage "file" { path = %q }
 listener "tcp" {
   address     = "127.0.0.1:%d"
   tls_disable = true
 }
-disable_mlock    = true
 api_addr         = %q
 plugin_directory = %q
 `, filepath.Join(dir, "data"), port, addr, filepath.Join(dir, "plugins"))
@@ -168,7 +169,7 @@ plugin_directory = %q
 		BuildPlugin(t, filepath.Join(dir, "plugins"))
 	}
 
-	s := start(t, addr, "", dir, "server", "-config="+configPath)
+	s := k.start(t, addr, "", dir, "server", "-config="+configPath)
 	s.WaitReady(t)
 	var keys struct {
 		UnsealKeys []string `json:"unseal_keys_b64"`

@@ -4,7 +4,8 @@
 // Tests on real parts are opt-in, like the models' VAULT_ACC: they run with
 // RC_ACC=1 (`make test` sets it) or under CI=true, and skip otherwise, so
 // `make unit` stays fast even where an engine answers. The vault binary comes
-// from $VAULT_BINARY (scripts/build-vault.sh builds it; `make test` sets it).
+// from $VAULT_BINARY (scripts/build-vault.sh builds it; `make test` sets it),
+// the bao binary from $BAO_BINARY (scripts/build-openbao.sh).
 // When a test runs and a real part is missing, it is skipped, except under
 // CI=true where that is a failure.
 package vaulttest
@@ -45,20 +46,6 @@ func RequireReal(t T, what, how string) {
 		t.Fatalf("%s is missing, and CI=true: %s", what, how)
 	}
 	t.Skipf("%s is missing: %s", what, how)
-}
-
-// Binary returns the vault binary to test with.
-func Binary(t T) string {
-	t.Helper()
-	RequireAcceptance(t)
-	bin := os.Getenv("VAULT_BINARY")
-	if bin == "" {
-		RequireReal(t, "a vault binary ($VAULT_BINARY)", "run `make test`, or export VAULT_BINARY=$(scripts/build-vault.sh)")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("VAULT_BINARY=%s: %v", bin, err)
-	}
-	return bin
 }
 
 // FreePort returns a loopback port nothing listens on right now.
