@@ -31,6 +31,7 @@ func main() {
 	profile := flag.String("pprof", "", "write Vault's CPU profile during the plugin's largest list measurement to this file")
 	kvPlugin := flag.String("kv-plugin", os.Getenv("KV_PLUGIN_BINARY"), "vault-plugin-secrets-kv binary (scripts/build-kv-plugin.sh)")
 	hosting := flag.Bool("hosting", true, "measure hosted kv beside Vault's containerized kv (needs Docker and -kv-plugin)")
+	servers := flag.String("servers", "vault,openbao", "the servers to measure hosted kv on (OpenBao: beside kv as a plain external plugin; needs $BAO_BINARY, scripts/build-openbao.sh)")
 	flag.Parse()
 
 	// Ctrl-C or a kill stops Vault (and with it the plugins) too.
@@ -40,7 +41,7 @@ func main() {
 	if *kvPlugin != "" {
 		extra = append(extra, *kvPlugin)
 	}
-	v := vaulttest.StartDev(t, "runtimes", extra...)
+	v := vaulttest.Vault.StartDev(t, "runtimes", extra...)
 	if *kvPlugin != "" {
 		// kv version 1: one storage read per read, one write per write.
 		v.MustRun(t, "secrets", "enable", "-path=kv-ext", filepath.Base(*kvPlugin))
@@ -73,6 +74,9 @@ func main() {
 	fmt.Printf("%-7s %-6s %28s %28s %8s\n", "N", "op", "plugin ops/s p50/p99 ms", "built-in ops/s p50/p99 ms", "ratio")
 	filled := 0
 	for _, field := range strings.Split(*sizes, ",") {
+		if field == "" {
+			continue // -sizes "": the hosting tables only
+		}
 		n, err := strconv.Atoi(field)
 		if err != nil {
 			t.Fatalf("bad size %q", field)
@@ -143,12 +147,37 @@ func main() {
 		fmt.Printf("%-7d plugin RSS %.1f MiB with the catalog loaded, %.1f MiB after the load above\n", n, idleRSS/1024/1024, pluginRSS(t)/1024/1024)
 		fmt.Printf("%-7d first read after a plugin reload: %.0f ms (loads the index from storage)\n\n", n, ms(b.coldRead(t, v)))
 	}
+	onVault, onBao := strings.Contains(*servers, "vault"), strings.Contains(*servers, "openbao")
+	if onBao && os.Getenv("BAO_BINARY") == "" {
+		fmt.Println("no OpenBao ($BAO_BINARY unset: scripts/build-openbao.sh gives one): its hosting table is left out")
+		onBao = false
+	}
 	if *hosting && *kvPlugin != "" {
-		b.hostingBench(t, v, true)
+		if onVault {
+			b.hostingBench(t, v, true)
+		}
+		if onBao {
+			// One server at a time on the machine's cores.
+			v.Stop(t)
+			b.onOpenBao(t, *kvPlugin)
+		}
 	}
 	if len(b.failures) > 0 {
 		t.Fatalf("failed requests in %d measurements:\n%s", len(b.failures), strings.Join(b.failures, "\n"))
 	}
+}
+
+// onOpenBao runs the hosting tables on an OpenBao dev server: hosted kv
+// beside the same kv as a plain external plugin (OpenBao has no
+// containerized plugins of its own to compare with).
+func (b *bench) onOpenBao(t *vaulttest.Program, kvPlugin string) {
+	bao := vaulttest.OpenBao.StartDev(t, "runtimes", kvPlugin)
+	bao.MustRun(t, "secrets", "enable", "-path=kv-ext", filepath.Base(kvPlugin))
+	fmt.Printf("OpenBao dev server on %s\n", bao.Addr)
+	ob := *b
+	ob.addr, ob.token, ob.failures = bao.Addr, bao.Token, nil
+	ob.hostingBench(t, bao, true)
+	b.failures = append(b.failures, ob.failures...)
 }
 
 func sizesLast(sizes string) string {

@@ -1,7 +1,8 @@
 // Command cluster runs a 3-node Vault Raft cluster on 127.0.0.1 with the
 // plugin registered by its sha256 and enabled at runtimes/ (compressed
 // lists on), for a person to try failover by hand. `make cluster` runs it;
-// Ctrl-C stops every node, their plugins and containers, and exits 0.
+// Ctrl-C stops every node, their plugins and containers, and exits 0. With
+// SERVER=openbao the nodes are OpenBao's, and the hints bao commands.
 package main
 
 import (
@@ -22,10 +23,18 @@ func main() {
 	flag.Parse()
 
 	t := vaulttest.NewProgram()
+	server := os.Getenv("SERVER")
+	if server == "" {
+		server = vaulttest.Vault.Name
+	}
+	k, ok := vaulttest.KindNamed(server)
+	if !ok {
+		t.Fatalf("SERVER=%s: it is vault (the default) or openbao", server)
+	}
 
 	// Starting takes about half a minute: say so, and that it moves.
 	start := time.Now()
-	fmt.Printf("starting a %d-node Vault Raft cluster (about 30 s) ", *nodes)
+	fmt.Printf("starting a %d-node %s Raft cluster (about 30 s) ", *nodes, k.Product)
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -37,7 +46,7 @@ func main() {
 			}
 		}
 	}()
-	c := vaulttest.StartCluster(t, *nodes, *path)
+	c := k.StartCluster(t, *nodes, *path)
 	leader := c.Leader(t, 30*time.Second, nil)
 	leader.CompressLists(t, *path)
 	close(done)
@@ -54,10 +63,10 @@ func main() {
 		}
 	}
 
-	vault, _ := filepath.Abs(os.Getenv("VAULT_BINARY"))
+	binary, _ := filepath.Abs(os.Getenv(k.BinaryEnv))
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n\nA %d-node Vault Raft cluster is up (%.0f s), the runtime catalog at %s/ (logs and data: %s):\n\n",
-		len(c.Nodes), time.Since(start).Seconds(), *path, c.Dir)
+	fmt.Fprintf(&b, "\n\nA %d-node %s Raft cluster is up (%.0f s), the runtime catalog at %s/ (logs and data: %s):\n\n",
+		len(c.Nodes), k.Product, time.Since(start).Seconds(), *path, c.Dir)
 	for _, s := range c.Nodes {
 		role := "standby"
 		if s == leader {
@@ -65,7 +74,9 @@ func main() {
 		}
 		fmt.Fprintf(&b, "  %s  %s  %-7s  pid %d  plugin directory %s\n", s.NodeID, s.Addr, role, s.Pid(), filepath.Join(s.Dir, "plugins"))
 	}
-	fmt.Fprintf(&b, `
+	// The hints are written for vault and, on OpenBao, said with bao and
+	// BAO_ variables: the two CLIs take the same subcommands.
+	hints := fmt.Sprintf(`
   export VAULT_ADDR=%s VAULT_TOKEN=%s PATH="%s:$PATH"
   # unseal key (a node restarted by hand needs it): %s
 
@@ -77,7 +88,8 @@ func main() {
   kill -9 $(cat %s/${leader##*:})                               # the active node, found after the step-down, dies
 
 Ctrl-C stops the cluster.
-`, leader.Addr, c.Token, filepath.Dir(vault), c.UnsealKey, *path, c.Standbys(leader)[0].Addr, *path, pids)
+`, leader.Addr, c.Token, filepath.Dir(binary), c.UnsealKey, *path, c.Standbys(leader)[0].Addr, *path, pids)
+	b.WriteString(forCLI(k, hints))
 	fmt.Print(b.String())
 
 	// A node that dies (killed by hand) is said, with the addresses that
@@ -98,7 +110,7 @@ Ctrl-C stops the cluster.
 			}
 			fmt.Printf("\n%s (%s) exited. Still up: %s\n", s.NodeID, s.Addr, strings.Join(alive, " "))
 			if len(alive) > 0 {
-				fmt.Printf("  export VAULT_ADDR=%s\n", alive[0])
+				fmt.Printf("  export %sADDR=%s\n", k.EnvPrefix, alive[0])
 			}
 		}
 	}
@@ -106,3 +118,8 @@ Ctrl-C stops the cluster.
 
 // port is the port of an address such as http://127.0.0.1:8200.
 func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+
+// forCLI says hints written for vault with k's CLI and variables.
+func forCLI(k vaulttest.Kind, hints string) string {
+	return strings.NewReplacer("VAULT_", k.EnvPrefix, "vault ", k.CLI+" ").Replace(hints)
+}

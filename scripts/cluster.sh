@@ -7,8 +7,13 @@
 # exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VAULT_BINARY="$(scripts/build-vault.sh)"
-export VAULT_BINARY RC_ACC=1
+# SERVER=openbao: OpenBao's nodes (scripts/build-openbao.sh gives bao).
+case "${SERVER:-vault}" in
+  vault) VAULT_BINARY="$(scripts/build-vault.sh)"; export VAULT_BINARY ;;
+  openbao) BAO_BINARY="$(scripts/build-openbao.sh)"; export BAO_BINARY ;;
+  *) echo "SERVER=$SERVER: it is vault (the default) or openbao" >&2; exit 2 ;;
+esac
+export RC_ACC=1
 if [ "$(id -u)" = 0 ]; then
   scripts/start-docker.sh || echo "Docker Engine not started: hosted mounts will fail until it runs" >&2
 fi
