@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/pluginutil"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
@@ -42,7 +43,8 @@ type backend struct {
 	host        *hosting.Host // made in Setup, with the mount's logger and system view
 	runtimeList listBodyCache // the encoded runtime list, per catalog generation
 	engines     runtime.Engines
-	multiplexID string // set when served by Serve
+	metrics     *prometheus.Registry // what GET metrics reports (path_metrics.go)
+	multiplexID string               // set when served by Serve
 	// standby: this instance runs on a standby node that serves reads
 	// (OpenBao's Raft standbys do by default; Vault Enterprise's
 	// performance standbys too). It forwards every request to the active
@@ -98,7 +100,7 @@ func newBackend(s logical.Storage) *backend {
 		},
 		// run-config and check come before the plugin path, whose name
 		// pattern would take them in: the first matching pattern wins.
-		Paths: slices.Concat(pathCatalog(b), pathPluginRun(b), pathPlugins(b), pathMounts(b), pathConfig(b), pathRegistries(b)),
+		Paths: slices.Concat(pathCatalog(b), pathPluginRun(b), pathPlugins(b), pathMounts(b), pathConfig(b), pathRegistries(b), pathMetrics(b)),
 		Invalidate: func(ctx context.Context, key string) {
 			if uuid, rest, ok := hostedKey(key); ok {
 				b.host.Invalidate(ctx, uuid, rest)
@@ -127,6 +129,7 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 		Observations: conf.ObservationRecorder,
 		Logger:       b.Logger().Named("hosted"),
 	})
+	b.metrics = b.newMetricsRegistry()
 	return nil
 }
 

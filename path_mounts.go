@@ -79,6 +79,9 @@ func mountResponseFields() map[string]*framework.FieldSchema {
 		"restarts":      {Type: framework.TypeInt, Description: "How often the mount was restarted because its plugin was gone."},
 		"outdated":      {Type: framework.TypeBool, Description: "The plugin or runtime was edited since the mount started: plugins/reload applies it."},
 		"shared_with":   {Type: framework.TypeStringSlice, Description: "The other hosted mounts served by the same container."},
+		"health": {Type: framework.TypeMap, Description: "On a read: the running container's memory_bytes, memory_limit_bytes, cpu_seconds and pids, " +
+			"oom_kills (the kernel's, over the mount's containers), the last exits newest first (time, exit_code, reason, signal, output), " +
+			"restart_causes, failed_starts; figures the engine does not give are named in unavailable."},
 	} {
 		fields[name] = schema
 	}
@@ -242,7 +245,9 @@ func (b *backend) pathMountRead(ctx context.Context, _ *logical.Request, d *fram
 	if err != nil || m == nil {
 		return nil, err
 	}
-	return b.mountResponse(ctx, m), nil
+	resp := b.mountResponse(ctx, m)
+	resp.Data["health"] = healthData(b.host.Health(ctx, &m.Mount))
+	return resp, nil
 }
 
 func (b *backend) pathMountDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -51,7 +51,8 @@ func (r *Runner) checkImage(ctx context.Context) error {
 func (r *Runner) checkOCIRuntime(ctx context.Context) error {
 	// Only a Podman service needs asking: every start pays for the question,
 	// and the Docker Engine's own answer comes with its refusal.
-	if !isPodman(ctx, r.engine) {
+	r.podman = isPodman(ctx, r.engine)
+	if !r.podman {
 		return nil
 	}
 	facts, err := AskEngine(ctx, r.engine, r.EngineAddress)

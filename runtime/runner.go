@@ -61,12 +61,17 @@ type Runner struct {
 	killed   chan struct{}
 	killOnce sync.Once
 	exit     container.WaitResponse
+	exitedAt time.Time // when the exit was seen
 	waitErr  error
 	// startErr is the engine's reason when it refused to start the
 	// container: it says more than the exit code (127) that comes with it.
 	startErr error
 	// handshook is set once go-plugin's handshake completed.
 	handshook bool
+	// podman is set when the engine is a Podman service (checkOCIRuntime).
+	podman bool
+	// oom watches the engine's oom events for the container (oom.go).
+	oom oomWatch
 
 	// Auth gives the credentials of a registry, or nil; PullTimeout bounds
 	// a pull (DefaultPullTimeout when 0). Pulled is how long a pull took.
@@ -116,6 +121,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		return r.explainCreateError(ctx, err)
 	}
 	r.id = created.ID
+	r.oom.watch(r.engine, r.id, r.podman)
 
 	// Attach and wait before starting: the container removes itself when it
 	// exits, so output and exit code must be caught from the first instant.
@@ -142,6 +148,7 @@ func (r *Runner) Start(ctx context.Context) error {
 	go func() {
 		defer close(r.removed)
 		r.waitUntil(container.WaitConditionRemoved, removedC, removedErrC)
+		r.oom.stopWatch()
 	}()
 
 	stdoutR, stdoutW := io.Pipe()
@@ -202,6 +209,7 @@ func (r *Runner) waitUntil(cond container.WaitCondition, waitC <-chan container.
 func (r *Runner) awaitExit(waitC <-chan container.WaitResponse, errC <-chan error) {
 	defer close(r.exited)
 	r.exit, r.waitErr = r.waitUntil(container.WaitConditionNextExit, waitC, errC)
+	r.exitedAt = time.Now()
 	// The exit can be reported before the last output is read: a failure
 	// report quotes it, so wait for the stream's end (briefly).
 	select {
@@ -285,6 +293,7 @@ func (r *Runner) awaitRemoval(timeout time.Duration) {
 // remove force-removes the container, for the paths where AutoRemove will
 // not: it never started, or it would not stop.
 func (r *Runner) remove() {
+	r.oom.stopWatch()
 	if r.id == "" {
 		return
 	}

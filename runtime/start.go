@@ -256,12 +256,18 @@ func (r *Running) ContainerID() string { return r.Runner.ID() }
 // gone: its exit code and last output, when its container exited.
 func (r *Running) Explain(cause error) error { return r.Runner.ExplainCall(cause) }
 
-// MemoryKilled reports whether the plugin's container was killed (exit
-// code 137, SIGKILL) while a memory limit applied to it: what the kernel
-// does to a container that goes past its limit.
+// MemoryKilled reports whether the plugin's container was killed by the
+// kernel past its memory limit: by the engine's oom event where it sends
+// one (Docker), else by SIGKILL (exit code 137) under a limit.
 func (r *Running) MemoryKilled() bool {
 	done, code := r.Runner.Exited()
-	return done && code == 137 && r.Runner.run.HostConfig.Memory > 0
+	if !done || code != 137 || r.Runner.run.HostConfig.Memory == 0 {
+		return false
+	}
+	if r.Runner.oomReported() {
+		return r.Runner.memoryKilled() // the kernel's own word (Docker)
+	}
+	return true // Podman: the likeliest cause of a SIGKILL under a limit
 }
 
 // Panicked reports whether the plugin exited as a Go program does when it

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -93,6 +94,7 @@ type fakePlugin struct {
 	multiplexed bool
 	exited      atomic.Bool
 	oom         atomic.Bool  // its kill was its memory limit's
+	noFigures   atomic.Bool  // its engine gives only pids, as rootless Podman may
 	exitCode    atomic.Int32 // when exited: 137 (killed) unless set; 2 is a panic
 	stopped     atomic.Bool
 	mu          sync.Mutex
@@ -130,8 +132,36 @@ func (p *fakePlugin) Explain(cause error) error {
 	return cause
 }
 func (p *fakePlugin) ContainerID() string { return p.id }
-func (p *fakePlugin) MemoryKilled() bool  { return p.exited.Load() && p.oom.Load() }
-func (p *fakePlugin) Panicked() bool      { return p.exited.Load() && p.exitCode.Load() == 2 }
+func (p *fakePlugin) Exit() (runtime.Exit, bool) {
+	if !p.exited.Load() {
+		return runtime.Exit{}, false
+	}
+	e := runtime.Exit{Time: time.Now(), Code: 137, Reason: runtime.ExitSignal, Signal: 9, Output: []string{"last line of " + p.id}}
+	switch {
+	case p.oom.Load():
+		e.Reason = runtime.ExitMemoryLimit
+	case p.Panicked():
+		e.Code, e.Reason, e.Signal = 2, runtime.ExitPanicked, 0
+	}
+	return e, true
+}
+func (p *fakePlugin) Usage(context.Context) (runtime.Usage, error) {
+	if p.noFigures.Load() {
+		return runtime.Usage{Pids: 7, Missing: []string{runtime.FigureMemory, runtime.FigureMemoryLimit, runtime.FigureCPU}}, nil
+	}
+	return runtime.Usage{MemoryBytes: 20 << 20, MemoryLimitBytes: 64 << 20, CPUSeconds: 0.5, Pids: 7}, nil
+}
+func (p *fakePlugin) OOMKills() (int64, bool) {
+	if p.noFigures.Load() {
+		return 0, false
+	}
+	if p.exited.Load() && p.oom.Load() {
+		return 1, true
+	}
+	return 0, true
+}
+func (p *fakePlugin) MemoryKilled() bool { return p.exited.Load() && p.oom.Load() }
+func (p *fakePlugin) Panicked() bool     { return p.exited.Load() && p.exitCode.Load() == 2 }
 func (p *fakePlugin) Stop(context.Context) {
 	p.stopOnce.Do(func() { p.stopped.Store(true); close(p.stopCh) })
 }

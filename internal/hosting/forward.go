@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/helper/pluginutil"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -56,8 +57,11 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 	}
 	f := forwarded(name, rest, req)
 	var resp *logical.Response
+	var pluginErr error
+	began := time.Now()
 	err = hd.serve(ctx, req.MountPoint, func(ctx context.Context, backend logical.Backend, _ pb.BackendClient) (err error) {
 		if resp, err = backend.HandleRequest(ctx, f); err != nil {
+			pluginErr = err
 			return err
 		}
 		if resp != nil && resp.Secret != nil && !leased(resp.Secret.InternalData, req.IsSnapshotReadOrList()) {
@@ -70,6 +74,7 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 		hd.leases.count(ctx, req.Operation, resp != nil && resp.Secret != nil)
 		return nil
 	})
+	h.metrics.observe(ctx, name, req.Operation, began, err, pluginErr, resp != nil && resp.IsError())
 	return resp, err
 }
 
@@ -86,6 +91,7 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 	args.Request.Path = rest
 	var reply *pb.HandleRequestReply
 	var callErr error
+	began := time.Now()
 	err = hd.serve(ctx, mountPoint, func(ctx context.Context, _ logical.Backend, client pb.BackendClient) error {
 		if reply, callErr = client.HandleRequest(forwardedMetadata(ctx), args); callErr != nil {
 			return callErr
@@ -97,6 +103,8 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 		hd.leases.count(ctx, logical.Operation(args.Request.Operation), issued) // in flight, as in Forward
 		return nil
 	})
+	h.metrics.observe(ctx, name, logical.Operation(args.Request.Operation), began, err, callErr,
+		reply != nil && reply.Err != nil) // an error answer (kv's 400s) comes with its error
 	if err != nil && err != callErr { // the mount's own answer (not found, failed, pending): as the SDK would send it
 		return protoReply(err)
 	}

@@ -71,6 +71,7 @@ type handle struct {
 	removed      bool      // deleted: never started again
 
 	leases leaseCount
+	hist   history // how its containers ended (health.go)
 }
 
 func newHandle(h *Host, m *Mount) *handle {
@@ -164,11 +165,13 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 			hd.state = StateStopped // its wait is over: one try
 			err = hd.startLocked()
 		case !hd.aliveLocked():
-			crashed, wasRunning := false, hd.run != nil
+			crashed, wasRunning, cause := false, hd.run != nil, ""
 			if wasRunning {
 				if !hd.dead { // found gone before a request reached it: ask why
 					hd.lastExit = hd.run.container.plugin.Explain(errContainerGone).Error()
 				}
+				hd.noteExit(hd.run, hd.lastExit)
+				cause = hd.run.exitReason
 				if hd.notCrash {
 					hd.crash.lastCause = hd.lastExit // a request's or the engine's doing, not a crash
 					// Spaced, so that a path that kills the plugin on every
@@ -181,7 +184,9 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 				} else {
 					crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
 				}
-				hd.host.cfg.Logger.Warn("hosted plugin is gone", "mount", hd.name, "cause", hd.lastExit, "restarting", !crashed)
+				if !crashed {
+					hd.host.cfg.Logger.Info("restarting hosted mount", "mount", hd.name, "cause", cause)
+				}
 			}
 			hd.stopLocked()
 			if crashed {
@@ -189,6 +194,7 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 			} else {
 				if wasRunning {
 					hd.restarts++
+					hd.hist.restarted(cause)
 				}
 				err = hd.startLocked()
 			}

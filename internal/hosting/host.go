@@ -70,6 +70,7 @@ type Host struct {
 	system     func() logical.SystemView
 	containers *containers
 	published  publishedPaths
+	metrics    *metrics
 
 	mu      sync.Mutex
 	handles map[string]*handle // by mount name
@@ -107,7 +108,7 @@ func New(cfg Config) *Host {
 			viewOnce.Do(func() { view = &cachedTTLs{SystemView: cfg.System()} })
 			return view
 		},
-		handles: map[string]*handle{}, removed: map[string]bool{},
+		handles: map[string]*handle{}, removed: map[string]bool{}, metrics: newMetrics(),
 	}
 }
 
@@ -183,6 +184,7 @@ func (h *Host) forget(hd *handle) {
 	defer h.mu.Unlock()
 	if h.handles[hd.name] == hd {
 		delete(h.handles, hd.name)
+		h.metrics.forget(hd.name)
 	}
 }
 

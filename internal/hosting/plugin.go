@@ -36,6 +36,13 @@ type Plugin interface {
 	Panicked() bool
 	// ContainerID is the container's ID, for the mount's status.
 	ContainerID() string
+	// Exit is how the container ended, once it has (after Explain).
+	Exit() (runtime.Exit, bool)
+	// Usage is what the container uses now, as its engine says.
+	Usage(ctx context.Context) (runtime.Usage, error)
+	// OOMKills counts the kernel's OOM kills in the container, and says
+	// whether the engine reports them at all.
+	OOMKills() (int64, bool)
 	// Stop ends the plugin and removes its container; it may be called
 	// more than once.
 	Stop(ctx context.Context)

@@ -3,6 +3,7 @@ package hosting
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -30,6 +31,11 @@ type running struct {
 	client    pb.BackendClient // the same backend, for requests passed through as protocol buffers
 	container *container
 	calls     sync.WaitGroup // requests in flight; added to only under the handle's read lock
+	// exitOnce records the container's end in the mount's history once
+	// (noteExit); exitReason is its cause then, noted once recorded.
+	exitOnce   sync.Once
+	exitReason string
+	noted      atomic.Bool
 }
 
 func (r *running) begin() { r.calls.Add(1) }

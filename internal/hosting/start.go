@@ -33,6 +33,9 @@ func (hd *handle) startLocked() error {
 	ctx, cancel := hd.startContext()
 	defer cancel()
 	err := hd.tryStartLocked(ctx, now)
+	if err != nil {
+		hd.hist.failedStart()
+	}
 	hd.attemptErr = err
 	hd.attempts.Add(1)
 	return err

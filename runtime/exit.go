@@ -1,0 +1,96 @@
+package runtime
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Exit is how a plugin's container ended, for an operator looking back.
+type Exit struct {
+	Time time.Time
+	Code int64
+	// Reason is one of the Exit* reasons below.
+	Reason string
+	// Signal is the signal that killed it (Code 128+Signal), when one did.
+	Signal int
+	// Output is its last lines of output, oldest first.
+	Output []string
+}
+
+// Exit reasons.
+const (
+	ExitMemoryLimit = "memory_limit" // killed by the kernel past its memory limit
+	ExitPanicked    = "panicked"     // a Go panic or fatal error (code 2)
+	ExitSignal      = "signal"       // killed by a signal: docker kill, a stop past its grace
+	// killed by SIGKILL under a memory limit, on an engine that does not
+	// say whether the kernel sent it (Podman)
+	ExitMemoryOrSignal = "memory_limit_or_signal"
+	ExitOwn            = "exited" // ended on its own, with Code
+)
+
+// Exit reports how the container ended, once it has.
+func (r *Running) Exit() (Exit, bool) {
+	if r.Runner == nil {
+		return Exit{}, false
+	}
+	return r.Runner.exitReport()
+}
+
+func (r *Runner) exitReport() (Exit, bool) {
+	done, code := r.Exited()
+	if !done || r.waitErr != nil {
+		return Exit{}, false
+	}
+	e := Exit{Time: r.exitedAt, Code: code, Reason: ExitOwn}
+	if out := r.tail.String(); out != "" {
+		e.Output = strings.Split(out, "\n")
+	}
+	switch {
+	case code == 137 && r.memoryKilled():
+		e.Reason, e.Signal = ExitMemoryLimit, 9
+	case code == 137 && r.run.HostConfig.Memory > 0 && !r.oomReported():
+		// Podman sends no oom event: a SIGKILL under a memory limit is the
+		// kernel's, or a kill from outside, and nothing says which.
+		e.Reason, e.Signal = ExitMemoryOrSignal, 9
+	case code == 2 && r.tail.Panic() != "":
+		e.Reason = ExitPanicked
+		if p := r.tail.Panic(); !strings.Contains(out(e.Output), p) {
+			e.Output = append([]string{p, "..."}, e.Output...)
+		}
+	case code > 128 && code < 128+65:
+		e.Reason, e.Signal = ExitSignal, int(code-128)
+	}
+	return e, true
+}
+
+func out(lines []string) string { return strings.Join(lines, "\n") }
+
+// oomReported reports whether the engine tells memory kills apart.
+func (r *Runner) oomReported() bool { return r.oom.watched.Load() }
+
+// memoryKilled reports whether the kernel's OOM killer ended the
+// container: its oom event, which the engine may deliver a moment after the
+// exit, so it is waited for briefly.
+func (r *Runner) memoryKilled() bool {
+	if !r.oomReported() {
+		return false
+	}
+	for i := 0; i < 25 && r.oom.kills.Load() == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r.oom.kills.Load() > 0
+}
+
+// Usage asks the engine for the container's figures now.
+func (r *Running) Usage(ctx context.Context) (Usage, error) {
+	se, ok := r.Runner.engine.(StatsEngine)
+	if !ok {
+		return Usage{Missing: []string{FigureMemory, FigureMemoryLimit, FigureCPU, FigurePids}}, nil
+	}
+	return ReadUsage(ctx, se, r.Runner.ID())
+}
+
+// OOMKills is how many times the kernel's OOM killer acted in the
+// container, and whether its engine reports that at all (Podman does not).
+func (r *Running) OOMKills() (int64, bool) { return r.Runner.OOMKills() }

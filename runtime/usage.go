@@ -1,0 +1,85 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+// Usage is what a running container uses now, as its engine reports it.
+// A figure the engine does not give (Podman rootless has no CPU or memory
+// controller delegated to it, for one) is named in Missing and left 0:
+// it must be shown as unknown, never as 0.
+type Usage struct {
+	// MemoryBytes is the memory in use, less the inactive page cache the
+	// kernel reclaims before it kills (what `docker stats` shows).
+	MemoryBytes uint64
+	// MemoryLimitBytes is the limit the kernel enforces; without one set,
+	// the engine reports the host's memory.
+	MemoryLimitBytes uint64
+	// CPUSeconds is the CPU time the container used since it started.
+	CPUSeconds float64
+	// Pids is the number of processes and threads in the container.
+	Pids uint64
+	// Missing names the figures above that the engine did not give.
+	Missing []string
+}
+
+// Figure names, as the hosted mount's read and Missing say them.
+const (
+	FigureMemory      = "memory_bytes"
+	FigureMemoryLimit = "memory_limit_bytes"
+	FigureCPU         = "cpu_seconds"
+	FigurePids        = "pids"
+)
+
+// StatsEngine is the part of an engine Usage needs.
+type StatsEngine interface {
+	ContainerStatsOneShot(ctx context.Context, id string) (container.StatsResponseReader, error)
+}
+
+// ReadUsage asks the engine once for a container's figures.
+func ReadUsage(ctx context.Context, engine StatsEngine, id string) (Usage, error) {
+	reader, err := engine.ContainerStatsOneShot(ctx, id)
+	if err != nil {
+		return Usage{}, fmt.Errorf("container %s's figures: %w", short(id), err)
+	}
+	defer reader.Body.Close()
+	var stats container.StatsResponse
+	if err := json.NewDecoder(reader.Body).Decode(&stats); err != nil {
+		return Usage{}, fmt.Errorf("container %s's figures: decoding the engine's answer: %w", short(id), err)
+	}
+	return UsageFrom(stats), nil
+}
+
+// UsageFrom reads the figures out of an engine's stats. A running
+// container always has a process and has used some CPU, so a 0 there is
+// the engine having no figure; memory likewise has a limit (the host's
+// when none is set).
+func UsageFrom(s container.StatsResponse) Usage {
+	u := Usage{Pids: s.PidsStats.Current, CPUSeconds: float64(s.CPUStats.CPUUsage.TotalUsage) / 1e9}
+	m := s.MemoryStats
+	if m.Limit == 0 && m.Usage == 0 {
+		u.Missing = append(u.Missing, FigureMemory, FigureMemoryLimit)
+	} else {
+		u.MemoryBytes, u.MemoryLimitBytes = m.Usage, m.Limit
+		// cgroup v2 names it inactive_file, v1 total_inactive_file; the
+		// docker CLI takes the same off.
+		inactive, ok := m.Stats["inactive_file"]
+		if !ok {
+			inactive = m.Stats["total_inactive_file"]
+		}
+		if inactive < u.MemoryBytes {
+			u.MemoryBytes -= inactive
+		}
+	}
+	if s.CPUStats.CPUUsage.TotalUsage == 0 {
+		u.Missing = append(u.Missing, FigureCPU)
+	}
+	if s.PidsStats.Current == 0 {
+		u.Missing = append(u.Missing, FigurePids)
+	}
+	return u
+}
