@@ -1,6 +1,8 @@
 package acceptance
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -91,7 +93,60 @@ func testPluginKilledByOneRequest(t *testing.T, k vaulttest.Kind) {
 	if st.Data.Restarts != 5 || read.Data["open"] != true {
 		t.Fatalf("after 4 panics and an OOM: %+v, %v", st.Data, read.Data)
 	}
+	// The OOM kill, in the mount's read, its metrics and the server's log.
+	h := st.Data.Health
+	if len(h.Exits) != 5 || h.Exits[0].Reason != "memory_limit" || h.Exits[0].ExitCode != 137 || h.Exits[1].Reason != "panicked" ||
+		h.OOMKills == nil || *h.OOMKills != 1 || h.RestartCauses["memory_limit"] != 1 || h.RestartCauses["panicked"] != 4 {
+		t.Fatalf("the mount's health after 4 panics and an OOM: %+v", h)
+	}
+	if !strings.Contains(strings.Join(h.Exits[1].Output, "\n"), "probe: asked to panic") {
+		t.Errorf("a panic's exit without its output: %q", h.Exits[1].Output)
+	}
+	metrics := v.MustRun(t, "read", "-format=raw", "runtimes/metrics")
+	for _, want := range []string{`runtime_catalog_hosted_oom_kills_total{mount="p"} 1`, `runtime_catalog_hosted_restarts_total{cause="memory_limit",mount="p"} 1`,
+		`runtime_catalog_hosted_restarts_total{cause="panicked",mount="p"} 4`} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("no %s in the metrics:\n%s", want, metrics)
+		}
+	}
+	eventually(t, "the OOM kill and the probe's own line in the server's log", func() error {
+		// once, at error level, with the mount, the code and the reason;
+		// and the plugin's own line at its level, under the mount's name
+		for _, want := range [][]string{
+			{"[ERROR]", "hosted plugin exited:", "mount=p", "exit_code=137", "reason=memory_limit"},
+			{"[INFO]", "probe: allocating:", "@module=hosted.p.", "mb=200"},
+		} {
+			if n := logEntries(v.Log(), want...); n != 1 {
+				return fmt.Errorf("%d log entries with all of %q", n, want)
+			}
+		}
+		return nil
+	})
 	v.MustRun(t, "delete", "runtimes/hosted/p")
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
+var logEntryStart = regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT`)
+
+// logEntries counts the server log's entries (one may span lines: a
+// plugin's output) that hold every one of parts; the fields of an entry
+// come in no fixed order.
+func logEntries(log string, parts ...string) int {
+	starts := logEntryStart.FindAllStringIndex(log, -1)
+	n := 0
+	for i, start := range starts {
+		end := len(log)
+		if i+1 < len(starts) {
+			end = starts[i+1][0]
+		}
+		entry, all := log[start[0]:end], true
+		for _, p := range parts {
+			all = all && strings.Contains(entry, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }

@@ -68,7 +68,27 @@ type mountState struct {
 		Restarts    int      `json:"restarts"`
 		SharedWith  []string `json:"shared_with"`
 		Outdated    bool     `json:"outdated"`
+		Health      health   `json:"health"`
 	} `json:"data"`
+}
+
+// health is the health of a hosted mount's read.
+type health struct {
+	MemoryBytes      *float64       `json:"memory_bytes"`
+	MemoryLimitBytes *float64       `json:"memory_limit_bytes"`
+	CPUSeconds       *float64       `json:"cpu_seconds"`
+	Pids             *float64       `json:"pids"`
+	OOMKills         *float64       `json:"oom_kills"`
+	Unavailable      []string       `json:"unavailable"`
+	RestartCauses    map[string]int `json:"restart_causes"`
+	FailedStarts     int            `json:"failed_starts"`
+	Exits            []struct {
+		Time     string   `json:"time"`
+		ExitCode int      `json:"exit_code"`
+		Reason   string   `json:"reason"`
+		Signal   int      `json:"signal"`
+		Output   []string `json:"output"`
+	} `json:"exits"`
 }
 
 func TestHostedKV(t *testing.T) { vaulttest.EachServer(t, testHostedKV) }
@@ -138,6 +158,7 @@ func testHostedKV(t *testing.T, k vaulttest.Kind) {
 			if err != nil || info.HostConfig.Runtime != wantRuntime || info.HostConfig.Memory != 134217728 {
 				t.Fatalf("the container: %v %+v", err, info.HostConfig)
 			}
+			checkFigures(t, s1.Data.Health, e.Podman, 134217728)
 
 			// Killed out of band: the next request restarts it and succeeds.
 			if out, err := runDocker(e.DockerArgs("kill", s1.Data.ContainerID)...); err != nil {
@@ -155,6 +176,16 @@ func testHostedKV(t *testing.T, k vaulttest.Kind) {
 			if s1.Data.Restarts != 1 || s1.Data.ContainerID == s2.Data.ContainerID {
 				t.Fatalf("after the kill: %+v", s1.Data)
 			}
+			// The kill, in the mount's history: Docker's oom events tell it
+			// from a memory kill; Podman sends none, and the read says so.
+			wantReason := "signal"
+			if e.Podman {
+				wantReason = "memory_limit_or_signal"
+			}
+			if h := s1.Data.Health; len(h.Exits) != 1 || h.Exits[0].Reason != wantReason || h.Exits[0].ExitCode != 137 || h.Exits[0].Signal != 9 ||
+				h.RestartCauses[wantReason] != 1 {
+				t.Fatalf("the kill in the mount's health: %+v", h)
+			}
 
 			v.MustRun(t, "delete", "runtimes/mounts/kv1/app/db")
 			v.MustRun(t, "delete", "runtimes/hosted/kv1")
@@ -166,6 +197,46 @@ func testHostedKV(t *testing.T, k vaulttest.Kind) {
 			testimage.AssertNoContainersOf(t, e.Client, v.ClusterID)
 		})
 	}
+}
+
+// checkFigures holds a running mount's figures to what its engine can
+// give: each is there and sane, or named as unavailable, never 0. Docker
+// gives them all; Podman no OOM kills (it sends no oom event).
+func checkFigures(t *testing.T, h health, podman bool, limit float64) {
+	t.Helper()
+	unavailable := map[string]bool{}
+	for _, name := range h.Unavailable {
+		unavailable[name] = true
+	}
+	for name, figure := range map[string]*float64{"memory_bytes": h.MemoryBytes, "memory_limit_bytes": h.MemoryLimitBytes,
+		"cpu_seconds": h.CPUSeconds, "pids": h.Pids, "oom_kills": h.OOMKills} {
+		switch {
+		case figure == nil && !unavailable[name]:
+			t.Errorf("%s neither given nor named unavailable: %+v", name, h)
+		case figure != nil && unavailable[name]:
+			t.Errorf("%s given and named unavailable: %+v", name, h)
+		case figure == nil:
+		case name == "oom_kills" && *figure != 0, name != "oom_kills" && *figure <= 0:
+			t.Errorf("%s = %v: %+v", name, *figure, h)
+		case name == "memory_bytes" && *figure > limit, name == "memory_limit_bytes" && *figure != limit:
+			t.Errorf("%s = %v against a limit of %v", name, *figure, limit)
+		}
+	}
+	if podman != unavailable["oom_kills"] {
+		t.Errorf("oom_kills named unavailable: %v, on Podman: %v (%+v)", unavailable["oom_kills"], podman, h)
+	}
+	if !podman && len(h.Unavailable) > 0 {
+		t.Errorf("the Docker Engine gives every figure, yet %v are named unavailable", h.Unavailable)
+	}
+	t.Logf("figures: memory %v of %v, cpu %v s, pids %v, oom kills %v, unavailable %v", deref(h.MemoryBytes), deref(h.MemoryLimitBytes),
+		deref(h.CPUSeconds), deref(h.Pids), deref(h.OOMKills), h.Unavailable)
+}
+
+func deref(f *float64) any {
+	if f == nil {
+		return "-"
+	}
+	return *f
 }
 
 // writeJSON sends body as the request's JSON, as kv v2 wants its data.

@@ -31,6 +31,11 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "not root: using the Docker Engine as it is, without Podman (scripts/start-docker.sh and start-podman.sh need root)" >&2
 fi
+# Debian's Prometheus (installed as root when missing), for the test that
+# scrapes hosted mounts' metrics through Vault; without it that test skips,
+# or under CI=true fails.
+PROMETHEUS_BINARY="$(scripts/install-prometheus.sh)" || PROMETHEUS_BINARY=
+export PROMETHEUS_BINARY
 
 # Every package once, with the tests on real parts (RC_ACC=1) and the race
 # detector (the catalog and the runner are shared between goroutines); -p 2:

@@ -77,6 +77,9 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 				Fields:  map[string]*framework.FieldSchema{"mb": {Type: framework.TypeInt}},
 				Operations: map[logical.Operation]framework.OperationHandler{
 					logical.ReadOperation: &framework.PathOperation{Callback: func(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+						// Logged at info: the tests find it in Vault's log, under
+						// the mount's name.
+						conf.Logger.Info("probe: allocating", "mb", d.Get("mb").(int))
 						held := make([][]byte, 0, d.Get("mb").(int))
 						for i := 0; i < cap(held); i++ {
 							chunk := make([]byte, 1<<20)
