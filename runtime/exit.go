@@ -47,7 +47,7 @@ func (r *Runner) exitReport() (Exit, bool) {
 		e.Output = strings.Split(out, "\n")
 	}
 	switch {
-	case code == 137 && r.memoryKilled():
+	case code == 137 && r.run.HostConfig.Memory > 0 && r.memoryKilled():
 		e.Reason, e.Signal = ExitMemoryLimit, 9
 	case code == 137 && r.run.HostConfig.Memory > 0 && !r.oomReported():
 		// Podman sends no oom event: a SIGKILL under a memory limit is the
@@ -70,13 +70,15 @@ func out(lines []string) string { return strings.Join(lines, "\n") }
 func (r *Runner) oomReported() bool { return r.oom.watched.Load() }
 
 // memoryKilled reports whether the kernel's OOM killer ended the
-// container: its oom event, which the engine may deliver a moment after the
-// exit, so it is waited for briefly.
+// container: its oom event, which the Docker Engine sends before the exit
+// (seen under runc and runsc) but on a stream of its own, so it is waited
+// for briefly. Asked only of a SIGKILL under a memory limit: a restart
+// after any other exit waits for nothing.
 func (r *Runner) memoryKilled() bool {
 	if !r.oomReported() {
 		return false
 	}
-	for i := 0; i < 25 && r.oom.kills.Load() == 0; i++ {
+	for i := 0; i < 10 && r.oom.kills.Load() == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return r.oom.kills.Load() > 0
