@@ -86,6 +86,11 @@ func (r *Runner) Failure(cause error) error {
 // exitMeaning explains an exit code the container's own output may not:
 // 137 is SIGKILL, which the kernel sends when the memory limit is exceeded.
 func (r *Runner) exitMeaning(code int64) string {
+	if code != 137 && r.run.HostConfig.Memory > 0 && r.oom.kills.Load() > 0 {
+		// The OOM killer took a thread or child and the plugin died of it
+		// another way (a Go runtime that could not allocate exits 2).
+		return fmt.Sprintf(" (the engine reported the kernel's OOM killer in the container, as for a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
+	}
 	if code == 137 && r.run.HostConfig.Memory > 0 {
 		return fmt.Sprintf(" (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
 	}
