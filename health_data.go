@@ -1,11 +1,9 @@
 package runtimecatalog
 
 import (
-	"strings"
 	"time"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/hosting"
-	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // healthData is the "health" of GET hosted/NAME: the container's figures
@@ -19,14 +17,8 @@ func healthData(h hosting.Health) map[string]interface{} {
 	}
 	var unavailable []string
 	if u := h.Usage; u != nil {
-		missing := strings.Join(u.Missing, " ")
-		for name, value := range map[string]interface{}{
-			runtime.FigureMemory: u.MemoryBytes, runtime.FigureMemoryLimit: u.MemoryLimitBytes,
-			runtime.FigureCPU: u.CPUSeconds, runtime.FigurePids: u.Pids,
-		} {
-			if !strings.Contains(" "+missing+" ", " "+name+" ") {
-				data[name] = value
-			}
+		for _, f := range u.Figures() {
+			data[f.Name] = f.Value
 		}
 		unavailable = append(unavailable, u.Missing...)
 	} else if h.UsageError != "" {

@@ -85,7 +85,7 @@ func testReadmeAsANewcomerPastesIt(t *testing.T, k vaulttest.Kind) {
 		script := strings.NewReplacer("http://127.0.0.1:8200", v.Addr, "127.0.0.1:5000", reg.Addr, "s3cret", reg.Password,
 			"scripts/", repo+"/scripts/").Replace(b.script)
 		if k.IsOpenBao() && b.where != "make dev's hints" {
-			script = forBao(script)
+			script = k.Says(script)
 		}
 		cmd := exec.Command("bash", "-euo", "pipefail", "-x", "-c", expectFailures(script))
 		cmd.Dir = dir
@@ -114,16 +114,7 @@ type readmeBlock struct {
 var (
 	notRun    = regexp.MustCompile(`^<!-- not run: (.+) -->$`)
 	vaultOnly = regexp.MustCompile(`^<!-- vault only: (.+) -->$`)
-	// the vault command, where a command starts
-	vaultCommand = regexp.MustCompile(`(^|[\s;|&(])vault `)
 )
-
-// forBao is a script for Vault said for OpenBao: bao for the vault
-// command, BAO_ for its VAULT_ variables.
-func forBao(script string) string {
-	script = vaultCommand.ReplaceAllString(script, "${1}bao ")
-	return strings.ReplaceAll(script, "VAULT_", "BAO_")
-}
 
 // readmeShellBlocks are the README's ```shell blocks, in order.
 func readmeShellBlocks(t *testing.T, path string) []readmeBlock {
@@ -196,16 +187,5 @@ func TestReadmeFailureMarkers(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("%q: error %v, want ok %v", script, err, ok)
 		}
-	}
-}
-
-// The README said for OpenBao changes the command and its variables only.
-func TestReadmeForBao(t *testing.T) {
-	got := forBao("export VAULT_ADDR=http://127.0.0.1:8200\nvault write runtimes/x a=b && vault read runtimes/x\n" +
-		"sum=$(vault read -field=x y) cp bin/vault-plugin-runtime-catalog /etc/vault/plugins/\n  vault list runtimes/catalog")
-	want := "export BAO_ADDR=http://127.0.0.1:8200\nbao write runtimes/x a=b && bao read runtimes/x\n" +
-		"sum=$(bao read -field=x y) cp bin/vault-plugin-runtime-catalog /etc/vault/plugins/\n  bao list runtimes/catalog"
-	if got != want {
-		t.Errorf("forBao:\n%s\nwant:\n%s", got, want)
 	}
 }

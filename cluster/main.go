@@ -89,7 +89,7 @@ func main() {
 
 Ctrl-C stops the cluster.
 `, leader.Addr, c.Token, filepath.Dir(binary), c.UnsealKey, *path, c.Standbys(leader)[0].Addr, *path, pids)
-	b.WriteString(forCLI(k, hints))
+	b.WriteString(k.Says(hints))
 	fmt.Print(b.String())
 
 	// A node that dies (killed by hand) is said, with the addresses that
@@ -118,8 +118,3 @@ Ctrl-C stops the cluster.
 
 // port is the port of an address such as http://127.0.0.1:8200.
 func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
-
-// forCLI says hints written for vault with k's CLI and variables.
-func forCLI(k vaulttest.Kind, hints string) string {
-	return strings.NewReplacer("VAULT_", k.EnvPrefix, "vault ", k.CLI+" ").Replace(hints)
-}

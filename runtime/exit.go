@@ -42,29 +42,32 @@ func (r *Runner) exitReport() (Exit, bool) {
 	if !done || r.waitErr != nil {
 		return Exit{}, false
 	}
-	e := Exit{Time: r.exitedAt, Code: code, Reason: ExitOwn}
-	if out := r.tail.String(); out != "" {
+	e := Exit{Time: r.exitedAt, Code: code}
+	e.Reason, e.Signal = r.exitReason(code)
+	if out := r.output(); out != "" {
 		e.Output = strings.Split(out, "\n")
-	}
-	switch {
-	case code == 137 && r.run.HostConfig.Memory > 0 && r.memoryKilled():
-		e.Reason, e.Signal = ExitMemoryLimit, 9
-	case code == 137 && r.run.HostConfig.Memory > 0 && !r.oomReported():
-		// Podman sends no oom event: a SIGKILL under a memory limit is the
-		// kernel's, or a kill from outside, and nothing says which.
-		e.Reason, e.Signal = ExitMemoryOrSignal, 9
-	case code == 2 && r.tail.Panic() != "":
-		e.Reason = ExitPanicked
-		if p := r.tail.Panic(); !strings.Contains(out(e.Output), p) {
-			e.Output = append([]string{p, "..."}, e.Output...)
-		}
-	case code > 128 && code < 128+65:
-		e.Reason, e.Signal = ExitSignal, int(code-128)
 	}
 	return e, true
 }
 
-func out(lines []string) string { return strings.Join(lines, "\n") }
+// exitReason is the one reading of an exit code, which the exit report,
+// MemoryKilled and Panicked share.
+func (r *Runner) exitReason(code int64) (reason string, signal int) {
+	limited := r.run.HostConfig.Memory > 0
+	switch {
+	case code == 137 && limited && r.memoryKilled():
+		return ExitMemoryLimit, 9
+	case code == 137 && limited && !r.oomReported():
+		// Podman sends no oom event: a SIGKILL under a memory limit is the
+		// kernel's, or a kill from outside, and nothing says which.
+		return ExitMemoryOrSignal, 9
+	case code == 2 && r.tail.Panic() != "":
+		return ExitPanicked, 0
+	case code > 128 && code < 128+65:
+		return ExitSignal, int(code - 128)
+	}
+	return ExitOwn, 0
+}
 
 // oomReported reports whether the engine tells memory kills apart.
 func (r *Runner) oomReported() bool { return r.oom.watched.Load() }

@@ -72,15 +72,22 @@ func (r *Runner) Failure(cause error) error {
 		if r.handshook {
 			when = "after the plugin handshake"
 		}
-		if p := r.tail.Panic(); p != "" && !strings.Contains(tail, p) {
-			tail = p + "\n...\n" + tail
-		}
-		return fmt.Errorf("%w with code %d%s %s; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), when, tail)
+		return fmt.Errorf("%w with code %d%s %s; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), when, r.output())
 	}
 	if tail == "" || strings.Contains(cause.Error(), tail) {
 		return cause
 	}
 	return fmt.Errorf("%w; the container's last output:\n%s", cause, tail)
+}
+
+// output is the last lines of output, after the first line of a Go panic
+// if one was seen and has left the tail since.
+func (r *Runner) output() string {
+	tail := r.tail.String()
+	if p := r.tail.Panic(); p != "" && !strings.Contains(tail, p) {
+		tail = p + "\n...\n" + tail
+	}
+	return tail
 }
 
 // exitMeaning explains an exit code the container's own output may not:

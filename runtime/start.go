@@ -260,21 +260,22 @@ func (r *Running) Explain(cause error) error { return r.Runner.ExplainCall(cause
 // kernel past its memory limit: by the engine's oom event where it sends
 // one (Docker), else by SIGKILL (exit code 137) under a limit.
 func (r *Running) MemoryKilled() bool {
-	done, code := r.Runner.Exited()
-	if !done || code != 137 || r.Runner.run.HostConfig.Memory == 0 {
-		return false
-	}
-	if r.Runner.oomReported() {
-		return r.Runner.memoryKilled() // the kernel's own word (Docker)
-	}
-	return true // Podman: the likeliest cause of a SIGKILL under a limit
+	reason := r.exitReason()
+	return reason == ExitMemoryLimit || reason == ExitMemoryOrSignal // Podman: the likeliest cause of a SIGKILL under a limit
 }
 
 // Panicked reports whether the plugin exited as a Go program does when it
 // panics or hits a fatal error: code 2, with the panic in its output.
-func (r *Running) Panicked() bool {
+func (r *Running) Panicked() bool { return r.exitReason() == ExitPanicked }
+
+// exitReason is the exit's reason once the container exited, else "".
+func (r *Running) exitReason() string {
 	done, code := r.Runner.Exited()
-	return done && code == 2 && r.Runner.tail.Panic() != ""
+	if !done {
+		return ""
+	}
+	reason, _ := r.Runner.exitReason(code)
+	return reason
 }
 
 // Exited reports whether the plugin's process has ended (its container

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/docker/docker/api/types/container"
 )
@@ -34,6 +35,25 @@ const (
 	FigureCPU         = "cpu_seconds"
 	FigurePids        = "pids"
 )
+
+// Figure is one of Usage's figures, by its name.
+type Figure struct {
+	Name  string
+	Value float64
+}
+
+// Figures are the figures the engine gave, by name, in a fixed order; the
+// missing ones are left out.
+func (u Usage) Figures() []Figure {
+	var out []Figure
+	for _, f := range []Figure{{FigureMemory, float64(u.MemoryBytes)}, {FigureMemoryLimit, float64(u.MemoryLimitBytes)},
+		{FigureCPU, u.CPUSeconds}, {FigurePids, float64(u.Pids)}} {
+		if !slices.Contains(u.Missing, f.Name) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
 
 // StatsEngine is the part of an engine Usage needs.
 type StatsEngine interface {

@@ -74,7 +74,7 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 		hd.leases.count(ctx, req.Operation, resp != nil && resp.Secret != nil)
 		return nil
 	})
-	h.metrics.observe(ctx, name, req.Operation, began, err, pluginErr, resp != nil && resp.IsError())
+	h.metrics.observe(ctx, name, req.Operation, began, err, (err != nil && err == pluginErr) || (err == nil && resp != nil && resp.IsError()))
 	return resp, err
 }
 
@@ -103,8 +103,8 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 		hd.leases.count(ctx, logical.Operation(args.Request.Operation), issued) // in flight, as in Forward
 		return nil
 	})
-	h.metrics.observe(ctx, name, logical.Operation(args.Request.Operation), began, err, callErr,
-		reply != nil && reply.Err != nil) // an error answer (kv's 400s) comes with its error
+	// an error answer (kv's 400s) comes with its error
+	h.metrics.observe(ctx, name, logical.Operation(args.Request.Operation), began, err, (err != nil && err == callErr) || (reply != nil && reply.Err != nil))
 	if err != nil && err != callErr { // the mount's own answer (not found, failed, pending): as the SDK would send it
 		return protoReply(err)
 	}

@@ -2,7 +2,6 @@ package hosting
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -41,14 +40,14 @@ func newMetrics() *metrics {
 	}
 }
 
-// observe counts one request to mount; pluginErr is the error the plugin
-// itself answered with, if it did.
-func (m *metrics) observe(ctx context.Context, mount string, op logical.Operation, began time.Time, err, pluginErr error, answeredError bool) {
+// observe counts one request to mount; pluginError says that the plugin
+// itself answered with an error.
+func (m *metrics) observe(ctx context.Context, mount string, op logical.Operation, began time.Time, err error, pluginError bool) {
 	outcome := OutcomeOK
 	switch {
 	case err != nil && ctx.Err() != nil:
 		outcome = OutcomeCanceled
-	case err == nil && answeredError, err != nil && errors.Is(err, pluginErr) && pluginErr != nil:
+	case pluginError:
 		outcome = OutcomeError
 	case err != nil:
 		outcome = OutcomeFailed
@@ -82,6 +81,17 @@ var (
 	descPids = prometheus.NewDesc("runtime_catalog_hosted_pids",
 		"Processes and threads in a hosted mount's container.", []string{"mount"}, nil)
 )
+
+// figureDescs are the metrics of a container's figures, by figure name.
+var figureDescs = map[string]struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+}{
+	runtime.FigureMemory:      {descMemory, prometheus.GaugeValue},
+	runtime.FigureMemoryLimit: {descMemoryLimit, prometheus.GaugeValue},
+	runtime.FigureCPU:         {descCPU, prometheus.CounterValue},
+	runtime.FigurePids:        {descPids, prometheus.GaugeValue},
+}
 
 var states = []string{StateRunning, StatePendingReload, StateStopped, StateFailed}
 
@@ -133,23 +143,8 @@ func (hd *handle) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 	if u == nil {
 		return
 	}
-	missing := map[string]bool{}
-	for _, name := range u.Missing {
-		missing[name] = true
-	}
-	for _, f := range []struct {
-		name  string
-		desc  *prometheus.Desc
-		kind  prometheus.ValueType
-		value float64
-	}{
-		{runtime.FigureMemory, descMemory, prometheus.GaugeValue, float64(u.MemoryBytes)},
-		{runtime.FigureMemoryLimit, descMemoryLimit, prometheus.GaugeValue, float64(u.MemoryLimitBytes)},
-		{runtime.FigureCPU, descCPU, prometheus.CounterValue, u.CPUSeconds},
-		{runtime.FigurePids, descPids, prometheus.GaugeValue, float64(u.Pids)},
-	} {
-		if !missing[f.name] {
-			ch <- prometheus.MustNewConstMetric(f.desc, f.kind, f.value, hd.name)
-		}
+	for _, f := range u.Figures() {
+		d := figureDescs[f.Name]
+		ch <- prometheus.MustNewConstMetric(d.desc, d.kind, f.Value, hd.name)
 	}
 }

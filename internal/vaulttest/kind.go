@@ -2,6 +2,7 @@ package vaulttest
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -79,6 +80,20 @@ func (k Kind) mlockLine() string {
 // keeps its output plain.
 func (k Kind) CLIEnv(addr, token string) []string {
 	return []string{k.EnvPrefix + "ADDR=" + addr, k.EnvPrefix + "TOKEN=" + token, k.EnvPrefix + "FORMAT=", "NO_COLOR=1"}
+}
+
+// vaultCommand is the vault command where a command starts.
+var vaultCommand = regexp.MustCompile(`(^|[\s;|&(])vault `)
+
+// Says is a script or hint written for Vault, said for k: on OpenBao bao
+// for the vault command and BAO_ for its VAULT_ variables; paths such as
+// vault-plugin-runtime-catalog are left alone.
+func (k Kind) Says(script string) string {
+	if k.CLI == Vault.CLI {
+		return script
+	}
+	script = vaultCommand.ReplaceAllString(script, "${1}"+k.CLI+" ")
+	return strings.ReplaceAll(script, Vault.EnvPrefix, k.EnvPrefix)
 }
 
 // EachServer runs f as a subtest per server, named for it (TestX/vault,
