@@ -98,6 +98,13 @@ func (r *Runner) exitMeaning(code int64) string {
 		// another way (a Go runtime that could not allocate exits 2).
 		return fmt.Sprintf(" (the engine reported the kernel's OOM killer in the container, as for a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
 	}
+	if code != 0 && code != 137 && r.run.HostConfig.Memory > 0 && !r.handshook && r.tail.String() == "" {
+		// Seen under a 6 MiB limit, now and then: exit code 2 with not a
+		// line printed and no oom event, as a Go program that cannot get
+		// the memory its runtime starts with dies before it can say so.
+		return fmt.Sprintf(" (it printed nothing before it died, under a memory limit: a plugin that cannot get the memory it starts with dies so; "+
+			"if that is it, it exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
+	}
 	if code == 137 && r.run.HostConfig.Memory > 0 {
 		return fmt.Sprintf(" (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
 	}
