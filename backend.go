@@ -31,7 +31,9 @@ The runtime catalog keeps plugin runtimes: how the containers of
 containerized Vault plugins are run (OCI runtime, cgroup parent, CPU and
 memory limits, rootless Docker), and the container plugins that use them.
 It answers like Vault's own sys/plugins/runtimes/catalog and
-sys/plugins/catalog, and every path needs the sudo capability.
+sys/plugins/catalog, and every path needs the sudo capability. It hosts
+registered plugins under mounts/NAME/: secrets engines when mounted as a
+secrets engine, auth methods when mounted as an auth method.
 `
 
 // backend is one mount of the runtime catalog. Its handlers parse requests
@@ -56,7 +58,7 @@ var _ logical.Backend = (*backend)(nil)
 
 // Factory creates a new backend for a mount.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := newBackend(conf.StorageView)
+	b := newBackendOf(conf.StorageView, kindOf(conf.Config))
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -85,11 +87,16 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // newBackend makes a backend whose catalog lives in s, the mount's storage
 // (for an external plugin, the same connection back to Vault as every
 // request's storage).
-func newBackend(s logical.Storage) *backend {
-	b := &backend{catalog: newCatalog(s)}
+func newBackend(s logical.Storage) *backend { return newBackendOf(s, kindOf(nil)) }
+
+// newBackendOf is a backend for a mount of kind k: an auth mount is a
+// credential backend, whose hosted auth plugins' login answers Vault turns
+// into tokens.
+func newBackendOf(s logical.Storage, k mountKind) *backend {
+	b := &backend{catalog: newCatalogOf(s, k)}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
-		BackendType: logical.TypeLogical,
+		BackendType: k.backendType,
 		PathsSpecial: &logical.Paths{
 			// Root paths need the sudo capability, as Vault's own catalog
 			// does, and as sys/mounts does for a mount's settings

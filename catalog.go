@@ -26,6 +26,8 @@ import (
 // caller may keep an entry after the lock is released.
 type catalog struct {
 	storage logical.Storage
+	// kind is the mount's: which registered plugins its hosted mounts run.
+	kind mountKind
 
 	mu       sync.RWMutex
 	loaded   bool
@@ -54,9 +56,12 @@ type catalog struct {
 	mountLocks   []*locksutil.LockEntry
 }
 
-func newCatalog(s logical.Storage) *catalog {
+func newCatalog(s logical.Storage) *catalog { return newCatalogOf(s, kindOf(nil)) }
+
+// newCatalogOf is the catalog of a mount of kind k.
+func newCatalogOf(s logical.Storage, k mountKind) *catalog {
 	return &catalog{
-		storage: s, stale: map[string]struct{}{},
+		storage: s, kind: k, stale: map[string]struct{}{},
 		runtimeLocks: locksutil.CreateLocks(), pluginLocks: locksutil.CreateLocks(), mountLocks: locksutil.CreateLocks(),
 	}
 }

@@ -19,7 +19,7 @@ func (c *catalog) mountsOf(id pluginID) []string {
 	defer c.mu.RUnlock()
 	var names []string
 	for _, m := range c.mounts {
-		if m.pluginID() == id {
+		if c.hosted(m) == id {
 			names = append(names, m.Name)
 		}
 	}
@@ -72,22 +72,22 @@ func (c *catalog) WriteMount(ctx context.Context, name string, build func(existi
 	if err != nil {
 		return nil, err
 	}
-	if err := m.validate(); err != nil {
+	if err := m.validate(c.kind.pluginType); err != nil {
 		return nil, err
 	}
-	pluginLock := locksutil.LockForKey(c.pluginLocks, m.pluginID().String())
+	id := c.hosted(m)
+	pluginLock := locksutil.LockForKey(c.pluginLocks, id.String())
 	pluginLock.Lock()
 	defer pluginLock.Unlock()
-	if p, err := c.Plugin(ctx, m.pluginID()); err != nil {
+	if p, err := c.Plugin(ctx, id); err != nil {
 		return nil, err
 	} else if p == nil {
-		for _, other := range []string{"auth", "database"} {
+		for _, other := range pluginTypes {
 			if q, _ := c.Plugin(ctx, pluginID{other, m.Plugin}); q != nil {
-				return nil, reqerr.BadRequestf("plugin %q is registered as %s, not secret: only secret plugins can be hosted, "+
-					"since this mount is a secrets engine (Vault refuses auth from it, and database plugins speak another protocol)", m.Plugin, other)
+				return nil, c.kind.hosts(other, m.Plugin)
 			}
 		}
-		return nil, reqerr.BadRequestf("no secret plugin %q is registered: register it at plugins/catalog/secret/%s", m.Plugin, m.Plugin)
+		return nil, reqerr.BadRequestf("no %s plugin %q is registered: register it at plugins/catalog/%s", id.Type, m.Plugin, id)
 	}
 	if err := start(m, existing); err != nil {
 		return nil, err
@@ -187,7 +187,7 @@ func hostingMounts(entries []*mountEntry) []*hosting.Mount {
 }
 
 func (s hostStore) ToRun(ctx context.Context, plugin string) (runtime.Plugin, runtime.Runtime, error) {
-	return s.c.ToRun(ctx, pluginID{Type: "secret", Name: plugin})
+	return s.c.ToRun(ctx, pluginID{Type: s.c.kind.pluginType, Name: plugin})
 }
 
 func (s hostStore) Data(uuid string) logical.Storage {

@@ -30,8 +30,8 @@ func TestCatalogMountRules(t *testing.T) {
 	auth := pluginID{"auth", "kv"}
 	c.WritePlugin(ctx, auth, newPluginBuilder(auth, ""))
 	if _, err := c.WriteMount(ctx, "m", build("kv"), start); !isRequestError(err,
-		`plugin "kv" is registered as auth, not secret: only secret plugins can be hosted, since this mount is a secrets engine `+
-			`(Vault refuses auth from it, and database plugins speak another protocol)`) {
+		`plugin "kv" is registered as auth, not secret: auth plugins are hosted by an auth mount of this plugin `+
+			`(vault auth enable -path=NAME vault-plugin-runtime-catalog)`) {
 		t.Fatalf("auth plugin: %v", err)
 	}
 	kv := pluginID{"secret", "kv"}

@@ -1,7 +1,6 @@
 package runtimecatalog
 
 import (
-	"errors"
 	"sort"
 	"strings"
 
@@ -9,7 +8,7 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 )
 
-// mountEntry is a hosted mount: a registered secret container plugin
+// mountEntry is a hosted mount: a registered container plugin
 // mounted under this mount's mounts/NAME/, its requests served by the plugin
 // in its container and its data kept in a storage view of its own. It
 // embeds what the host runs, so each field is named once (its JSON name is
@@ -19,19 +18,24 @@ type mountEntry struct {
 	Description string `json:"description"`
 }
 
-func (m *mountEntry) pluginID() pluginID { return pluginID{Type: "secret", Name: m.Plugin} }
+// hosted is the registered plugin a hosted mount runs: of the plugin type
+// this mount hosts (mountKind), so a mount's entry holds only its name.
+func (c *catalog) hosted(m *mountEntry) pluginID {
+	return pluginID{Type: c.kind.pluginType, Name: m.Plugin}
+}
 
 // summary is a mount's key_info.
 func (m *mountEntry) summary() map[string]interface{} {
 	return map[string]interface{}{"plugin": m.Plugin, "description": m.Description}
 }
 
-func (m *mountEntry) validate() error {
+// validate checks the entry of a mount that hosts plugins of pluginType.
+func (m *mountEntry) validate(pluginType string) error {
 	if err := validateName("mount", m.Name); err != nil {
 		return err
 	}
 	if m.Plugin == "" {
-		return reqerr.BadRequest(errors.New("plugin is required: the name of a registered secret plugin to host"))
+		return reqerr.BadRequestf("plugin is required: the name of a registered %s plugin to host", pluginType)
 	}
 	if err := validateName("plugin", m.Plugin); err != nil {
 		return err

@@ -21,10 +21,12 @@ Lists the hosted mounts, whose settings are at hosted/NAME and whose data is
 served under mounts/NAME/: "keys" are their names, "key_info" their plugin and description. Needs the
 sudo capability.
 `
-	pathMountHelpSyn  = "Host a registered secret container plugin under mounts/NAME/."
+	pathMountHelpSyn  = "Host a registered container plugin of this mount's kind under mounts/NAME/."
 	pathMountHelpDesc = `
 The settings of a hosted mount, as sys/mounts/NAME is for a Vault mount.
-Mounts a registered secret container plugin under mounts/NAME/: every
+Mounts a registered container plugin under mounts/NAME/: a secret plugin
+on a secrets mount of this plugin, an auth plugin on an auth mount (whose
+plugins' logins Vault turns into tokens). Every
 request there is served by the plugin in its container, run with its
 runtime's limits, with its data in storage of its own. Writing starts the
 plugin (Setup and Initialize) before answering: a plugin that cannot start
@@ -52,7 +54,7 @@ func mountFieldSchemas() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"plugin": {
 			Type:        framework.TypeString,
-			Description: "Name of the registered secret container plugin to host (plugins/catalog/secret/NAME).",
+			Description: "Name of the registered container plugin to host: plugins/catalog/secret/NAME on a secrets mount, plugins/catalog/auth/NAME on an auth mount.",
 		},
 		"options": {
 			Type:        framework.TypeKVPairs,
@@ -117,7 +119,10 @@ func pathMounts(b *backend) []*framework.Path {
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathMountWrite, Summary: "Host a plugin, or change a hosted mount.", Responses: read},
 				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathMountRead, Summary: "Read a hosted mount's settings and state.", Responses: read},
 				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathMountDelete, Summary: "Stop a hosted mount and remove its data.",
-					Responses: map[int][]framework.Response{http.StatusNoContent: {{Description: "OK"}}}},
+					Responses: map[int][]framework.Response{
+						http.StatusNoContent: {{Description: "OK"}},
+						http.StatusOK:        {{Description: "OK, on an auth mount, with a warning on how to revoke the tokens its logins created."}},
+					}},
 			},
 			HelpSynopsis: pathMountHelpSyn, HelpDescription: pathMountHelpDesc,
 		},
@@ -125,7 +130,7 @@ func pathMounts(b *backend) []*framework.Path {
 			Pattern:      "plugins/reload$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "reload-hosted-mounts"},
 			Fields: map[string]*framework.FieldSchema{
-				"plugin": {Type: framework.TypeString, Description: "Restart every hosted mount of this secret plugin."},
+				"plugin": {Type: framework.TypeString, Description: "Restart every hosted mount of this plugin."},
 				"mounts": {Type: framework.TypeCommaStringSlice, Description: "Restart these hosted mounts."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -258,6 +263,16 @@ func (b *backend) pathMountDelete(ctx context.Context, req *logical.Request, d *
 	}
 	if err != nil {
 		return reqerr.Respond(err)
+	}
+	if b.catalog.kind.pluginType == "auth" {
+		// Vault revokes an auth mount's tokens when it is disabled; a
+		// plugin cannot revoke tokens, and never hears of them after a
+		// login. They outlive the hosted mount until they expire, and can no
+		// longer be renewed: the operator is told how to revoke them.
+		resp := &logical.Response{}
+		resp.AddWarning(fmt.Sprintf("tokens created by logins through %s%s%s/ stay valid until they expire, and can no longer be renewed; "+
+			"revoke them now with: vault token revoke -mode=path %s%s%s/", req.MountPoint, hosting.Prefix, name, req.MountPoint, hosting.Prefix, name))
+		return resp, nil
 	}
 	return nil, nil
 }

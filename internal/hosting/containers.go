@@ -76,7 +76,7 @@ func (cs *containers) acquire(ctx context.Context, key, id, mount string, p runt
 	multiplexed, err := started.Multiplexed(ctx)
 	if err != nil {
 		started.Stop(ctx)
-		return nil, fmt.Errorf("asking plugin secret/%s whether it multiplexes: %w", p.Name, err)
+		return nil, fmt.Errorf("asking plugin %s/%s whether it multiplexes: %w", p.Type, p.Name, err)
 	}
 	c := &container{key: key, plugin: started, ociRuntime: rt.EffectiveOCIRuntime(), multiplexed: multiplexed, users: map[string]string{id: mount}}
 	if !multiplexed {

@@ -134,7 +134,7 @@ func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin,
 	}
 	m := hd.mount
 	view := hd.host.cfg.Store.Data(m.UUID)
-	config := map[string]string{"plugin_name": m.Plugin, "plugin_type": "secret", "plugin_version": p.Version}
+	config := map[string]string{"plugin_name": m.Plugin, "plugin_type": p.Type, "plugin_version": p.Version}
 	for k, v := range m.Options {
 		config[k] = v
 	}
