@@ -110,6 +110,9 @@ func newBackendOf(s logical.Storage, k mountKind) *backend {
 		Paths: slices.Concat(pathCatalog(b), pathPluginRun(b), pathPlugins(b), pathMounts(b), pathConfig(b), pathRegistries(b), pathMetrics(b)),
 		Invalidate: func(ctx context.Context, key string) {
 			if uuid, rest, ok := hostedKey(key); ok {
+				// Dropped from the cache first: the hosted plugin's own
+				// invalidation reads the key again.
+				b.catalog.hostedCache.Invalidate(uuid, rest)
 				b.host.Invalidate(ctx, uuid, rest)
 				return // a hosted mount's own data: nothing of the catalog's
 			}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/viewcache"
 )
 
 // catalog owns the mount's runtimes, plugins and hosted mounts: their
@@ -28,6 +30,10 @@ type catalog struct {
 	storage logical.Storage
 	// kind is the mount's: which registered plugins its hosted mounts run.
 	kind mountKind
+	// hostedCache is the read-through cache of the hosted mounts' storage
+	// views (hostStore.Data), coherent because every write to them passes
+	// through those views, and Vault's Invalidate through invalidate.
+	hostedCache *viewcache.Cache
 
 	mu       sync.RWMutex
 	loaded   bool
@@ -61,7 +67,7 @@ func newCatalog(s logical.Storage) *catalog { return newCatalogOf(s, kindOf(nil)
 // newCatalogOf is the catalog of a mount of kind k.
 func newCatalogOf(s logical.Storage, k mountKind) *catalog {
 	return &catalog{
-		storage: s, kind: k, stale: map[string]struct{}{},
+		storage: s, kind: k, hostedCache: viewcache.New(hostedCacheBytes), stale: map[string]struct{}{},
 		runtimeLocks: locksutil.CreateLocks(), pluginLocks: locksutil.CreateLocks(), mountLocks: locksutil.CreateLocks(),
 	}
 }

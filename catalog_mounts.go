@@ -190,8 +190,18 @@ func (s hostStore) ToRun(ctx context.Context, plugin string) (runtime.Plugin, ru
 	return s.c.ToRun(ctx, pluginID{Type: s.c.kind.pluginType, Name: plugin})
 }
 
+// Data is the mount's view, read through the catalog's cache unless the
+// configuration turns it off. Each call is a new start of the mount (or
+// its Clear): what the cache held of it is dropped first, so a view never
+// answers from entries kept while an uncached view of it wrote past the
+// cache.
 func (s hostStore) Data(uuid string) logical.Storage {
-	return logical.NewStorageView(s.c.storage, hostedData(uuid))
+	view := logical.NewStorageView(s.c.storage, hostedData(uuid))
+	s.c.hostedCache.Drop(uuid)
+	if settings, err := s.c.Settings(context.Background()); err != nil || settings.DisableHostedStorageCache {
+		return view
+	}
+	return s.c.hostedCache.View(uuid, view)
 }
 
 func (s hostStore) Leases(ctx context.Context, uuid string) (int, error) {
@@ -216,7 +226,9 @@ func (s hostStore) PutPaths(ctx context.Context, name, uuid string, paths hostin
 }
 
 func (s hostStore) Clear(ctx context.Context, uuid string) error {
-	if err := logical.ClearView(ctx, s.Data(uuid)); err != nil {
+	err := logical.ClearView(ctx, s.Data(uuid))
+	s.c.hostedCache.Drop(uuid) // a removed mount keeps nothing in memory either
+	if err != nil {
 		return err
 	}
 	return s.c.storage.Delete(ctx, leasesKey(uuid))

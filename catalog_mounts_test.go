@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -94,5 +95,86 @@ func TestStoredMountFormatUnchanged(t *testing.T) {
 		if key != want {
 			t.Errorf("key %s, before %s", key, want)
 		}
+	}
+}
+
+// countingStorage counts the Gets that reach Vault's storage.
+type countingStorage struct {
+	logical.InmemStorage
+	gets atomic.Int32
+}
+
+func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.gets.Add(1)
+	return s.InmemStorage.Get(ctx, key)
+}
+
+// Hosted mounts' storage is read through the catalog's cache: a second
+// read is answered here, a key Vault invalidates is read again, two mounts
+// never share an entry, and the setting turns it off at the next start.
+func TestHostedStorageIsReadThroughACoherentCache(t *testing.T) {
+	ctx := context.Background()
+	s := &countingStorage{}
+	b := newBackend(s)
+	if err := b.Setup(ctx, &logical.BackendConfig{System: logical.TestSystemView(), StorageView: s}); err != nil {
+		t.Fatal(err)
+	}
+	store := hostStore{b.catalog}
+	one, two := store.Data("u1"), store.Data("u2")
+	read := func(v logical.Storage, key string) string {
+		t.Helper()
+		se, err := v.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if se == nil {
+			return "<none>"
+		}
+		return string(se.Value)
+	}
+	if err := one.Put(ctx, &logical.StorageEntry{Key: "k", Value: []byte("one")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := two.Put(ctx, &logical.StorageEntry{Key: "k", Value: []byte("two")}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.gets.Load()
+	if read(one, "k") != "one" || read(two, "k") != "two" || read(one, "k") != "one" || read(two, "k") != "two" {
+		t.Fatal("two mounts' same key")
+	}
+	if got := s.gets.Load() - before; got != 2 {
+		t.Fatalf("%d reads reached storage for two keys read twice each, want 2", got)
+	}
+	// Another node writes; Vault invalidates the key here.
+	if err := s.Put(ctx, &logical.StorageEntry{Key: "hosted/u1/k", Value: []byte("elsewhere")}); err != nil {
+		t.Fatal(err)
+	}
+	b.InvalidateKey(ctx, "hosted/u1/k")
+	if read(one, "k") != "elsewhere" || read(two, "k") != "two" {
+		t.Fatal("after the invalidation")
+	}
+	if err := one.Delete(ctx, "k"); err != nil || read(one, "k") != "<none>" {
+		t.Fatalf("after a delete: %v", err)
+	}
+	// Turned off: every read goes to storage.
+	if err := b.catalog.WriteSettings(ctx, settingsEntry{DisableHostedStorageCache: true}); err != nil {
+		t.Fatal(err)
+	}
+	uncached := store.Data("u2")
+	before = s.gets.Load()
+	read(uncached, "k")
+	read(uncached, "k")
+	if got := s.gets.Load() - before; got != 2 {
+		t.Fatalf("the cache turned off: %d of 2 reads reached storage", got)
+	}
+	// A write while it was off never leaves an older entry to a cached view.
+	if err := uncached.Put(ctx, &logical.StorageEntry{Key: "k", Value: []byte("written uncached")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.catalog.WriteSettings(ctx, settingsEntry{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(store.Data("u2"), "k"); got != "written uncached" {
+		t.Fatalf("a cached view after an uncached one's write reads %q", got)
 	}
 }

@@ -19,7 +19,17 @@ type settingsEntry struct {
 	// MaxHostedResponseBytes bounds each answer of a hosted plugin
 	// (DefaultMaxHostedResponse when 0); it applies at a mount's next start.
 	MaxHostedResponseBytes int64 `json:"max_hosted_response_bytes,omitempty"`
+	// DisableHostedStorageCache reads hosted mounts' storage from Vault on
+	// every Get, as before the cache (hostedCacheBytes); it applies at a
+	// mount's next start.
+	DisableHostedStorageCache bool `json:"disable_hosted_storage_cache"`
 }
+
+// hostedCacheBytes bounds the read-through cache of the hosted mounts'
+// storage, all of a mount of ours together: a hosted kv's working set of a
+// few thousand secrets fits, and a plugin that reads 100,000 keys costs this
+// plugin no more than this.
+const hostedCacheBytes = 32 << 20
 
 // DefaultMaxHostedResponse is twice Vault's default max_request_size
 // (32 MiB): whatever Vault let in can come back out, with its envelope, and

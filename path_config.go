@@ -11,7 +11,7 @@ import (
 )
 
 const (
-	pathConfigHelpSyn  = "Configure the mount: compressed lists, the bound on hosted answers."
+	pathConfigHelpSyn  = "Configure the mount: compressed lists, the bound on hosted answers, the hosted storage cache."
 	pathConfigHelpDesc = `
 compress_lists lets lists (runtimes, plugins, hosted mounts) answer with a
 gzip body to clients that ask for one (Accept-Encoding: gzip; the vault CLI
@@ -26,7 +26,14 @@ Accept-Encoding, which is what an untuned mount shows.
 max_hosted_response_bytes bounds each answer of a hosted plugin (default
 64 MiB, twice Vault's default max_request_size): a larger one is refused with
 a 502 naming the bound, before it is read into memory. It applies at a
-mount's next start (plugins/reload). Needs sudo.
+mount's next start (plugins/reload).
+
+disable_hosted_storage_cache turns off the read-through cache of the hosted
+mounts' storage (32 MiB for all of them, least recently used out first):
+every read of a hosted plugin's storage then goes to Vault. The cache is
+coherent, as every write of a hosted plugin passes through this plugin and
+Vault's invalidations of other nodes' writes drop their keys; it applies at
+a mount's next start. Needs sudo.
 `
 )
 
@@ -38,8 +45,9 @@ func tuneCommand(mountPoint string) string {
 
 func pathConfig(b *backend) []*framework.Path {
 	fields := map[string]*framework.FieldSchema{
-		"compress_lists":            {Type: framework.TypeBool, Description: "Answer lists with a gzip body to clients that ask for one; the mount must pass Accept-Encoding through and allow Content-Encoding and Vary back."},
-		"max_hosted_response_bytes": {Type: framework.TypeInt64, Description: "The largest answer a hosted plugin may give, in bytes (default 67108864, 64 MiB; at least 1 MiB); a larger one is refused with a 502 before it is read. Applies at a mount's next start (plugins/reload)."},
+		"compress_lists":               {Type: framework.TypeBool, Description: "Answer lists with a gzip body to clients that ask for one; the mount must pass Accept-Encoding through and allow Content-Encoding and Vary back."},
+		"disable_hosted_storage_cache": {Type: framework.TypeBool, Description: "Read hosted mounts' storage from Vault on every read, without this plugin's read-through cache (32 MiB, coherent: every write passes through it). Applies at a mount's next start (plugins/reload)."},
+		"max_hosted_response_bytes":    {Type: framework.TypeInt64, Description: "The largest answer a hosted plugin may give, in bytes (default 67108864, 64 MiB; at least 1 MiB); a larger one is refused with a 502 before it is read. Applies at a mount's next start (plugins/reload)."},
 	}
 	read := map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: fields}}}
 	return []*framework.Path{{
