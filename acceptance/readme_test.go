@@ -81,9 +81,11 @@ func testReadmeAsANewcomerPastesIt(t *testing.T, k vaulttest.Kind) {
 		}
 		// The README's address is make dev's; this server listens elsewhere.
 		// Run from the clone, as the README's scripts/ paths are, but in a
-		// directory of the test's own for the files the blocks write.
+		// directory of the test's own for the files the blocks write. The
+		// plugin binary is the one this server runs, as make dev's is a copy
+		// of bin/'s.
 		script := strings.NewReplacer("http://127.0.0.1:8200", v.Addr, "127.0.0.1:5000", reg.Addr, "s3cret", reg.Password,
-			"scripts/", repo+"/scripts/").Replace(b.script)
+			"scripts/", repo+"/scripts/", "bin/"+vaulttest.PluginName, filepath.Join(v.Dir, "plugins", vaulttest.PluginName)).Replace(b.script)
 		if k.IsOpenBao() && b.where != "make dev's hints" {
 			script = k.Says(script)
 		}

@@ -13,12 +13,13 @@ fi
 go vet ./...
 
 VAULT_BINARY="$(scripts/build-vault.sh)"
-KV_PLUGIN_BINARY="$(scripts/build-kv-plugin.sh)"
+KV_PLUGIN_BINARY="$(scripts/build-hashicorp-plugin.sh kv)"
+JWT_PLUGIN_BINARY="$(scripts/build-hashicorp-plugin.sh jwt)"
 # The acceptance tests run on OpenBao too; its first build takes about 10
 # minutes (then it is cached). Without its source and without BAO_BINARY,
 # its tests skip, or under CI=true fail, saying so.
 BAO_BINARY="$(scripts/build-openbao.sh)" || BAO_BINARY=
-export VAULT_BINARY KV_PLUGIN_BINARY BAO_BINARY
+export VAULT_BINARY KV_PLUGIN_BINARY JWT_PLUGIN_BINARY BAO_BINARY
 echo "vault: $("$VAULT_BINARY" version)"
 [ -z "$BAO_BINARY" ] || echo "openbao: $("$BAO_BINARY" version)"
 

@@ -204,7 +204,8 @@ type fakeStore struct {
 	mounts   map[string]*Mount
 	storage  logical.InmemStorage
 	cleared  []string
-	clearErr error // the next Clear fails with it
+	clearErr error  // the next Clear fails with it
+	kind     string // the type of the plugins it hosts: "secret" unless set
 }
 
 func (s *fakeStore) Mount(_ context.Context, name string) (*Mount, error) {
@@ -225,7 +226,11 @@ func (s *fakeStore) Mounts(context.Context) ([]*Mount, error) {
 }
 
 func (s *fakeStore) ToRun(_ context.Context, plugin string) (runtime.Plugin, runtime.Runtime, error) {
-	return runtime.Plugin{Type: "secret", Name: plugin, Image: "example/" + plugin, Version: "v1.0.0"}, runtime.Runtime{}, nil
+	kind := s.kind
+	if kind == "" {
+		kind = "secret"
+	}
+	return runtime.Plugin{Type: kind, Name: plugin, Image: "example/" + plugin, Version: "v1.0.0"}, runtime.Runtime{}, nil
 }
 
 func (s *fakeStore) Data(uuid string) logical.Storage {

@@ -1118,3 +1118,24 @@ func TestRewriteRestartsOnlyForItsSettings(t *testing.T) {
 		t.Fatalf("a changed mount still served by %s", c)
 	}
 }
+
+// A hosted backend is set up as the type of its plugin (an auth mount's
+// plugins as auth), as Vault sets up a mount of that type: the SDK's
+// plugins read plugin_type from their config.
+func TestHostedBackendIsSetUpAsItsPluginsType(t *testing.T) {
+	for _, kind := range []string{"secret", "auth"} {
+		th := newTestHost(t, nil)
+		th.store.kind = kind
+		th.mount(t, "m", "p")
+		p := th.engine.last()
+		p.mu.Lock()
+		var config map[string]string
+		for _, b := range p.backends {
+			config = b.conf.Config
+		}
+		p.mu.Unlock()
+		if config["plugin_type"] != kind || config["plugin_name"] != "p" {
+			t.Errorf("a %s plugin's backend was set up with %v", kind, config)
+		}
+	}
+}

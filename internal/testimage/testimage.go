@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,12 @@ const (
 	KVName    = "kv-plugin"
 	KVTag     = "0.25.0"
 	KVVersion = "v0.25.0"
+
+	// JWTName, JWTTag and JWTVersion name the image of HashiCorp's JWT
+	// auth plugin.
+	JWTName    = "jwt-auth-plugin"
+	JWTTag     = "0.26.1"
+	JWTVersion = "v0.26.1"
 )
 
 // dockerfile runs the binary from an image FROM scratch: nothing but it.
@@ -81,11 +88,33 @@ func Build(t vaulttest.T, docker *client.Client) string {
 // from the Go module proxy; make test sets it), and returns its ID.
 func BuildKV(t vaulttest.T, docker *client.Client) string {
 	t.Helper()
-	binary := os.Getenv("KV_PLUGIN_BINARY")
-	if binary == "" {
-		vaulttest.RequireReal(t, "HashiCorp's kv plugin ($KV_PLUGIN_BINARY)", "run `make test`, or export KV_PLUGIN_BINARY=$(scripts/build-kv-plugin.sh)")
-	}
+	binary := hashiCorpPlugin(t, "kv")
 	return buildOnce(t, docker, KVName+":"+KVTag, func() string { return binary })
+}
+
+// BuildJWT builds the image of HashiCorp's JWT auth plugin once per
+// process, from the binary $JWT_PLUGIN_BINARY names
+// (scripts/build-hashicorp-plugin.sh jwt; make test sets it), and returns
+// its ID.
+func BuildJWT(t vaulttest.T, docker *client.Client) string {
+	t.Helper()
+	binary := hashiCorpPlugin(t, "jwt")
+	return buildOnce(t, docker, JWTName+":"+JWTTag, func() string { return binary })
+}
+
+// hashiCorpPlugin is the binary of HashiCorp's plugin which ("kv", "jwt"),
+// as built by scripts/build-hashicorp-plugin.sh and named by
+// $KV_PLUGIN_BINARY or $JWT_PLUGIN_BINARY; without it the test fails under
+// CI=true, else skips.
+func hashiCorpPlugin(t vaulttest.T, which string) string {
+	t.Helper()
+	env := strings.ToUpper(which) + "_PLUGIN_BINARY"
+	binary := os.Getenv(env)
+	if binary == "" {
+		vaulttest.RequireReal(t, "HashiCorp's "+which+" plugin ($"+env+")",
+			"run `make test`, or export "+env+"=$(scripts/build-hashicorp-plugin.sh "+which+")")
+	}
+	return binary
 }
 
 // BuildUniqueKV builds HashiCorp's kv plugin into an image of its own,
@@ -94,10 +123,7 @@ func BuildKV(t vaulttest.T, docker *client.Client) string {
 // share. The image is removed when the test ends.
 func BuildUniqueKV(t vaulttest.T, docker *client.Client, ref string) string {
 	t.Helper()
-	binary := os.Getenv("KV_PLUGIN_BINARY")
-	if binary == "" {
-		vaulttest.RequireReal(t, "HashiCorp's kv plugin ($KV_PLUGIN_BINARY)", "run `make test`, or export KV_PLUGIN_BINARY=$(scripts/build-kv-plugin.sh)")
-	}
+	binary := hashiCorpPlugin(t, "kv")
 	id, err := buildImage(docker, ref, binary, []byte(fmt.Sprintf("%s %d %d", ref, os.Getpid(), time.Now().UnixNano())))
 	if err != nil {
 		t.Fatalf("building the image %s: %v", ref, err)

@@ -218,3 +218,16 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// EnableAuth registers this project's plugin as an auth method as well
+// (a dev server registers it as a secrets engine only, the type its
+// Factory reports without a mount config) and enables it at auth/PATH.
+func (s *Server) EnableAuth(t T, path string) {
+	t.Helper()
+	sum, err := FileSHA256(filepath.Join(s.Dir, "plugins", PluginName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.MustRun(t, "plugin", "register", "-sha256="+sum, "auth", PluginName)
+	s.MustRun(t, "auth", "enable", "-path="+path, PluginName)
+}
