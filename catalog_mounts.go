@@ -60,7 +60,7 @@ func (c *catalog) Mounts(ctx context.Context) ([]*mountEntry, error) {
 func (c *catalog) WriteMount(ctx context.Context, name string, build func(existing *mountEntry) (*mountEntry, error),
 	start func(m, existing *mountEntry) error,
 ) (*mountEntry, error) {
-	lock := locksutil.LockForKey(c.mountLocks, name)
+	lock := c.mountLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 
@@ -74,6 +74,13 @@ func (c *catalog) WriteMount(ctx context.Context, name string, build func(existi
 	}
 	if err := m.validate(c.kind.pluginType); err != nil {
 		return nil, err
+	}
+	if c.kind.hostsOne() {
+		for _, other := range c.mountNames() {
+			if other != name {
+				return nil, c.kind.hostsOneOnly(other, name)
+			}
+		}
 	}
 	id := c.hosted(m)
 	pluginLock := locksutil.LockForKey(c.pluginLocks, id.String())
@@ -107,35 +114,59 @@ func (c *catalog) WriteMount(ctx context.Context, name string, build func(existi
 }
 
 // DeleteMount removes a hosted mount after stop has stopped it and cleared
-// its data; deleting one that is not there succeeds. A stop that refuses
-// (leases still out) leaves the mount as it was.
-func (c *catalog) DeleteMount(ctx context.Context, name string, stop func(*mountEntry) error) error {
-	lock := locksutil.LockForKey(c.mountLocks, name)
+// its data, and returns it; deleting one that is not there succeeds, and
+// returns nil. A stop that refuses (leases still out) leaves the mount as it
+// was.
+func (c *catalog) DeleteMount(ctx context.Context, name string, stop func(*mountEntry) error) (*mountEntry, error) {
+	lock := c.mountLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 
 	m, err := c.Mount(ctx, name)
 	if err != nil || m == nil {
-		return err
+		return nil, err
 	}
 	if err := stop(m); err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.storage.Delete(ctx, mountKey(name)); err != nil {
-		return fmt.Errorf("deleting hosted mount %q: %w", name, err)
+		return nil, fmt.Errorf("deleting hosted mount %q: %w", name, err)
 	}
 	c.mu.Lock()
 	delete(c.mounts, name)
 	c.changedLocked()
 	c.mu.Unlock()
-	return nil
+	return m, nil
+}
+
+// mountLock is the lock of the writes to hosted mount name. On a mount that
+// hosts one (mountKind.hostsOne) every name has the same lock, so two
+// writes of different names cannot both find no other and both store.
+func (c *catalog) mountLock(name string) *locksutil.LockEntry {
+	if c.kind.hostsOne() {
+		name = ""
+	}
+	return locksutil.LockForKey(c.mountLocks, name)
+}
+
+// mountNames are the names of the hosted mounts in the index (loaded by the
+// caller).
+func (c *catalog) mountNames() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	names := make([]string, 0, len(c.mounts))
+	for name := range c.mounts {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // putMountPaths stores the special paths a hosted mount's plugin declares,
 // when the mount stored under name is still the one of uuid. A new entry
 // replaces the old: entries are never modified in place.
 func (c *catalog) putMountPaths(ctx context.Context, name, uuid string, paths hosting.Paths) error {
-	lock := locksutil.LockForKey(c.mountLocks, name)
+	lock := c.mountLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 	m, err := c.Mount(ctx, name)
@@ -191,15 +222,15 @@ func (s hostStore) ToRun(ctx context.Context, plugin string) (runtime.Plugin, ru
 }
 
 // Data is the mount's view, read through the catalog's cache unless the
-// configuration turns it off. Each call is a new start of the mount (or
-// its Clear): what the cache held of it is dropped first, so a view never
-// answers from entries kept while an uncached view of it wrote past the
-// cache.
+// configuration turns it off (at the mount's next start). Turned off, its
+// writes still drop their keys from the cache: a cached view of the same
+// mount may live on beside it (an earlier backend finishing a request,
+// the setting turned on again) and must never answer an older value.
+// Settings come from the catalog's index, which the start's ToRun loaded.
 func (s hostStore) Data(uuid string) logical.Storage {
 	view := logical.NewStorageView(s.c.storage, hostedData(uuid))
-	s.c.hostedCache.Drop(uuid)
 	if settings, err := s.c.Settings(context.Background()); err != nil || settings.DisableHostedStorageCache {
-		return view
+		return s.c.hostedCache.Uncached(uuid, view)
 	}
 	return s.c.hostedCache.View(uuid, view)
 }

@@ -32,7 +32,7 @@ func TestCatalogMountRules(t *testing.T) {
 	c.WritePlugin(ctx, auth, newPluginBuilder(auth, ""))
 	if _, err := c.WriteMount(ctx, "m", build("kv"), start); !isRequestError(err,
 		`plugin "kv" is registered as auth, not secret: auth plugins are hosted by an auth mount of this plugin `+
-			`(vault auth enable -path=NAME vault-plugin-runtime-catalog)`) {
+			`(vault plugin register -sha256=SHA256 auth vault-plugin-runtime-catalog, then vault auth enable -path=NAME vault-plugin-runtime-catalog)`) {
 		t.Fatalf("auth plugin: %v", err)
 	}
 	kv := pluginID{"secret", "kv"}
@@ -53,14 +53,17 @@ func TestCatalogMountRules(t *testing.T) {
 		t.Fatalf("deleting a hosted plugin: %v", err)
 	}
 	refuse := errors.New("leases outstanding")
-	if err := c.DeleteMount(ctx, "m", func(*mountEntry) error { return refuse }); err != refuse {
+	if _, err := c.DeleteMount(ctx, "m", func(*mountEntry) error { return refuse }); err != refuse {
 		t.Fatalf("a refused stop: %v", err)
 	}
 	if m, _ := newCatalog(s).Mount(ctx, "m"); m == nil || m.UUID != "u" {
 		t.Fatalf("a refused deletion lost the mount: %+v", m)
 	}
-	if err := c.DeleteMount(ctx, "m", func(*mountEntry) error { return nil }); err != nil {
-		t.Fatal(err)
+	if m, err := c.DeleteMount(ctx, "m", func(*mountEntry) error { return nil }); err != nil || m == nil || m.Name != "m" {
+		t.Fatalf("delete: %+v %v", m, err)
+	}
+	if m, err := c.DeleteMount(ctx, "m", func(*mountEntry) error { t.Error("stopped a mount that is not there"); return nil }); err != nil || m != nil {
+		t.Fatalf("deleting what is not there: %+v %v", m, err)
 	}
 	if err := c.DeletePlugin(ctx, kv); err != nil {
 		t.Fatalf("deleting a plugin no longer hosted: %v", err)
@@ -167,14 +170,22 @@ func TestHostedStorageIsReadThroughACoherentCache(t *testing.T) {
 	if got := s.gets.Load() - before; got != 2 {
 		t.Fatalf("the cache turned off: %d of 2 reads reached storage", got)
 	}
-	// A write while it was off never leaves an older entry to a cached view.
+	// A cached view of the mount still alive beside it (an earlier backend
+	// finishing a request) holds an entry; a write through the uncached
+	// view drops it, so neither answers the older value.
+	if read(two, "k") != "two" || read(two, "k") != "two" {
+		t.Fatal("the cached view")
+	}
 	if err := uncached.Put(ctx, &logical.StorageEntry{Key: "k", Value: []byte("written uncached")}); err != nil {
 		t.Fatal(err)
+	}
+	if got := read(two, "k"); got != "written uncached" {
+		t.Fatalf("a cached view after an uncached one's write reads %q", got)
 	}
 	if err := b.catalog.WriteSettings(ctx, settingsEntry{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := read(store.Data("u2"), "k"); got != "written uncached" {
-		t.Fatalf("a cached view after an uncached one's write reads %q", got)
+		t.Fatalf("a cached view after turning the cache on again reads %q", got)
 	}
 }

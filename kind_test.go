@@ -51,13 +51,15 @@ func TestEachMountHostsItsOwnKind(t *testing.T) {
 		refusals map[string]string
 	}{
 		{map[string]string{"plugin_type": "secret", "plugin_name": "rc"}, "kv", map[string]string{
-			"jwt": `plugin "jwt" is registered as auth, not secret: auth plugins are hosted by an auth mount of this plugin (vault auth enable -path=NAME rc)`,
+			"jwt": `plugin "jwt" is registered as auth, not secret: auth plugins are hosted by an auth mount of this plugin ` +
+				`(vault plugin register -sha256=SHA256 auth rc, then vault auth enable -path=NAME rc)`,
 			"pg": `plugin "pg" is registered as database: database plugins cannot be hosted, since they speak Vault's database plugin protocol, ` +
 				`which only Vault's database secrets engine serves`,
 			"none": `no secret plugin "none" is registered: register it at plugins/catalog/secret/none`,
 		}},
 		{map[string]string{"plugin_type": "auth", "plugin_name": "rc"}, "jwt", map[string]string{
-			"kv": `plugin "kv" is registered as secret, not auth: secret plugins are hosted by a secrets mount of this plugin (vault secrets enable -path=NAME rc)`,
+			"kv": `plugin "kv" is registered as secret, not auth: secret plugins are hosted by a secrets mount of this plugin ` +
+				`(vault plugin register -sha256=SHA256 secret rc, then vault secrets enable -path=NAME rc)`,
 			"pg": `plugin "pg" is registered as database: database plugins cannot be hosted, since they speak Vault's database plugin protocol, ` +
 				`which only Vault's database secrets engine serves`,
 			"none": `no auth plugin "none" is registered: register it at plugins/catalog/auth/none`,
@@ -89,6 +91,35 @@ func TestEachMountHostsItsOwnKind(t *testing.T) {
 		}
 		if p, _, err := (hostStore{c}).ToRun(ctx, tc.hosts); err != nil || p.Type != own.Type || p.Name != own.Name {
 			t.Errorf("%s mount runs %s/%s (%v), want %s", tc.kind["plugin_type"], p.Type, p.Name, err, own)
+		}
+		// A secrets mount hosts many; an auth mount one, as every login
+		// through it gets its accessor. A write over the one it hosts is
+		// no second mount.
+		_, err := c.WriteMount(ctx, "m2", build("m2", tc.hosts), start)
+		if tc.kind["plugin_type"] == "secret" && err != nil {
+			t.Errorf("a second hosted secrets mount: %v", err)
+		}
+		wantOne := `this auth mount hosts "m" already, and an auth mount of this plugin hosts one auth method: every login through it gets ` +
+			`this mount's accessor, and Vault keys entity aliases by accessor and name, so a user of "m2" would be the same entity as ` +
+			`the user of that name of "m"; host "m2" on an auth mount of its own (vault auth enable -path=NAME rc)`
+		if tc.kind["plugin_type"] == "auth" && !isRequestError(err, wantOne) {
+			t.Errorf("a second hosted auth mount:\n got %v\nwant %s", err, wantOne)
+		}
+		if _, err := c.WriteMount(ctx, "m", build("m", tc.hosts), start); err != nil {
+			t.Errorf("%s mount: writing over the mount it hosts: %v", tc.kind["plugin_type"], err)
+		}
+	}
+}
+
+// The command a message gives for tuning the mount is the one for its kind.
+func TestTuneCommandIsTheMountsKinds(t *testing.T) {
+	for config, want := range map[string]string{
+		"secret": "vault secrets tune -passthrough-request-headers=Accept-Encoding -allowed-response-headers=Content-Encoding -allowed-response-headers=Vary runtimes/",
+		"auth":   "vault auth tune -passthrough-request-headers=Accept-Encoding -allowed-response-headers=Content-Encoding -allowed-response-headers=Vary runtimes/",
+	} {
+		mountPoint := map[string]string{"secret": "runtimes/", "auth": "auth/runtimes/"}[config]
+		if got := tuneCommand(kindOf(map[string]string{"plugin_type": config}), mountPoint); got != want {
+			t.Errorf("%s mount at %s:\n got %s\nwant %s", config, mountPoint, got, want)
 		}
 	}
 }

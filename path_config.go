@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -37,10 +38,11 @@ a mount's next start. Needs sudo.
 `
 )
 
-// tuneCommand is the one command that lets compressed lists through a mount.
-func tuneCommand(mountPoint string) string {
-	return "vault secrets tune -passthrough-request-headers=Accept-Encoding -allowed-response-headers=Content-Encoding " +
-		"-allowed-response-headers=Vary " + mountPoint
+// tuneCommand is the one command that lets compressed lists through a
+// mount of kind k at mountPoint.
+func tuneCommand(k mountKind, mountPoint string) string {
+	return k.tune + " -passthrough-request-headers=Accept-Encoding -allowed-response-headers=Content-Encoding " +
+		"-allowed-response-headers=Vary " + strings.TrimPrefix(mountPoint, "auth/")
 }
 
 func pathConfig(b *backend) []*framework.Path {
@@ -89,7 +91,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if settings.CompressLists && !acceptsGzip(req.Headers) {
 		return logical.ErrorResponse(fmt.Sprintf("compress_lists needs the mount to pass Accept-Encoding through and to let "+
 			"Content-Encoding and Vary back: run `%s`, then set it again with a client that sends Accept-Encoding: gzip "+
-			"(the vault CLI does). This request carried none.", tuneCommand(req.MountPoint))), nil
+			"(the vault CLI does). This request carried none.", tuneCommand(b.catalog.kind, req.MountPoint))), nil
 	}
 	if err := b.catalog.WriteSettings(ctx, settings); err != nil {
 		return nil, err

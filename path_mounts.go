@@ -58,7 +58,7 @@ func mountFieldSchemas() map[string]*framework.FieldSchema {
 		},
 		"options": {
 			Type:        framework.TypeKVPairs,
-			Description: "Mount options handed to the plugin as its mount config, as vault secrets enable -options does (kv: version=2).",
+			Description: "Mount options handed to the plugin as its mount config, as vault secrets enable -options (or vault auth enable -options) does (kv: version=2).",
 		},
 		"description": {
 			Type:        framework.TypeString,
@@ -256,15 +256,16 @@ func (b *backend) pathMountRead(ctx context.Context, _ *logical.Request, d *fram
 }
 
 func (b *backend) pathMountDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	var deleted *mountEntry
 	name, err := mountName(d)
 	if err == nil {
 		force := d.Get("force").(bool)
-		err = b.catalog.DeleteMount(ctx, name, func(m *mountEntry) error { return b.host.Remove(ctx, &m.Mount, force, req.MountPoint) })
+		deleted, err = b.catalog.DeleteMount(ctx, name, func(m *mountEntry) error { return b.host.Remove(ctx, &m.Mount, force, req.MountPoint) })
 	}
 	if err != nil {
 		return reqerr.Respond(err)
 	}
-	if b.catalog.kind.pluginType == "auth" {
+	if deleted != nil && b.catalog.kind.pluginType == "auth" {
 		// Vault revokes an auth mount's tokens when it is disabled; a
 		// plugin cannot revoke tokens, and never hears of them after a
 		// login. They outlive the hosted mount until they expire, and can no

@@ -128,7 +128,7 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 			register("runtimes")
 			_, errOut, code := v.Run(t, "write", "runtimes/hosted/jwt", "plugin=jwt")
 			if want := `plugin "jwt" is registered as auth, not secret: auth plugins are hosted by an auth mount of this plugin ` +
-				`(vault auth enable -path=NAME vault-plugin-runtime-catalog)`; code != 2 || !strings.Contains(errOut, "Code: 400") || !strings.Contains(errOut, want) {
+				`(vault plugin register -sha256=SHA256 auth vault-plugin-runtime-catalog, then vault auth enable -path=NAME vault-plugin-runtime-catalog)`; code != 2 || !strings.Contains(errOut, "Code: 400") || !strings.Contains(errOut, want) {
 				t.Fatalf("hosting an auth plugin on a secrets mount: exit %d %s", code, errOut)
 			}
 
@@ -138,12 +138,16 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 				Data     map[string]interface{} `json:"data"`
 				Warnings []string               `json:"warnings"`
 			}
-			for _, name := range []string{"jwt", "jwt2"} {
-				v.MustJSON(t, &hosted, "write", "auth/runtimes/hosted/"+name, "plugin=jwt")
-				reload := "vault write sys/plugins/reload/backend mounts=auth/runtimes/"
-				if hosted.Data["state"] != "pending_reload" || len(hosted.Warnings) != 1 || !strings.Contains(hosted.Warnings[0], reload) {
-					t.Fatalf("hosting %s: %+v", name, hosted)
-				}
+			v.MustJSON(t, &hosted, "write", "auth/runtimes/hosted/jwt", "plugin=jwt")
+			reload := "vault write sys/plugins/reload/backend mounts=auth/runtimes/"
+			if hosted.Data["state"] != "pending_reload" || len(hosted.Warnings) != 1 || !strings.Contains(hosted.Warnings[0], reload) {
+				t.Fatalf("hosting jwt: %+v", hosted)
+			}
+			// One hosted auth method per auth mount: every login through it
+			// gets its accessor, on which Vault keys entity aliases.
+			if _, errOut, code := v.Run(t, "write", "auth/runtimes/hosted/jwt2", "plugin=jwt"); code != 2 || !strings.Contains(errOut, "Code: 400") ||
+				!strings.Contains(errOut, `this auth mount hosts "jwt" already, and an auth mount of this plugin hosts one auth method`) {
+				t.Fatalf("a second hosted auth mount: exit %d %s", code, errOut)
 			}
 			sub := "alice-" + rt
 			valid := idp.token(t, sub, "rc-test", time.Now().Add(time.Hour))
@@ -243,21 +247,17 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 				t.Fatalf("tokens: %d before the login, %d after it, %d after the refused ones", len(before), len(during), len(after))
 			}
 
-			// The plugin multiplexes: both mounts in one container, under
-			// the runtime's limit, each with storage of its own.
-			var st, st2 mountState
+			// Run under the runtime's limit, with the health of a hosted
+			// secrets engine.
+			var st mountState
 			v.MustJSON(t, &st, "read", "auth/runtimes/hosted/jwt")
-			v.MustJSON(t, &st2, "read", "auth/runtimes/hosted/jwt2")
-			if st.Data.State != "running" || st.Data.OCIRuntime != rt || st2.Data.ContainerID != st.Data.ContainerID ||
-				!reflect.DeepEqual(st.Data.SharedWith, []string{"jwt2"}) {
-				t.Fatalf("hosted jwt: %+v, jwt2: %+v", st.Data, st2.Data)
+			if st.Data.State != "running" || st.Data.OCIRuntime != rt {
+				t.Fatalf("hosted jwt: %+v", st.Data)
 			}
 			if info, err := e.Client.ContainerInspect(t.Context(), st.Data.ContainerID); err != nil || info.HostConfig.Memory != 134217728 {
 				t.Fatalf("the container: %v %+v", err, info.HostConfig)
 			}
-			if out, _, code := v.Run(t, "list", "auth/runtimes/mounts/jwt2/role"); code != 2 {
-				t.Fatalf("jwt2 sees jwt's roles: %s", out)
-			}
+			checkFigures(t, st.Data.Health, false, 134217728)
 
 			// Killed: the next login restarts it, and an earlier token renews
 			// through its renew check.
@@ -277,6 +277,22 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 			if st.Data.Restarts != 1 {
 				t.Fatalf("after the kill: %+v", st.Data)
 			}
+			// A reload restarts it; the mount's tune caps its tokens' TTLs,
+			// as Vault caps any auth mount's.
+			var reloaded struct {
+				Data struct {
+					Reloaded []string `json:"reloaded"`
+				} `json:"data"`
+			}
+			v.MustJSON(t, &reloaded, "write", "auth/runtimes/plugins/reload", "mounts=jwt")
+			if !reflect.DeepEqual(reloaded.Data.Reloaded, []string{"jwt"}) {
+				t.Fatalf("reload: %+v", reloaded.Data)
+			}
+			v.MustRun(t, "auth", "tune", "-max-lease-ttl=30m", "runtimes/")
+			if capped, errOut, code := login(idp.token(t, sub, "rc-test", time.Now().Add(time.Hour))); code != 0 || capped.Auth.LeaseDuration != 1800 {
+				t.Fatalf("login under a 30m mount max: exit %d %s %+v", code, errOut, capped.Auth)
+			}
+
 			// The renew check is the plugin's: without the role it refuses.
 			v.MustRun(t, "delete", "auth/runtimes/mounts/jwt/role/dev")
 			if _, errOut, code := v.Run(t, "token", "renew", a.ClientToken); code != 2 || !strings.Contains(errOut, "role dev does not exist during renewal") {
@@ -288,6 +304,10 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 			if _, errOut, code := v.Run(t, "token", "lookup", a.ClientToken); code != 2 || !strings.Contains(errOut, "bad token") {
 				t.Fatalf("lookup of a revoked token: exit %d %s", code, errOut)
 			}
+			// Deleted, the mount's tokens live on, as Vault never asks an
+			// auth method to revoke one; a mount made again under the name,
+			// with the same role, does not renew them; revoked by path, they
+			// are gone.
 			var deleted struct {
 				Warnings []string `json:"warnings"`
 			}
@@ -295,11 +315,22 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 			if len(deleted.Warnings) != 1 || !strings.Contains(deleted.Warnings[0], "vault token revoke -mode=path auth/runtimes/mounts/jwt/") {
 				t.Fatalf("deleting the hosted auth mount: %+v", deleted)
 			}
+			if _, errOut, code := v.Run(t, "token", "lookup", second.Auth.ClientToken); code != 0 {
+				t.Fatalf("a token of the deleted mount, before its revocation: exit %d %s", code, errOut)
+			}
+			v.MustRun(t, "write", "auth/runtimes/hosted/jwt", "plugin=jwt")
+			v.MustRun(t, "write", "auth/runtimes/mounts/jwt/config", "jwt_validation_pubkeys=@"+idp.publicPEM(t, dir))
+			v.MustRun(t, "write", "auth/runtimes/mounts/jwt/role/dev", "role_type=jwt", "bound_audiences=rc-test",
+				"user_claim=sub", "token_policies=reader", "token_ttl=1h", "token_max_ttl=2h")
+			if _, errOut, code := v.Run(t, "token", "renew", second.Auth.ClientToken); code != 2 ||
+				!strings.Contains(errOut, "this token was made by an earlier hosted mount named jwt, since deleted") {
+				t.Fatalf("renewing a token of the deleted mount through the new one: exit %d %s", code, errOut)
+			}
 			v.MustRun(t, "token", "revoke", "-mode=path", "auth/runtimes/mounts/jwt/")
-			v.MustRun(t, "delete", "auth/runtimes/hosted/jwt2")
 			if _, _, code := v.Run(t, "token", "lookup", second.Auth.ClientToken); code != 2 {
 				t.Fatalf("a token of the deleted mount outlived its revocation by path")
 			}
+			v.MustRun(t, "delete", "auth/runtimes/hosted/jwt")
 			v.Stop(t)
 			testimage.AssertNoContainersOf(t, e.Client, v.ClusterID)
 		})

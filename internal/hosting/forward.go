@@ -3,6 +3,7 @@ package hosting
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,11 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 	if err != nil {
 		return nil, err
 	}
+	if req.Operation == logical.RenewOperation && req.Auth != nil {
+		if err := renewable(req.Auth.InternalData, name, hd.id); err != nil {
+			return nil, err
+		}
+	}
 	f := forwarded(name, rest, req)
 	var resp *logical.Response
 	var pluginErr error
@@ -63,6 +69,14 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 		if resp, err = backend.HandleRequest(ctx, f); err != nil {
 			pluginErr = err
 			return err
+		}
+		if resp != nil && resp.Auth != nil {
+			withAuth := *resp
+			auth := *resp.Auth
+			auth.InternalData = maps.Clone(auth.InternalData)
+			tagAuth(&auth, hd.id)
+			withAuth.Auth = &auth
+			resp = &withAuth
 		}
 		if resp != nil && resp.Secret != nil && !leased(resp.Secret.InternalData, req.IsSnapshotReadOrList()) {
 			withoutLease := *resp
@@ -86,6 +100,11 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 	if err != nil {
 		return protoReply(err)
 	}
+	if args.Request.Operation == string(logical.RenewOperation) && args.Request.Auth != nil {
+		if err := renewableProto(args.Request.Auth, name, hd.id); err != nil {
+			return protoReply(err)
+		}
+	}
 	mountPoint := args.Request.MountPoint
 	args.Request.MountPoint += Prefix + name + "/"
 	args.Request.Path = rest
@@ -95,6 +114,11 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 	err = hd.serve(ctx, mountPoint, func(ctx context.Context, _ logical.Backend, client pb.BackendClient) error {
 		if reply, callErr = client.HandleRequest(forwardedMetadata(ctx), args); callErr != nil {
 			return callErr
+		}
+		if reply.Response != nil {
+			if err := tagAuthProto(reply.Response.Auth, hd.id); err != nil {
+				return err
+			}
 		}
 		issued := reply.Response != nil && reply.Response.Secret != nil
 		if issued && !leasedProto(reply.Response.Secret.InternalData, args.Request.RequiresSnapshotID != "") {

@@ -1,7 +1,8 @@
-// Package hosting runs hosted mounts: registered secret container plugins
-// mounted under this plugin's mounts/NAME/. A Host keeps a handle per
-// mount, which owns that mount's lifecycle (start, restart, the crash-loop
-// rule, stop) and its lease count, and serves requests through it;
+// Package hosting runs hosted mounts: registered container plugins (secret
+// or auth, as the mount of ours hosts) mounted under this plugin's
+// mounts/NAME/. A Host keeps a handle per mount, which owns that mount's
+// lifecycle (start, restart, the crash-loop rule, stop) and its lease
+// count, and serves requests through it;
 // containers are shared between mounts of one multiplexed registration and
 // reference-counted. It imports no Vault framework and nothing of the root
 // package: registrations and storage come through Store, containers through

@@ -11,14 +11,14 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// Mount is a hosted mount's registration: a registered secret container
-// plugin mounted under Prefix+Name+"/", its requests served by the plugin in
+// Mount is a hosted mount's registration: a registered container plugin (of
+// the type its host's mount hosts: secret or auth) mounted under Prefix+Name+"/", its requests served by the plugin in
 // its container and its data kept in a storage view of its own. The catalog
 // stores it, embedded in its entry, so each JSON name here is the field's
 // name in the API and in storage.
 type Mount struct {
 	Name    string            `json:"name"`
-	Plugin  string            `json:"plugin"` // the name of a registered secret plugin
+	Plugin  string            `json:"plugin"` // the name of a registered plugin
 	Options map[string]string `json:"options"`
 	// UUID is the hosted backend's BackendUUID and names its storage view;
 	// it never changes, so the data outlives restarts and reloads.

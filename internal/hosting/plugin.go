@@ -62,7 +62,7 @@ type Store interface {
 	Mount(ctx context.Context, name string) (*Mount, error)
 	// Mounts are the stored hosted mounts, sorted by name.
 	Mounts(ctx context.Context) ([]*Mount, error)
-	// ToRun is the registered secret plugin of that name and its runtime,
+	// ToRun is the registered plugin of that name and its runtime,
 	// as they are now.
 	ToRun(ctx context.Context, plugin string) (runtime.Plugin, runtime.Runtime, error)
 	// Data is the mount's own storage: all the hosted plugin sees.

@@ -131,6 +131,18 @@ func (c *Cache) View(uuid string, s logical.Storage) logical.Storage {
 	return &view{c: c, uuid: uuid, s: s}
 }
 
+// Uncached is mount uuid's storage s with Gets that never use the cache,
+// and Puts and Deletes that drop their key from it as View's do: a view to
+// hand out while the cache is turned off, that leaves no stale entry to a
+// cached View of the same mount living beside it (an earlier backend of the
+// mount still finishing a request, a setting changed back).
+func (c *Cache) Uncached(uuid string, s logical.Storage) logical.Storage {
+	if c.maxBytes <= 0 {
+		return s
+	}
+	return &view{c: c, uuid: uuid, s: s, uncached: true}
+}
+
 // Invalidate drops key of mount uuid (Vault's Invalidate on another node's
 // write).
 func (c *Cache) Invalidate(uuid, key string) {

@@ -341,3 +341,25 @@ func TestStats(t *testing.T) {
 	c.Invalidate("u", "zzz")
 	wantStats(Stats{Entries: 19, Bytes: 19 * size, Hits: 2, Misses: 23, Evictions: 3})
 }
+
+// An uncached view reads storage every time, and its writes drop their key
+// from a cached view of the same mount living beside it.
+func TestUncachedViewDropsWhatItWrites(t *testing.T) {
+	under := newCounting()
+	c := New(1 << 20)
+	cached, uncached := c.View("u", under), c.Uncached("u", under)
+	put(t, cached, "k", "one")
+	want(t, cached, "k", "one")
+	want(t, cached, "k", "one")
+	wantGets(t, under, 1)
+	want(t, uncached, "k", "one")
+	want(t, uncached, "k", "one")
+	wantGets(t, under, 3)
+	put(t, uncached, "k", "two")
+	want(t, cached, "k", "two")
+	if err := uncached.Delete(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	want(t, cached, "k", "")
+	checkInvariants(t, c)
+}

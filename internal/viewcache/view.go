@@ -8,9 +8,10 @@ import (
 
 // view is one mount's storage read through the cache.
 type view struct {
-	c    *Cache
-	uuid string
-	s    logical.Storage
+	c        *Cache
+	uuid     string
+	s        logical.Storage
+	uncached bool // Gets go to s, writes still drop their keys (Uncached)
 }
 
 var _ logical.Storage = (*view)(nil)
@@ -18,6 +19,9 @@ var _ logical.Storage = (*view)(nil)
 // Get is key's entry, from the cache or else from the storage. The entry
 // may be shared with other callers: do not modify it.
 func (v *view) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if v.uncached {
+		return v.s.Get(ctx, key)
+	}
 	return v.c.get(ctx, v.uuid, key, v.s)
 }
 
