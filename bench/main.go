@@ -278,14 +278,30 @@ func (b *bench) fillRange(from, to int, req func(i int) (string, string, string)
 }
 
 type result struct {
-	ops      int
-	failed   int // answers not 2xx, and requests without an answer
-	elapsed  time.Duration
-	p50, p99 time.Duration
-	firstErr error
+	ops       int
+	failed    int // answers not 2xx, and requests without an answer
+	elapsed   time.Duration
+	p50, p99  time.Duration
+	firstErr  error
+	latencies []time.Duration // sorted
 }
 
 func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+// merge is r and o as one measurement: their requests, time and failures
+// added up, the percentiles of all their latencies.
+func (r result) merge(o result) result {
+	all := append(append([]time.Duration(nil), r.latencies...), o.latencies...)
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	m := result{ops: len(all), failed: r.failed + o.failed, elapsed: r.elapsed + o.elapsed, firstErr: r.firstErr, latencies: all}
+	if m.firstErr == nil {
+		m.firstErr = o.firstErr
+	}
+	if len(all) > 0 {
+		m.p50, m.p99 = all[len(all)/2], all[len(all)*99/100]
+	}
+	return m
+}
 
 func (r result) String() string {
 	return fmt.Sprintf("%9.1f %7.2f/%-8.2f", r.rate(), ms(r.p50), ms(r.p99))
@@ -331,7 +347,7 @@ func (b *bench) measureWith(client *http.Client, req func(*rand.Rand) (string, s
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r := result{ops: len(all), elapsed: time.Since(began), p50: all[len(all)/2], p99: all[len(all)*99/100]}
+	r := result{ops: len(all), elapsed: time.Since(began), p50: all[len(all)/2], p99: all[len(all)*99/100], latencies: all}
 	for c := range failed {
 		r.failed += failed[c]
 		if r.firstErr == nil {
