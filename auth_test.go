@@ -111,6 +111,17 @@ func authMountOn(t *testing.T, storage logical.Storage, started *[]*authPlugin, 
 	return b
 }
 
+// authMountWithJWT is authMountOn with an auth plugin jwt registered.
+func authMountWithJWT(t *testing.T, storage logical.Storage, started *[]*authPlugin, renewals *atomic.Int32) *backend {
+	t.Helper()
+	b := authMountOn(t, storage, started, renewals)
+	id := pluginID{"auth", "jwt"}
+	if _, err := b.catalog.WritePlugin(context.Background(), id, newPluginBuilder(id, "")); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // authRequest is a request to the auth mount at auth/runtimes/.
 func authRequest(b *backend, s logical.Storage, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
 	req := &logical.Request{Operation: op, Path: path, Storage: s, Data: data, MountPoint: "auth/runtimes/"}
@@ -123,11 +134,7 @@ func authRequest(b *backend, s logical.Storage, op logical.Operation, path strin
 // Vault has read the login path as unauthenticated.
 func TestAuthMountRoutesLoginsToHostedAuthPlugins(t *testing.T) {
 	s, started, renewals := &logical.InmemStorage{}, &[]*authPlugin{}, &atomic.Int32{}
-	b := authMountOn(t, s, started, renewals)
-	id := pluginID{"auth", "jwt"}
-	if _, err := b.catalog.WritePlugin(context.Background(), id, newPluginBuilder(id, "")); err != nil {
-		t.Fatal(err)
-	}
+	b := authMountWithJWT(t, s, started, renewals)
 	if b.Type() != logical.TypeCredential {
 		t.Fatalf("an auth mount of ours is a %v backend", b.Type())
 	}
@@ -216,11 +223,7 @@ func TestAuthMountRoutesLoginsToHostedAuthPlugins(t *testing.T) {
 // Vault would revoke them on disabling an auth mount.
 func TestDeletingAHostedAuthMountSaysHowToRevokeItsTokens(t *testing.T) {
 	s, started, renewals := &logical.InmemStorage{}, &[]*authPlugin{}, &atomic.Int32{}
-	b := authMountOn(t, s, started, renewals)
-	id := pluginID{"auth", "jwt"}
-	if _, err := b.catalog.WritePlugin(context.Background(), id, newPluginBuilder(id, "")); err != nil {
-		t.Fatal(err)
-	}
+	b := authMountWithJWT(t, s, started, renewals)
 	if _, err := authRequest(b, s, logical.UpdateOperation, "hosted/jwt", map[string]interface{}{"plugin": "jwt"}); err != nil {
 		t.Fatal(err)
 	}
