@@ -76,9 +76,13 @@ func (c *catalog) WriteMount(ctx context.Context, name string, build func(existi
 		return nil, err
 	}
 	if c.kind.hostsOne() {
-		for _, other := range c.mountNames() {
-			if other != name {
-				return nil, c.kind.hostsOneOnly(other, name)
+		others, err := c.Mounts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, other := range others {
+			if other.Name != name {
+				return nil, c.kind.hostsOneOnly(other.Name, name)
 			}
 		}
 	}
@@ -147,19 +151,6 @@ func (c *catalog) mountLock(name string) *locksutil.LockEntry {
 		name = ""
 	}
 	return locksutil.LockForKey(c.mountLocks, name)
-}
-
-// mountNames are the names of the hosted mounts in the index (loaded by the
-// caller).
-func (c *catalog) mountNames() []string {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	names := make([]string, 0, len(c.mounts))
-	for name := range c.mounts {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // putMountPaths stores the special paths a hosted mount's plugin declares,

@@ -41,11 +41,9 @@ func tagAuthProto(a *pb.Auth, uuid string) error {
 	if a == nil {
 		return nil
 	}
-	data := map[string]interface{}{}
-	if a.InternalData != "" {
-		if err := json.Unmarshal([]byte(a.InternalData), &data); err != nil {
-			return fmt.Errorf("decoding the internal data of a hosted plugin's auth: %w", err)
-		}
+	data, err := internalData(a)
+	if err != nil {
+		return fmt.Errorf("decoding the internal data of a hosted plugin's auth: %w", err)
 	}
 	data[TokenMountKey] = uuid
 	encoded, err := json.Marshal(data)
@@ -68,11 +66,18 @@ func renewable(internalData map[string]interface{}, name, uuid string) error {
 
 // renewableProto is renewable for a renewal as protocol buffers.
 func renewableProto(a *pb.Auth, name, uuid string) error {
-	data := map[string]interface{}{}
-	if a.InternalData != "" {
-		if err := json.Unmarshal([]byte(a.InternalData), &data); err != nil {
-			return fmt.Errorf("decoding the internal data of a token to renew: %w", err)
-		}
+	data, err := internalData(a)
+	if err != nil {
+		return fmt.Errorf("decoding the internal data of a token to renew: %w", err)
 	}
 	return renewable(data, name, uuid)
+}
+
+// internalData is a's internal data, which protocol buffers carry as JSON.
+func internalData(a *pb.Auth) (map[string]interface{}, error) {
+	data := map[string]interface{}{}
+	if a.InternalData == "" {
+		return data, nil
+	}
+	return data, json.Unmarshal([]byte(a.InternalData), &data)
 }
