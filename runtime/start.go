@@ -327,7 +327,9 @@ func (c muxConn) Invoke(ctx context.Context, method string, args, reply interfac
 		// Last, so it wins over the SDK's own per-call MaxInt32.
 		opts = append(opts, grpc.MaxCallRecvMsgSize(c.maxResponse))
 	}
-	return c.ClientConn.Invoke(ctx, method, args, reply, opts...)
+	return invokeRecorded(ctx, func(opts ...grpc.CallOption) error {
+		return c.ClientConn.Invoke(ctx, method, args, reply, opts...)
+	}, opts)
 }
 
 func (c muxConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {

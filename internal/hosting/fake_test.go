@@ -93,6 +93,7 @@ type fakePlugin struct {
 	id          string
 	multiplexed bool
 	exited      atomic.Bool
+	connGone    atomic.Bool  // its connection is closed, its exit not seen yet
 	oom         atomic.Bool  // its kill was its memory limit's
 	noFigures   atomic.Bool  // its engine gives only pids, as rootless Podman may
 	exitCode    atomic.Int32 // when exited: 137 (killed) unless set; 2 is a panic
@@ -181,15 +182,17 @@ func (b *fakeBackend) InvalidateKey(ctx context.Context, _ string) {
 		f(ctx)
 	}
 }
-func (b *fakeBackend) HandleExistenceCheck(context.Context, *logical.Request) (bool, bool, error) {
+func (b *fakeBackend) HandleExistenceCheck(ctx context.Context, _ *logical.Request) (bool, bool, error) {
 	if b.plugin.Exited() {
+		runtime.NotSent(ctx) // refused before it left, as by a closed connection
 		return false, false, errGone
 	}
 	return true, true, nil
 }
 
 func (b *fakeBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	if b.plugin.Exited() {
+	if b.plugin.Exited() || b.plugin.connGone.Load() {
+		runtime.NotSent(ctx) // refused before it left, as by a closed connection
 		return nil, errGone
 	}
 	if h := b.plugin.engine.handler; h != nil {
@@ -231,6 +234,23 @@ func (s *fakeStore) ToRun(_ context.Context, plugin string) (runtime.Plugin, run
 		kind = "secret"
 	}
 	return runtime.Plugin{Type: kind, Name: plugin, Image: "example/" + plugin, Version: "v1.0.0"}, runtime.Runtime{}, nil
+}
+
+func (s *fakeStore) Published(ctx context.Context) (map[string]string, error) {
+	se, err := s.storage.Get(ctx, "published")
+	if err != nil || se == nil {
+		return nil, err
+	}
+	var byName map[string]string
+	return byName, se.DecodeJSON(&byName)
+}
+
+func (s *fakeStore) PutPublished(ctx context.Context, byName map[string]string) error {
+	se, err := logical.StorageEntryJSON("published", byName)
+	if err == nil {
+		err = s.storage.Put(ctx, se)
+	}
+	return err
 }
 
 func (s *fakeStore) Data(uuid string) logical.Storage {

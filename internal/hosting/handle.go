@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/vault/sdk/plugin/pb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // Hosted mount states, as GET hosted/NAME reports them.
@@ -210,36 +212,46 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 }
 
 // serve runs one request on the mount's backend, through fn, within the
-// request timeout. A plugin that fn finds gone (its container exited, the
-// connection refused or reset) is restarted and the request sent once
-// more; a request that ended because its client left changes nothing; one
-// that the plugin did not answer in time gets a 504 naming the mount.
+// request timeout, which bounds the whole request: a restart before it
+// included. A request that may have reached the plugin is never sent
+// again, whatever became of the plugin: it may have been applied (a write,
+// credentials issued). Only one that provably never left this process (its
+// connection was already gone) is sent once more, to the restarted plugin.
+// A request that ended because its client left changes nothing; one that
+// the plugin did not answer in time gets a 504 naming the mount.
 func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.Context, logical.Backend, pb.BackendClient) error) error {
+	timeout := hd.host.cfg.RequestTimeout
+	deadline := time.Now().Add(timeout)
+	callCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
-		run, err := hd.ready(ctx, mountPoint)
+		run, err := hd.ready(callCtx, mountPoint)
 		if err != nil {
+			if timedOut(ctx, callCtx, err, deadline) {
+				return hd.timeoutError(timeout)
+			}
 			return err
 		}
-		callCtx, cancel := context.WithTimeout(ctx, hd.host.cfg.RequestTimeout)
-		err = fn(callCtx, run.backend, run.client)
-		timedOut := callCtx.Err() == context.DeadlineExceeded && ctx.Err() == nil
-		cancel()
+		sendCtx, sends := runtime.RecordSends(callCtx)
+		err = fn(sendCtx, run.backend, run.client)
 		run.end()
 		switch {
-		case timedOut:
-			return logical.CodedError(http.StatusGatewayTimeout, fmt.Sprintf(
-				"hosted mount %s is not answering: its plugin did not answer within %s", hd.name, hd.host.cfg.RequestTimeout))
+		case timedOut(ctx, callCtx, err, deadline):
+			return hd.timeoutError(timeout)
 		case status.Code(err) == codes.ResourceExhausted:
 			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s answered more than the bound on a hosted "+
 				"answer (max_hosted_response_bytes, at %sconfig), and was refused before it was read: %s", hd.name, mountPoint, status.Convert(err).Message()))
-		case !pluginGone(ctx, err, run.container.plugin):
+		case !pluginGone(callCtx, err, run.container.plugin):
 			return err
 		}
 		plugin := run.container.plugin
 		cause := plugin.Explain(err)
-		if attempt > 0 {
-			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
-				"its restart: %v", hd.name, cause))
+		reached := sends.MayHaveReached()
+		if !reached && attempt == 0 {
+			// It never left: the plugin died before it, and its restart
+			// serves it. Not a death this request saw: ready counts it.
+			hd.markDead(run, cause, false)
+			continue
 		}
 		hd.mu.RLock()
 		pluginName := hd.mount.Plugin
@@ -247,18 +259,47 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 		killedBy, engineDown := requestKilled(plugin), hd.engineAnswers(pluginName) != nil
 		if engineDown {
 			// Its engine went down with it (dockerd stopping its
-			// containers): neither the request's doing nor a crash. Sent
-			// again, it finds the engine down and says so.
+			// containers): neither the request's doing nor a crash.
 			killedBy = ""
 		}
 		hd.markDead(run, cause, killedBy != "" || engineDown)
-		if killedBy != "" {
-			// Sent again, the request would likely kill the new container
-			// too, and with it every request the mount serves meanwhile.
-			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: %v; this request is not sent again, "+
-				"as it may be what %s; the next request restarts it", hd.name, cause, killedBy))
+		if !reached {
+			return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: its plugin is gone again right after "+
+				"its restart: %v", hd.name, cause))
 		}
+		why := "it may have reached the plugin and been applied"
+		if killedBy != "" {
+			why = "it may be what " + killedBy
+		}
+		return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: %v; this request is not sent again, as %s; "+
+			"the next request restarts the plugin", hd.name, cause, why))
 	}
+}
+
+// timedOut reports whether a call under callCtx, made for a client whose
+// context is ctx, ended because the request's time ran out. gRPC may
+// report that as the plugin's end of the stream (DeadlineExceeded, or
+// Canceled from the plugin's RST_STREAM) an instant before callCtx itself
+// expires: such an end within a second of the deadline is the timeout too,
+// as long as the client is still there.
+func timedOut(ctx, callCtx context.Context, err error, deadline time.Time) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	if callCtx.Err() == context.DeadlineExceeded {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Canceled:
+		return time.Until(deadline) < time.Second
+	}
+	return errors.Is(err, context.DeadlineExceeded) && time.Until(deadline) < time.Second
+}
+
+// timeoutError answers a request the mount did not answer within timeout.
+func (hd *handle) timeoutError(timeout time.Duration) error {
+	return logical.CodedError(http.StatusGatewayTimeout, fmt.Sprintf(
+		"hosted mount %s is not answering: its plugin did not answer within %s", hd.name, timeout))
 }
 
 // refresh takes the settings of m, stored by another node for this same

@@ -1,0 +1,159 @@
+package hosting
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// The rules that hold through faults of this plugin's own process, slow
+// plugins and seals, on fake plugins.
+
+// When this plugin's process dies, Vault starts a new one without reading
+// the special paths again: what it enforces is what the last process
+// published, which the new one loads from storage. A mount whose paths
+// Vault enforces serves at once; one whose paths changed since is still
+// pending; and without the stored record (a load that failed) every mount
+// that declares paths is pending, never less protected.
+func TestPublishedPathsOutliveTheProcess(t *testing.T) {
+	e := &fakeEngine{paths: &logical.Paths{Unauthenticated: []string{"login"}}}
+	th := newTestHost(t, e)
+	m := th.mount(t, "jwt", "probe")
+	th.SpecialPaths(&logical.Paths{}, []*Mount{m}) // Vault mounts us and reads them
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if stored, _ := th.store.Published(context.Background()); stored["jwt"] == m.Paths.key() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the published paths were never stored")
+		}
+	}
+
+	// The process dies; Vault starts a new one on the same storage and
+	// never asks it for its paths.
+	restarted := func(load bool) *testHost {
+		h := New(Config{Store: th.store, Start: e.start, System: func() logical.SystemView { return logical.TestSystemView() }})
+		t.Cleanup(func() { h.Close(context.Background()) })
+		if load {
+			if err := h.LoadPublished(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return &testHost{Host: h, engine: e, store: th.store}
+	}
+	if _, err := restarted(true).read(context.Background(), "jwt", "login"); err != nil {
+		t.Fatalf("after a restart of the process, a login: %v", err)
+	}
+	if _, err := restarted(false).read(context.Background(), "jwt", "login"); err == nil || !strings.Contains(err.Error(), "differ from those Vault enforces") {
+		t.Fatalf("with nothing loaded, a mount that declares paths answered %v; want pending", err)
+	}
+	// Its plugin now declares more: pending until a reload, restart or not.
+	e.mu.Lock()
+	e.paths = &logical.Paths{Unauthenticated: []string{"login", "open/*"}}
+	e.mu.Unlock()
+	again := restarted(true)
+	if err := again.Reload(context.Background(), []string{"jwt"}); len(err) != 0 {
+		t.Fatal(err)
+	}
+	if _, err := again.read(context.Background(), "jwt", "login"); err == nil || !strings.Contains(err.Error(), "differ from those Vault enforces") {
+		t.Fatalf("paths that changed since Vault read them: %v", err)
+	}
+}
+
+// Paths Vault reads from this process win over the stored ones, loaded
+// or not yet.
+func TestPathsReadNowWinOverStored(t *testing.T) {
+	e := &fakeEngine{paths: &logical.Paths{Root: []string{"admin"}}}
+	th := newTestHost(t, e)
+	m := th.mount(t, "p", "probe")
+	if err := th.store.PutPublished(context.Background(), map[string]string{"p": "stale"}); err != nil {
+		t.Fatal(err)
+	}
+	th.SpecialPaths(&logical.Paths{}, []*Mount{m})
+	if err := th.LoadPublished(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if th.published.pending(m) {
+		t.Fatal("a load after Vault read the paths replaced them with older ones")
+	}
+}
+
+// A plugin that outlives the request's time answers a 504 naming the
+// mount, however gRPC ends the call: its own deadline, or the plugin's end
+// of the stream (DeadlineExceeded or Canceled from its RST_STREAM) a moment
+// before ours. Nothing restarts and nothing is sent again.
+func TestTheRequestLimitIsA504HoweverTheCallEnds(t *testing.T) {
+	for _, ending := range []error{
+		nil, // the call ends with its context
+		status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
+		status.Error(codes.Canceled, "stream terminated by RST_STREAM with error code: CANCEL"),
+	} {
+		name := "context"
+		if ending != nil {
+			name = status.Code(ending).String()
+		}
+		t.Run(name, func(t *testing.T) {
+			var calls sync.WaitGroup
+			e := &fakeEngine{handler: func(ctx context.Context, _ *fakePlugin, _ *logical.Request) (*logical.Response, error) {
+				deadline, _ := ctx.Deadline()
+				if ending == nil {
+					<-ctx.Done()
+					return nil, status.FromContextError(ctx.Err()).Err()
+				}
+				time.Sleep(time.Until(deadline) - 50*time.Millisecond) // the plugin's end arrives first
+				return nil, ending
+			}}
+			th := newTestHostWith(t, e, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
+			th.mount(t, "slow", "kv")
+			for i := 0; i < 8; i++ {
+				calls.Add(1)
+				go func() {
+					defer calls.Done()
+					_, err := th.read(context.Background(), "slow", "x")
+					if code, _ := codeOf(err); code != 504 || err.Error() != "hosted mount slow is not answering: its plugin did not answer within 300ms" {
+						t.Errorf("a request past the limit: %v", err)
+					}
+				}()
+			}
+			calls.Wait()
+			if n := th.engine.starts(); n != 1 {
+				t.Fatalf("%d starts: a slow plugin was restarted", n)
+			}
+		})
+	}
+}
+
+// The request's time covers a restart before it: a request that finds its
+// plugin dead and waits for a slow start reaches the new plugin with what
+// is left of its time, not with the whole limit again.
+func TestTheRequestLimitCoversTheRestart(t *testing.T) {
+	deadlines := make(chan time.Time, 1)
+	e := &fakeEngine{handler: func(ctx context.Context, _ *fakePlugin, _ *logical.Request) (*logical.Response, error) {
+		d, _ := ctx.Deadline()
+		deadlines <- d
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}}
+	th := newTestHostWith(t, e, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
+	th.mount(t, "hung", "kv")
+	th.engine.last().kill()
+	gate := make(chan struct{})
+	e.mu.Lock()
+	e.startGate = gate
+	e.mu.Unlock()
+	go func() { time.Sleep(200 * time.Millisecond); close(gate) }()
+	began := time.Now()
+	_, err := th.read(context.Background(), "hung", "x")
+	if code, _ := codeOf(err); code != 504 {
+		t.Fatalf("answered %v", err)
+	}
+	if d := <-deadlines; d.After(began.Add(400 * time.Millisecond)) { // 500 ms at least without the rule
+		t.Fatalf("the plugin got until %s after the request began: the limit started again after the restart", d.Sub(began))
+	}
+}
