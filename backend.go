@@ -74,6 +74,12 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.catalog.ensure(ctx); err != nil {
 		b.Logger().Warn("loading the catalog at mount time", "error", err)
 	}
+	// What Vault enforces for the hosted mounts when it started this
+	// process without reading the paths (the last one died): those the
+	// last instance published.
+	if err := b.host.LoadPublished(ctx); err != nil {
+		b.Logger().Warn("loading the special paths Vault enforces", "error", err)
+	}
 	// Vault set this backend up under a multiplexing ID: requests carrying
 	// it find the backend when they are passed through (serve.go).
 	if id, err := pluginutil.GetMultiplexIDFromContext(ctx); err == nil {

@@ -247,6 +247,26 @@ func (s hostStore) PutPaths(ctx context.Context, name, uuid string, paths hostin
 	return s.c.putMountPaths(ctx, name, uuid, paths)
 }
 
+func (s hostStore) Published(ctx context.Context) (map[string]string, error) {
+	se, err := s.c.storage.Get(ctx, publishedPathsKey)
+	stored := storedPublished{}
+	if ok, err := decodeStored(se, err, "published special paths", &stored, &stored.Format, publishedPathsFormat); !ok {
+		return nil, err
+	}
+	if stored.ByName == nil {
+		stored.ByName = map[string]string{}
+	}
+	return stored.ByName, nil
+}
+
+func (s hostStore) PutPublished(ctx context.Context, byName map[string]string) error {
+	se, err := logical.StorageEntryJSON(publishedPathsKey, storedPublished{Format: publishedPathsFormat, ByName: byName})
+	if err == nil {
+		err = s.c.storage.Put(ctx, se)
+	}
+	return err
+}
+
 func (s hostStore) Clear(ctx context.Context, uuid string) error {
 	err := logical.ClearView(ctx, s.Data(uuid))
 	s.c.hostedCache.Drop(uuid) // a removed mount keeps nothing in memory either

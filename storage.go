@@ -22,6 +22,7 @@ import (
 //	config                   storedSettings {"format":1, "compress_lists":...}
 //	registry/ADDRESS         storedRegistry {"format":1, registryEntry's fields}
 //	leases/UUID              a JSON number: the hosted mount's leases still out
+//	published-paths          storedPublished {"format":1, "by_name":{NAME: paths}}: the special paths Vault last read
 //	hosted/UUID/...          the hosted mount's own storage, as its plugin writes it
 const (
 	runtimeStoragePrefix = "runtime/" + runtimeTypeContainer + "/" // + name
@@ -36,7 +37,16 @@ const (
 	settingsFormat       = 1
 	registryPrefix       = "registry/" // + registry address: its credentials
 	registryEntryFormat  = 1
+	publishedPathsKey    = "published-paths"
+	publishedPathsFormat = 1
 )
+
+// storedPublished are the hosted mounts' special paths as Vault last read
+// them (hosting.Host.LoadPublished says why they are kept).
+type storedPublished struct {
+	Format int               `json:"format"`
+	ByName map[string]string `json:"by_name"`
+}
 
 type storedSettings struct {
 	Format int `json:"format"`

@@ -1,16 +1,76 @@
 package hosting
 
 import (
+	"context"
+	"errors"
+	"maps"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // publishedPaths are the special paths Vault last read for each hosted
-// mount, by name (Paths.key): what it enforces for them now.
+// mount, by name (Paths.key): what it enforces for them now. They are kept
+// in storage too (Store.PutPublished), because Vault reads them only when
+// it mounts, unseals or reloads this mount: when this plugin's process
+// dies, Vault starts a new one, which it never asks, and which must know
+// what the old one published, or every mount whose plugin declares paths
+// would wait for a reload nobody needs (a hosted auth method refusing
+// every login).
 type publishedPaths struct {
 	mu     sync.Mutex
 	byName map[string]string
+	read   bool // Vault read them from this instance: what is stored is older
+	// writeMu orders the writes to storage: each writes what is published
+	// when it runs, so the last one to run stores the newest.
+	writeMu sync.Mutex
+}
+
+// publishedWriteTimeout bounds one write of the published paths.
+const publishedWriteTimeout = 10 * time.Second
+
+// LoadPublished takes the special paths an earlier instance of this mount
+// published, which Vault still enforces when it started this instance
+// without reading them (a restart of the plugin's process). Paths Vault
+// read from this instance win. A load that fails leaves none: every mount
+// whose plugin declares paths is then pending, never less protected.
+func (h *Host) LoadPublished(ctx context.Context) error {
+	stored, err := h.cfg.Store.Published(ctx)
+	if err != nil {
+		return err
+	}
+	p := &h.published
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.read && stored != nil {
+		p.byName = stored
+	}
+	return nil
+}
+
+// storePublished writes what is published now, in the background: Vault
+// reads the paths while it sets the mount up, which a storage write must
+// not hold up. A write lost to a crash leaves the next instance with older
+// paths, so that a mount whose paths changed is pending: never less
+// protected. A standby cannot write, and needs not: the active node does.
+func (h *Host) storePublished() {
+	p := &h.published
+	if h.cfg.Store == nil {
+		return
+	}
+	go func() {
+		p.writeMu.Lock()
+		defer p.writeMu.Unlock()
+		p.mu.Lock()
+		byName := maps.Clone(p.byName)
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(h.ctx, publishedWriteTimeout)
+		defer cancel()
+		if err := h.cfg.Store.PutPublished(ctx, byName); err != nil && !errors.Is(err, logical.ErrReadOnly) && h.ctx.Err() == nil {
+			h.cfg.Logger.Warn("storing the special paths Vault read", "error", err)
+		}
+	}()
 }
 
 // SpecialPaths adds to own the paths Vault must enforce for the hosted
@@ -30,12 +90,13 @@ func (h *Host) SpecialPaths(own *logical.Paths, mounts []*Mount) *logical.Paths 
 	p := &h.published
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.byName = map[string]string{}
+	p.byName, p.read = map[string]string{}, true
 	for _, m := range mounts {
 		paths.Root = append(paths.Root, publish(m.Name, m.Paths.Root)...)
 		paths.Unauthenticated = append(paths.Unauthenticated, publish(m.Name, m.Paths.Unauthenticated)...)
 		p.byName[m.Name] = m.Paths.key()
 	}
+	h.storePublished()
 	return &paths
 }
 

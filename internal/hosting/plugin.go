@@ -74,6 +74,11 @@ type Store interface {
 	// PutPaths stores the special paths the mount's plugin declares, when
 	// the mount stored under name is still the one of uuid.
 	PutPaths(ctx context.Context, name, uuid string, paths Paths) error
+	// Published are the special paths Vault last read for each hosted
+	// mount, by name, as PutPublished stored them (nil when never stored).
+	Published(ctx context.Context) (map[string]string, error)
+	// PutPublished stores them.
+	PutPublished(ctx context.Context, byName map[string]string) error
 	// Clear removes the mount's data and lease count.
 	Clear(ctx context.Context, uuid string) error
 }
