@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -90,30 +91,60 @@ func (r *Runner) output() string {
 	return tail
 }
 
-// exitMeaning explains an exit code the container's own output may not:
-// 137 is SIGKILL, which the kernel sends when the memory limit is exceeded.
+// exitMeaning explains an exit code the container's own output may not,
+// from the one reading of it (exitReason): a SIGKILL is said to be the
+// memory limit's only when the engine reported the kernel's OOM kill, a
+// kill from outside when it reported none, and either when it reports
+// nothing (Podman).
 func (r *Runner) exitMeaning(code int64) string {
-	if code != 137 && r.run.HostConfig.Memory > 0 && r.oom.kills.Load() > 0 {
+	limit := r.run.HostConfig.Memory
+	reason, _ := r.exitReason(code)
+	switch {
+	case reason == ExitMemoryLimit:
+		return fmt.Sprintf(" (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeded its memory limit, memory_bytes %d)", limit)
+	case reason == ExitMemoryOrSignal:
+		return fmt.Sprintf(" (SIGKILL: the kernel's, past its memory limit (memory_bytes %d), or a kill from outside; "+
+			"the engine does not say which)", limit)
+	case code == 137 && r.oomReported():
+		return " (SIGKILL from outside the container, a docker kill say: the engine reported no OOM kill)"
+	case code == 137:
+		return " (SIGKILL)"
+	case limit > 0 && r.oom.kills.Load() > 0:
 		// The OOM killer took a thread or child and the plugin died of it
 		// another way (a Go runtime that could not allocate exits 2).
-		return fmt.Sprintf(" (the engine reported the kernel's OOM killer in the container, as for a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
-	}
-	if code != 0 && code != 137 && r.run.HostConfig.Memory > 0 && !r.handshook && r.tail.String() == "" {
-		// Seen under a 6 MiB limit, now and then: exit code 2 with not a
-		// line printed and no oom event, as a Go program that cannot get
-		// the memory its runtime starts with dies before it can say so.
+		return fmt.Sprintf(" (the engine reported the kernel's OOM killer in the container, as for a container that exceeds its memory limit: memory_bytes %d)", limit)
+	case code != 0 && limit > 0 && !r.handshook && r.tail.String() == "" && !r.oomReported():
+		// Seen under a 6 MiB limit on Podman, now and then: exit code 2
+		// with not a line printed, as a Go program that cannot get the
+		// memory its runtime starts with dies before it can say so. Where
+		// the engine reports OOM kills and reported none, this is not it.
 		return fmt.Sprintf(" (it printed nothing before it died, under a memory limit: a plugin that cannot get the memory it starts with dies so; "+
-			"if that is it, it exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
-	}
-	if code == 137 && r.run.HostConfig.Memory > 0 {
-		return fmt.Sprintf(" (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes %d)", r.run.HostConfig.Memory)
-	}
-	if code == 137 {
-		return " (SIGKILL)"
+			"if that is it, it exceeds its memory limit: memory_bytes %d)", limit)
+	case reason == ExitSignal:
+		return fmt.Sprintf(" (killed by signal %d)", code-128)
 	}
 	return ""
 }
 
+// ErrHandshakeTimeout is a plugin that did not complete go-plugin's
+// handshake within the start's limit: it was stopped, by this host.
+var ErrHandshakeTimeout = errors.New("the plugin did not complete its handshake in time")
+
+// handshakeTimedOut reports whether go-plugin gave up waiting for the
+// plugin's handshake line.
+func handshakeTimedOut(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "timeout while waiting for plugin to start")
+}
+
+// handshakeFailure explains a start stopped at the handshake limit: the
+// limit that was hit, not the exit its stop caused.
+func (r *Runner) handshakeFailure(limit time.Duration) error {
+	last := "; it printed nothing"
+	if out := r.output(); out != "" {
+		last = "; its last output:\n" + out
+	}
+	return fmt.Errorf("%w: no handshake within %s (the handshake limit), so it was stopped (%s)%s", ErrHandshakeTimeout, limit, r.what(), last)
+}
 // ExplainCall explains a call to the plugin that failed: when the
 // container has exited (or does within outputGrace), its exit code and last
 // output say why, not the broken connection the caller saw.

@@ -60,6 +60,11 @@ type Runner struct {
 	// time): waits cut short by the engine are not asked again after that.
 	killed   chan struct{}
 	killOnce sync.Once
+	// abandoned is closed when the start is given up (abandon);
+	// handshakeDone when go-plugin's handshake completed (connected).
+	abandoned     chan struct{}
+	abandonOnce   sync.Once
+	handshakeDone chan struct{}
 	exit     container.WaitResponse
 	exitedAt time.Time // when the exit was seen
 	waitErr  error
@@ -95,9 +100,17 @@ func NewRunner(engine Engine, logger hclog.Logger, p Plugin, rc *RunConfig, sock
 	return &Runner{
 		engine: engine, logger: logger, plugin: p, run: rc, socketDir: socketDir, rootless: rootless,
 		tail: newLineTail(logTailLines), exited: make(chan struct{}), removed: make(chan struct{}), outputDone: make(chan struct{}),
-		killed: make(chan struct{}),
+		killed: make(chan struct{}), abandoned: make(chan struct{}), handshakeDone: make(chan struct{}),
 	}
 }
+
+// abandon gives the start up: a container not created yet never is, and
+// one waiting for its handshake is stopped.
+func (r *Runner) abandon() { r.abandonOnce.Do(func() { close(r.abandoned) }) }
+
+// connected records that go-plugin's handshake completed: abandon no
+// longer applies.
+func (r *Runner) connected() { close(r.handshakeDone) }
 
 // Start checks the image, creates the container, attaches to its output and
 // starts it. A container that was created but could not start is removed.
@@ -114,6 +127,11 @@ func (r *Runner) Start(ctx context.Context) error {
 		return err
 	}
 
+	select {
+	case <-r.abandoned:
+		return ErrStartAbandoned
+	default:
+	}
 	began := time.Now()
 	created, err := r.engine.ContainerCreate(ctx, r.run.Config, r.run.HostConfig, r.run.NetworkingConfig, nil, "")
 	r.Created = time.Since(began)
@@ -173,6 +191,14 @@ func (r *Runner) Start(ctx context.Context) error {
 		return r.startErr
 	}
 	r.logger.Debug("started plugin container", "id", short(r.id), "image", r.run.Config.Image, "runtime", r.run.HostConfig.Runtime)
+	go func() {
+		select {
+		case <-r.abandoned:
+			r.Kill(context.Background())
+		case <-r.handshakeDone:
+		case <-r.exited:
+		}
+	}()
 	return nil
 }
 

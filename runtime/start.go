@@ -187,14 +187,26 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	o = o.withDefaults()
 	running := &Running{name: p.Name, maxResponse: o.MaxResponseBytes}
 	var socketDir string
+	var made sync.Mutex // the runner and socket directory, made in go-plugin's Start
 	running.client = plugin.NewClient(clientConfig(p, r, o, func(rc *RunConfig, dir string) (runner.Runner, error) {
+		made.Lock()
+		defer made.Unlock()
 		running.Runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
 		running.Runner.EngineAddress = r.Engine
 		running.Runner.Auth, running.Runner.PullTimeout = o.Auth, o.PullTimeout
 		return running.Runner, nil
-	}, func(dir string) { socketDir = dir }))
+	}, func(dir string) { made.Lock(); socketDir = dir; made.Unlock() }))
 
-	rpc, err := running.client.Client()
+	rpc, err := running.connect(ctx, func() (*Runner, string) {
+		made.Lock()
+		defer made.Unlock()
+		return running.Runner, socketDir
+	})
+	if errors.Is(err, ErrStartAbandoned) {
+		return nil, err
+	}
+	made.Lock()
+	defer made.Unlock()
 	if err != nil {
 		run := running.Runner
 		running.Stop(ctx)
@@ -203,6 +215,9 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 		}
 		if run == nil || run.ID() == "" { // failed before or at create: the error says why
 			return nil, err
+		}
+		if handshakeTimedOut(err) {
+			return nil, run.handshakeFailure(o.StartTimeout)
 		}
 		return nil, run.Failure(err)
 	}
@@ -215,7 +230,58 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	}
 	running.Handshake = time.Since(began) - running.Runner.Created - running.Runner.Started
 	running.Runner.handshook = true
+	running.Runner.connected()
 	return running, nil
+}
+
+// ErrStartAbandoned is a start given up because its context ended (the
+// host is closing: Vault seals, unmounts or reloads): the container is
+// stopped and removed in the background.
+var ErrStartAbandoned = errors.New("the start was abandoned")
+
+// connect runs go-plugin's start and handshake, which take no context and
+// wait up to the start timeout for a slow plugin: when ctx ends first, the
+// start is abandoned at once, and the container stopped, which ends
+// go-plugin's wait; the rest of the cleanup runs in the background. made
+// is the runner and socket directory go-plugin made so far.
+func (r *Running) connect(ctx context.Context, made func() (*Runner, string)) (plugin.ClientProtocol, error) {
+	type result struct {
+		rpc plugin.ClientProtocol
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rpc, err := r.client.Client()
+		done <- result{rpc, err}
+	}()
+	select {
+	case res := <-done:
+		return res.rpc, res.err
+	case <-ctx.Done():
+	}
+	go func() {
+		for {
+			// The runner exists once go-plugin has called the runner
+			// function: abandoned, it stops its container, which ends the
+			// handshake's wait.
+			if run, _ := made(); run != nil {
+				run.abandon()
+			}
+			select {
+			case <-done:
+				r.client.Kill()
+				if run, dir := made(); run != nil || dir != "" {
+					if run != nil {
+						run.Kill(context.Background())
+					}
+					os.RemoveAll(dir)
+				}
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return nil, fmt.Errorf("%w: %w", ErrStartAbandoned, context.Cause(ctx))
 }
 
 // Multiplexed reports whether the plugin serves several backends at once

@@ -46,6 +46,13 @@ func (hd *handle) engineDownError() error {
 		"it is tried again from %s", hd.name, hd.reason, hd.retryAt.UTC().Format(time.RFC3339)))
 }
 
+// closingError answers a request or a write whose start was abandoned, or
+// not begun, because this mount of ours is closing.
+func (hd *handle) closingError() error {
+	return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("hosted mount %s was not started: this mount is closing "+
+		"(Vault is sealing, unmounting or reloading it); retry once it is unsealed or mounted again", hd.name))
+}
+
 // failedError answers a request while the mount is failed, naming the
 // command that restarts it under mountPoint (this mount of ours).
 func (hd *handle) failedError(mountPoint string) error {

@@ -48,7 +48,11 @@ func (e *fakeEngine) start(ctx context.Context, p runtime.Plugin, rt runtime.Run
 	}
 	e.mu.Unlock()
 	if gate != nil {
-		<-gate
+		select {
+		case <-gate:
+		case <-ctx.Done(): // as runtime.Start abandons a start
+			return nil, fmt.Errorf("%w: %w", runtime.ErrStartAbandoned, ctx.Err())
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -122,7 +126,7 @@ func (p *fakePlugin) Conn(string) grpc.ClientConnInterface { return nil }
 func (p *fakePlugin) Exited() bool                         { return p.exited.Load() || p.stopped.Load() }
 func (p *fakePlugin) Explain(cause error) error {
 	if p.oom.Load() {
-		return fmt.Errorf("plugin container exited with code 137 (SIGKILL, as the kernel kills a container that exceeds its memory limit: memory_bytes 67108864); last output: %w", cause)
+		return fmt.Errorf("plugin container exited with code 137 (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeded its memory limit, memory_bytes 67108864); last output: %w", cause)
 	}
 	if p.Panicked() {
 		return fmt.Errorf("plugin container exited with code 2; last output: panic: on this path: %w", cause)

@@ -157,3 +157,31 @@ func TestTheRequestLimitCoversTheRestart(t *testing.T) {
 		t.Fatalf("the plugin got until %s after the request began: the limit started again after the restart", d.Sub(began))
 	}
 }
+
+// A seal (the host closing) abandons the starts in progress: Close does not
+// wait for a plugin slow to start, the write that started it is refused
+// saying why, nothing runs afterwards, and no failed start is counted
+// against the plugin. Requests queued behind the start get the same answer.
+func TestCloseAbandonsSlowStarts(t *testing.T) {
+	e := &fakeEngine{startGate: make(chan struct{})} // never opened: the handshake never comes
+	th := newTestHost(t, e)
+	put := make(chan error, 1)
+	go func() { put <- th.Put(context.Background(), &Mount{Name: "slow", Plugin: "kv"}, nil) }()
+	for waiting(e) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { th.Close(context.Background()); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a start that never completes")
+	}
+	err := <-put
+	if code, _ := codeOf(err); code != 503 || !strings.Contains(err.Error(), "this mount is closing") {
+		t.Fatalf("the write whose start was abandoned: %v", err)
+	}
+	if running := e.running(); len(running) != 0 || e.starts() != 0 {
+		t.Fatalf("after the close: %d started, running %v", e.starts(), running)
+	}
+}

@@ -33,7 +33,12 @@ func (hd *handle) startLocked() error {
 	ctx, cancel := hd.startContext()
 	defer cancel()
 	err := hd.tryStartLocked(ctx, now)
-	if err != nil {
+	if err != nil && hd.host.ctx.Err() != nil {
+		// Abandoned as the host closes (Vault seals, unmounts or reloads
+		// this mount): no fault of the plugin's, and nothing runs.
+		hd.state, hd.reason = StateStopped, ""
+		err = hd.closingError()
+	} else if err != nil {
 		hd.hist.failedStart()
 	}
 	hd.attemptErr = err
@@ -102,6 +107,9 @@ func (hd *handle) tryStartLocked(ctx context.Context, now time.Time) error {
 				hd.host.cfg.Logger.Error("storing the special paths a hosted plugin declares", "mount", name, "error", err)
 			}
 		}()
+	}
+	if hd.host.ctx.Err() != nil {
+		return err // the host is closing: startLocked says so
 	}
 	if errors.Is(err, ErrEngineUnreachable) {
 		// Not the plugin's fault: not counted against it, and tried again

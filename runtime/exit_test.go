@@ -1,0 +1,61 @@
+package runtime
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// What an exit is said to mean agrees with what the engine reported: a
+// SIGKILL is the memory limit's only when the engine reported the OOM
+// kill, a kill from outside when it reported none (docker kill), either
+// when it reports nothing (Podman); and an exit with no output under a
+// limit is not blamed on the limit where the engine would have said so.
+func TestExitMeaningAgreesWithTheEngine(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		code             int64
+		watched          bool // the engine reports OOM kills
+		kills            int64
+		reason, says     string
+		mustNotSay       string
+		printedSomething bool
+	}{
+		{"oom kill", 137, true, 1, ExitMemoryLimit, "SIGKILL from the kernel's OOM killer, as the engine reported: it exceeded its memory limit, memory_bytes 67108864", "", false},
+		{"docker kill", 137, true, 0, ExitSignal, "SIGKILL from outside the container, a docker kill say: the engine reported no OOM kill", "exceeds", false},
+		{"podman, either", 137, false, 0, ExitMemoryOrSignal, "or a kill from outside; the engine does not say which", "", false},
+		{"our own SIGTERM", 143, true, 0, ExitSignal, "killed by signal 15", "memory", false},
+		{"silent exit 2, oom reported", 2, true, 0, ExitOwn, "", "memory", false},
+		{"silent exit 2, oom not reported", 2, false, 0, ExitOwn, "it printed nothing before it died, under a memory limit", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := memRunner(&memEngine{}, "")
+			r.run.HostConfig.Memory = 64 << 20
+			r.oom.watched.Store(tc.watched)
+			r.oom.kills.Store(tc.kills)
+			if reason, _ := r.exitReason(tc.code); reason != tc.reason {
+				t.Fatalf("reason %q, want %q", reason, tc.reason)
+			}
+			got := r.exitMeaning(tc.code)
+			if !strings.Contains(got, tc.says) || (tc.mustNotSay != "" && strings.Contains(got, tc.mustNotSay)) {
+				t.Fatalf("exit %d is said to mean %q; want %q, never %q", tc.code, got, tc.says, tc.mustNotSay)
+			}
+		})
+	}
+}
+
+// A plugin stopped at the handshake limit is said to have hit that limit,
+// whatever exit code its stop gave it.
+func TestHandshakeTimeoutNamesTheLimit(t *testing.T) {
+	r := memRunner(&memEngine{}, "")
+	r.run.HostConfig.Memory = 64 << 20
+	if !handshakeTimedOut(errors.New("timeout while waiting for plugin to start")) || handshakeTimedOut(errors.New("plugin exited before we could connect")) {
+		t.Fatal("go-plugin's handshake timeout is not told apart")
+	}
+	err := r.handshakeFailure(30 * time.Second)
+	if !errors.Is(err, ErrHandshakeTimeout) || !strings.Contains(err.Error(), "no handshake within 30s (the handshake limit), so it was stopped") ||
+		strings.Contains(err.Error(), "memory") {
+		t.Fatalf("a plugin slow to handshake: %v", err)
+	}
+}
