@@ -145,6 +145,7 @@ func (r *Runner) handshakeFailure(limit time.Duration) error {
 	}
 	return fmt.Errorf("%w: no handshake within %s (the handshake limit), so it was stopped (%s)%s", ErrHandshakeTimeout, limit, r.what(), last)
 }
+
 // ExplainCall explains a call to the plugin that failed: when the
 // container has exited (or does within outputGrace), its exit code and last
 // output say why, not the broken connection the caller saw.

@@ -65,9 +65,9 @@ type Runner struct {
 	abandoned     chan struct{}
 	abandonOnce   sync.Once
 	handshakeDone chan struct{}
-	exit     container.WaitResponse
-	exitedAt time.Time // when the exit was seen
-	waitErr  error
+	exit          container.WaitResponse
+	exitedAt      time.Time // when the exit was seen
+	waitErr       error
 	// startErr is the engine's reason when it refused to start the
 	// container: it says more than the exit code (127) that comes with it.
 	startErr error
