@@ -62,6 +62,7 @@ func TestPluginWriteErrors(t *testing.T) {
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"oci_image": "127.0.0.1:5000/kv@sha256:" + strings.Repeat("ab", 32)}), `oci_image "127.0.0.1:5000/kv@sha256:` + strings.Repeat("ab", 32) + `" carries a digest: give the image without it, and the manifest digest as image_digest`},
 		{"plugins/catalog/secret/p", map[string]interface{}{"oci_image": "example/kv"}, `version is required: the image tag is the version without its leading "v"`},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"version": "latest"}), `version "latest" is not a semantic version: malformed version: latest`},
+		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"version": "1.2.3.4"}), `version "1.2.3.4" is not a semantic version: it has 4 numbers, at most 3 (MAJOR.MINOR.PATCH)`},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"sha256": "abc"}), `sha256 "abc" is not a SHA-256 image ID: 64 hex characters, optionally prefixed with "sha256:"`},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"sha256": "sha256:" + strings.Repeat("g", 64)}), `sha256 "sha256:` + strings.Repeat("g", 64) + `" is not a SHA-256 image ID: 64 hex characters, optionally prefixed with "sha256:"`},
 		{"plugins/catalog/secret/p", pluginData(map[string]interface{}{"env": []string{"NOVALUE"}}), `env entry "NOVALUE" is not KEY=VALUE with a non-empty KEY`},

@@ -86,6 +86,11 @@ func (p *pluginEntry) validate() error {
 	if _, err := version.NewSemver(p.Version); err != nil {
 		return reqerr.BadRequestf("version %q is not a semantic version: %w", p.Version, err)
 	}
+	// go-version takes any number of numbers; a semantic version has at
+	// most MAJOR.MINOR.PATCH.
+	if n := len(strings.Split(strings.SplitN(strings.SplitN(strings.TrimPrefix(p.Version, "v"), "-", 2)[0], "+", 2)[0], ".")); n > 3 {
+		return reqerr.BadRequestf("version %q is not a semantic version: it has %d numbers, at most 3 (MAJOR.MINOR.PATCH)", p.Version, n)
+	}
 	if tag := strings.TrimPrefix(p.Version, "v"); !imageTagRegex.MatchString(tag) {
 		return reqerr.BadRequestf("version %q cannot be an image tag (%q): a tag has letters, digits, '_', '.' and '-', "+
 			"at most 128, and does not start with '.' or '-' (no '+build' metadata)", p.Version, tag)

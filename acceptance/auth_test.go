@@ -257,7 +257,7 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 			if info, err := e.Client.ContainerInspect(t.Context(), st.Data.ContainerID); err != nil || info.HostConfig.Memory != 134217728 {
 				t.Fatalf("the container: %v %+v", err, info.HostConfig)
 			}
-			checkFigures(t, st.Data.Health, false, 134217728)
+			checkFigures(t, sampledHealth(t, v, "auth/runtimes/hosted/jwt"), false, 134217728)
 
 			// Killed: the next login restarts it, and an earlier token renews
 			// through its renew check.

@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"reflect"
@@ -80,6 +81,7 @@ type health struct {
 	Pids             *float64       `json:"pids"`
 	OOMKills         *float64       `json:"oom_kills"`
 	Unavailable      []string       `json:"unavailable"`
+	UsageError       string         `json:"usage_error"`
 	RestartCauses    map[string]int `json:"restart_causes"`
 	FailedStarts     int            `json:"failed_starts"`
 	Exits            []struct {
@@ -158,7 +160,7 @@ func testHostedKV(t *testing.T, k vaulttest.Kind) {
 			if err != nil || info.HostConfig.Runtime != wantRuntime || info.HostConfig.Memory != 134217728 {
 				t.Fatalf("the container: %v %+v", err, info.HostConfig)
 			}
-			checkFigures(t, s1.Data.Health, e.Podman, 134217728)
+			checkFigures(t, sampledHealth(t, v, "runtimes/hosted/kv1"), e.Podman, 134217728)
 
 			// Killed out of band: the next request restarts it and succeeds.
 			if out, err := runDocker(e.DockerArgs("kill", s1.Data.ContainerID)...); err != nil {
@@ -197,6 +199,22 @@ func testHostedKV(t *testing.T, k vaulttest.Kind) {
 			testimage.AssertNoContainersOf(t, e.Client, v.ClusterID)
 		})
 	}
+}
+
+// sampledHealth is the health read at path once the engine's first sample
+// of the container's figures is in (one a second): until then they are
+// unavailable, with the reason.
+func sampledHealth(t *testing.T, v *vaulttest.Server, path string) health {
+	t.Helper()
+	var st mountState
+	eventually(t, "a sample of the container's figures at "+path, func() error {
+		v.MustJSON(t, &st, "read", path)
+		if st.Data.Health.UsageError != "" {
+			return errors.New(st.Data.Health.UsageError)
+		}
+		return nil
+	})
+	return st.Data.Health
 }
 
 // checkFigures holds a running mount's figures to what its engine can

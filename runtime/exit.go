@@ -87,13 +87,13 @@ func (r *Runner) memoryKilled() bool {
 	return r.oom.kills.Load() > 0
 }
 
-// Usage asks the engine for the container's figures now.
-func (r *Running) Usage(ctx context.Context) (Usage, error) {
-	se, ok := r.Runner.engine.(StatsEngine)
-	if !ok {
+// Usage is the container's figures from the newest sample its engine
+// sent (sampler.go): it never waits on the engine.
+func (r *Running) Usage(context.Context) (Usage, error) {
+	if r.sampler == nil {
 		return Usage{Missing: []string{FigureMemory, FigureMemoryLimit, FigureCPU, FigurePids}}, nil
 	}
-	return ReadUsage(ctx, se, r.Runner.ID())
+	return r.sampler.usage()
 }
 
 // OOMKills is how many times the kernel's OOM killer acted in the

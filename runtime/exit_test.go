@@ -59,3 +59,13 @@ func TestHandshakeTimeoutNamesTheLimit(t *testing.T) {
 		t.Fatalf("a plugin slow to handshake: %v", err)
 	}
 }
+
+// An exit's output is the plugin's last words: go-plugin's handshake line,
+// certificate and all, is not among them.
+func TestTheTailLeavesOutTheHandshake(t *testing.T) {
+	tail := newLineTail(5)
+	tail.Write([]byte("starting\n1|5|unix|/tmp/plugin-dir1/plugin123|grpc|MIIBxTCCAWugAwIBAgIQ\nserving\n"))
+	if got := tail.String(); got != "starting\nserving" {
+		t.Fatalf("tail = %q", got)
+	}
+}

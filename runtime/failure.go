@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -158,7 +159,12 @@ func (r *Runner) ExplainCall(cause error) error {
 	return r.Failure(cause)
 }
 
-// lineTail keeps the last n lines written to it, from any stream.
+// handshakeLine is go-plugin's handshake line (core version, app version,
+// network, address, protocol, and with AutoMTLS the server certificate).
+var handshakeLine = regexp.MustCompile(`^\d+\|\d+\|(unix|tcp)\|`)
+
+// lineTail keeps the last n lines written to it, from any stream, but
+// go-plugin's handshake line.
 type lineTail struct {
 	mu      sync.Mutex
 	n       int
@@ -178,6 +184,9 @@ func (t *lineTail) Write(p []byte) (int, error) {
 	parts := strings.Split(text, "\n")
 	t.partial = parts[len(parts)-1]
 	for _, line := range parts[:len(parts)-1] {
+		if handshakeLine.MatchString(line) {
+			continue // go-plugin's, with the plugin's certificate: not the plugin's words
+		}
 		t.lines = append(t.lines, line)
 		if t.panic == "" && (strings.HasPrefix(line, "panic: ") || strings.HasPrefix(line, "fatal error: ")) {
 			t.panic = line

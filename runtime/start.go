@@ -175,6 +175,9 @@ type Running struct {
 	// go-plugin's handshake.
 	Handshake time.Duration
 	stopOnce  sync.Once
+	// sampler keeps the container's newest figures; nil when its engine
+	// gives none.
+	sampler *usageSampler
 }
 
 // Start runs the plugin's container and completes the go-plugin handshake
@@ -231,6 +234,9 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	running.Handshake = time.Since(began) - running.Runner.Created - running.Runner.Started
 	running.Runner.handshook = true
 	running.Runner.connected()
+	if se, ok := engine.(StatsEngine); ok {
+		running.sampler = startSampler(se, running.Runner.ID())
+	}
 	return running, nil
 }
 
@@ -354,6 +360,9 @@ func (r *Running) Exited() bool {
 // container. It may be called more than once.
 func (r *Running) Stop(ctx context.Context) {
 	r.stopOnce.Do(func() {
+		if r.sampler != nil {
+			defer r.sampler.close()
+		}
 		r.client.Kill() // asks the plugin to exit, then stops the container
 		if r.Runner != nil {
 			r.Runner.awaitRemoval(30 * time.Second)

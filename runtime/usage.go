@@ -2,8 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"slices"
 
 	"github.com/docker/docker/api/types/container"
@@ -55,24 +53,14 @@ func (u Usage) Figures() []Figure {
 	return out
 }
 
-// StatsEngine is the part of an engine Usage needs.
+// StatsEngine is the part of an engine Usage needs: the stream of a
+// container's stats samples (sampler.go).
 type StatsEngine interface {
-	ContainerStatsOneShot(ctx context.Context, id string) (container.StatsResponseReader, error)
+	ContainerStats(ctx context.Context, id string, stream bool) (container.StatsResponseReader, error)
 }
 
-// ReadUsage asks the engine once for a container's figures.
-func ReadUsage(ctx context.Context, engine StatsEngine, id string) (Usage, error) {
-	reader, err := engine.ContainerStatsOneShot(ctx, id)
-	if err != nil {
-		return Usage{}, fmt.Errorf("container %s's figures: %w", short(id), err)
-	}
-	defer reader.Body.Close()
-	var stats container.StatsResponse
-	if err := json.NewDecoder(reader.Body).Decode(&stats); err != nil {
-		return Usage{}, fmt.Errorf("container %s's figures: decoding the engine's answer: %w", short(id), err)
-	}
-	return UsageFrom(stats), nil
-}
+// StatsResponse is one sample of a container's stats, as its engine sends it.
+type StatsResponse = container.StatsResponse
 
 // UsageFrom reads the figures out of an engine's stats. A running
 // container always has a process and has used some CPU, so a 0 there is

@@ -185,3 +185,14 @@ func TestCloseAbandonsSlowStarts(t *testing.T) {
 		t.Fatalf("after the close: %d started, running %v", e.starts(), running)
 	}
 }
+
+// A mount whose container is gone shows no container ID: nothing by that
+// ID exists any more.
+func TestAGoneContainerHasNoID(t *testing.T) {
+	th := newTestHost(t, nil)
+	th.mount(t, "kv", "kv")
+	th.engine.last().kill()
+	if st := th.status(t, "kv"); st.State != StateStopped || st.ContainerID != "" {
+		t.Fatalf("status of a mount whose container is gone: %+v", st)
+	}
+}

@@ -420,7 +420,9 @@ func (hd *handle) status() (Status, string) {
 			st.Reason += "; " + hd.lastExit
 		}
 	}
-	if hd.run != nil {
+	if hd.run != nil && st.State != StateStopped {
+		// A container that is gone has no ID worth showing: nothing by it
+		// exists any more.
 		c := hd.run.container
 		st.ContainerID, st.OCIRuntime = c.plugin.ContainerID(), c.ociRuntime
 		st.Shared = hd.host.containers.others(c, hd.id)
