@@ -7,7 +7,9 @@ package main
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -20,6 +22,11 @@ func main() {
 	// would (for the tests that reap such containers).
 	if len(os.Args) > 1 && os.Args[1] == "sleep" {
 		select {}
+	}
+	// PROBE_HANDSHAKE_DELAY: a plugin slow to start (its handshake comes
+	// that many seconds late).
+	if d, err := time.ParseDuration(os.Getenv("PROBE_HANDSHAKE_DELAY")); err == nil {
+		time.Sleep(d)
 	}
 	err := plugin.ServeMultiplex(&plugin.ServeOpts{BackendFactoryFunc: factory})
 	if err != nil {
@@ -93,6 +100,34 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 				},
 			},
 			{
+				// count counts the writes it applied, in its storage; with
+				// exit=true the process exits right after applying one,
+				// before it answers: a write that reached the plugin, whose
+				// answer never came.
+				Pattern: "count",
+				Fields:  map[string]*framework.FieldSchema{"exit": {Type: framework.TypeBool}},
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.UpdateOperation: &framework.PathOperation{Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+						n, err := counted(ctx, req.Storage)
+						if err != nil {
+							return nil, err
+						}
+						if err := req.Storage.Put(ctx, &logical.StorageEntry{Key: "count", Value: []byte(strconv.Itoa(n + 1))}); err != nil {
+							return nil, err
+						}
+						if d.Get("exit").(bool) {
+							os.Exit(3)
+						}
+						return &logical.Response{Data: map[string]interface{}{"count": n + 1}}, nil
+					}},
+					logical.ReadOperation: &framework.PathOperation{Callback: func(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+						n, err := counted(ctx, req.Storage)
+						return &logical.Response{Data: map[string]interface{}{"count": n}}, err
+					}},
+				},
+				ExistenceCheck: func(context.Context, *logical.Request, *framework.FieldData) (bool, error) { return true, nil },
+			},
+			{
 				// escape tries keys that would be the catalog's or another
 				// mount's if the storage were not a view of its own.
 				Pattern: "escape",
@@ -129,4 +164,13 @@ func escape(ctx context.Context, req *logical.Request, _ *framework.FieldData) (
 		}
 	}
 	return &logical.Response{Data: map[string]interface{}{"listed": listed, "found": found, "refused": refused}}, nil
+}
+
+// counted is the number of writes count applied.
+func counted(ctx context.Context, s logical.Storage) (int, error) {
+	e, err := s.Get(ctx, "count")
+	if err != nil || e == nil {
+		return 0, err
+	}
+	return strconv.Atoi(string(e.Value))
 }

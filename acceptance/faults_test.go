@@ -1,0 +1,93 @@
+package acceptance
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
+)
+
+// When this plugin's process dies, Vault starts a new one at the next
+// request without reading the special paths again: a hosted mount whose
+// plugin declares some (the probe's root path admin) serves at once, never
+// pending_reload, and its paths are still enforced (no sudo, no admin).
+func TestAProcessCrashCostsNoRequestOfAMountWithSpecialPaths(t *testing.T) {
+	vaulttest.EachServer(t, testAProcessCrashCostsNoRequestOfAMountWithSpecialPaths)
+}
+
+func testAProcessCrashCostsNoRequestOfAMountWithSpecialPaths(t *testing.T, k vaulttest.Kind) {
+	docker, v := startWithProbe(t, k)
+	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
+	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
+	waitForState(t, v, "p", "running")
+	v.MustRun(t, "read", "runtimes/mounts/p/admin")
+	noSudo := tokenWithPolicy(t, v, "no-sudo", `path "runtimes/mounts/*" { capabilities = ["read"] }`)
+
+	pids := v.PluginProcesses()
+	if len(pids) == 0 {
+		t.Fatal("no plugin process to kill")
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	answered := 0
+	eventually(t, "the admin path after the process died", func() error {
+		_, errOut, code := v.Run(t, "read", "runtimes/mounts/p/admin")
+		if strings.Contains(errOut, "differ from those Vault enforces") {
+			t.Fatalf("after a crash of the process, a mount with special paths is pending a reload:\n%s", errOut)
+		}
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, errOut)
+		}
+		answered++
+		return nil
+	})
+	assertAccess(t, v, noSudo, []access{
+		{[]string{"read", "runtimes/mounts/p/open"}, true},
+		{[]string{"read", "runtimes/mounts/p/admin"}, false}, // still the plugin's root path
+	})
+	v.MustRun(t, "delete", "runtimes/hosted/p")
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
+// A write during which the hosted plugin exits (it applied the write, then
+// died before answering) is not sent again: the client gets a 502 saying
+// so, the write was applied once, one exit is listed, and the next request
+// is served by a new container.
+func TestAWriteThatReachedThePluginIsNeverSentAgain(t *testing.T) {
+	vaulttest.EachServer(t, testAWriteThatReachedThePluginIsNeverSentAgain)
+}
+
+func testAWriteThatReachedThePluginIsNeverSentAgain(t *testing.T, k vaulttest.Kind) {
+	docker, v := startWithProbe(t, k)
+	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
+	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
+	before := waitForState(t, v, "p", "running")
+
+	_, errOut, code := v.Run(t, "write", "runtimes/mounts/p/count", "exit=true")
+	if code != 2 || !strings.Contains(errOut, "Code: 502") || !strings.Contains(folded(errOut), "this request is not sent again, as it may have reached the plugin and been applied") {
+		t.Fatalf("a write during which the plugin exited: exit %d\n%s", code, errOut)
+	}
+	var read readResult
+	v.MustJSON(t, &read, "read", "runtimes/mounts/p/count")
+	if read.Data["count"] != float64(1) {
+		t.Fatalf("the write was applied %v times", read.Data["count"])
+	}
+	var st mountState
+	v.MustJSON(t, &st, "read", "runtimes/hosted/p")
+	if st.Data.ContainerID == before.Data.ContainerID || st.Data.Restarts != 1 || len(st.Data.Health.Exits) != 1 || st.Data.Health.Exits[0].ExitCode != 3 {
+		t.Fatalf("after one death: %+v", st.Data)
+	}
+	for _, line := range st.Data.Health.Exits[0].Output {
+		if strings.Contains(line, "|grpc|") {
+			t.Errorf("the exit's output quotes go-plugin's handshake line: %q", line)
+		}
+	}
+	v.MustRun(t, "delete", "runtimes/hosted/p")
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
