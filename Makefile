@@ -1,7 +1,8 @@
 # The README's two commands: `make dev` and `make test`.
+# `make k8s`: the test Kubernetes node, for a person (as root; Ctrl-C stops it).
 BIN := bin/vault-plugin-runtime-catalog
 
-.PHONY: build dev cluster test unit fmt vet bench
+.PHONY: build dev cluster test unit fmt vet bench k8s
 
 build:
 	CGO_ENABLED=0 go build -o $(BIN) ./cmd/vault-plugin-runtime-catalog
@@ -15,6 +16,12 @@ dev: build
 # every node and enabled at runtimes/; prints the addresses, stops on Ctrl-C.
 cluster:
 	scripts/cluster.sh
+
+# A single-node Kubernetes for tests (etcd, API server, scheduler, containerd
+# with runc and runsc, kubelet) in a network namespace of its own; builds its
+# parts once, prints its kubeconfig, and stops on Ctrl-C leaving nothing.
+k8s:
+	scripts/start-k8s.sh
 
 # Everything: vet, unit tests, and the acceptance and integration tests on a
 # real Vault and a real Docker Engine (installed and started if missing).
