@@ -29,6 +29,9 @@ if [ "$(id -u)" = 0 ]; then
   # the integration tests run on Podman too, and start registries.
   eval "$(scripts/start-podman.sh)"
   export RC_PODMAN_RUNC RC_PODMAN_RUNSC
+  # The test Kubernetes node's parts (internal/k8stest starts the node).
+  RC_K8S_BIN="$(scripts/build-k8s.sh)"
+  export RC_K8S_BIN
 else
   echo "not root: using the Docker Engine as it is, without Podman (scripts/start-docker.sh and start-podman.sh need root)" >&2
 fi
