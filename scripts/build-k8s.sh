@@ -5,20 +5,22 @@
 #   containerd, containerd-shim-runc-v2, ctr           (containerd 2.x)
 #   runsc, containerd-shim-runsc-v1                    (gVisor)
 #   rc-k8s-pause, rc-k8s-forward                       (scripts/k8s/node)
-# and installs the Debian parts (etcd, the CNI plugins, runc, ip, iptables).
+# and installs the Debian parts (etcd, the CNI plugins, runc, ip, iptables,
+# openssl for the node's certificates).
 #
 # Each part is built once from the Go module proxy, from a small module of its
 # own under scripts/k8s/ that pins its version (their go.mod files are the one
 # place the versions are written), and cached outside the work tree by
 # version, as scripts/build-vault.sh does. Debian's containerd (1.6) cannot
 # drive the current gVisor shim, and Debian's kubectl (1.20) is too old.
-# A cold build on 2 shared cores takes 10-20 minutes (kube-apiserver most of
-# it) and about 3 GB of Go build cache.
+# The first build took about 30 minutes on 2 cores shared with a build of
+# Vault (Kubernetes about 24 of them, gVisor 4, containerd 3) and leaves
+# about 3 GB of Go build cache; then this script answers at once.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
-install_missing etcd:etcd-server runc:runc ip:iproute2 iptables:iptables nsenter:util-linux
+install_missing etcd:etcd-server runc:runc ip:iproute2 iptables:iptables nsenter:util-linux openssl:openssl
 if [ ! -x /usr/lib/cni/bridge ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
