@@ -14,8 +14,9 @@
 # version, as scripts/build-vault.sh does. Debian's containerd (1.6) cannot
 # drive the current gVisor shim, and Debian's kubectl (1.20) is too old.
 # The first build took about 30 minutes on 2 cores shared with a build of
-# Vault (Kubernetes about 24 of them, gVisor 4, containerd 3) and leaves
-# about 3 GB of Go build cache; then this script answers at once.
+# Vault (Kubernetes about 24 of them, gVisor 4, containerd 3) and needs
+# some GB of Go build cache (about 3 for Kubernetes, by the reference's
+# count); then this script answers at once.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
