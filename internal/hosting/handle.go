@@ -271,7 +271,11 @@ func (hd *handle) serve(ctx context.Context, mountPoint string, fn func(context.
 		if killedBy != "" {
 			why = "it may be what " + killedBy
 		}
-		return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("hosted mount %s: %v; this request is not sent again, as %s; "+
+		code := http.StatusBadGateway
+		if engineDown {
+			code, why = http.StatusServiceUnavailable, "its engine went down with the plugin, and it may have reached the plugin and been applied"
+		}
+		return logical.CodedError(code, fmt.Sprintf("hosted mount %s: %v; this request is not sent again, as %s; "+
 			"the next request restarts the plugin", hd.name, cause, why))
 	}
 }
