@@ -141,7 +141,7 @@ func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 		return err
 	}
 	b.host = hosting.New(hosting.Config{
-		Store: hostStore{b.catalog}, Start: b.startHosted, System: b.System, Engine: b.engine,
+		Store: hostStore{b.catalog}, Start: b.startHosted, System: b.System, Engines: hostEngines{b},
 		Observations: conf.ObservationRecorder,
 		Logger:       b.Logger().Named("hosted"),
 	})

@@ -229,6 +229,28 @@ func (b *backend) startHosted(ctx context.Context, p runtime.Plugin, rt runtime.
 	return running, nil
 }
 
+// hostEngines are the engines as the host asks of them (hosting.Engines).
+type hostEngines struct{ b *backend }
+
+var _ hosting.Engines = hostEngines{}
+
+func (e hostEngines) Ping(ctx context.Context, rt runtime.Runtime) error {
+	engine, err := e.b.engine(rt)
+	if err == nil {
+		_, err = engine.ServerVersion(ctx)
+	}
+	return err
+}
+
+func (e hostEngines) ReapOrphans(ctx context.Context, rt runtime.Runtime, clusterID string) (int, error) {
+	engine, err := e.b.engine(rt)
+	if err != nil {
+		return 0, err
+	}
+	removed, err := runtime.ReapOrphans(ctx, engine, clusterID)
+	return len(removed), err
+}
+
 // engine is the client of the engine that runs rt's containers.
 func (b *backend) engine(rt runtime.Runtime) (runtime.Engine, error) {
 	engine, err := b.engines.Get(rt.Engine)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types"
 	"github.com/hashicorp/vault/sdk/logical"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -380,18 +379,19 @@ func codeOf(err error) (int, error) {
 	return 0, errNotCoded
 }
 
-// versionEngine is an engine that answers only ServerVersion, and only
-// when up: how the host asks whether an engine is back.
-type versionEngine struct {
-	runtime.Engine
+// pingEngines answers pings only when up: how the host asks whether an
+// engine is back. It has nothing to reap.
+type pingEngines struct {
 	up    atomic.Bool
 	asked atomic.Int32
 }
 
-func (e *versionEngine) ServerVersion(context.Context) (types.Version, error) {
+func (e *pingEngines) Ping(context.Context, runtime.Runtime) error {
 	e.asked.Add(1)
 	if !e.up.Load() {
-		return types.Version{}, errors.New("connection refused")
+		return errors.New("connection refused")
 	}
-	return types.Version{Version: "fake"}, nil
+	return nil
 }
+
+func (e *pingEngines) ReapOrphans(context.Context, runtime.Runtime, string) (int, error) { return 0, nil }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -688,10 +687,10 @@ func inFlight(th *testHost, _ string) int {
 // starts are not counted, concurrent requests do not each try one, and the
 // mount serves again once the engine answers.
 func TestUnreachableEngineBacksOff(t *testing.T) {
-	pinger := &versionEngine{}
+	pinger := &pingEngines{}
 	th := newTestHostWith(t, nil, func(c *Config) {
 		c.EngineRetry = 10 * time.Second
-		c.Engine = func(runtime.Runtime) (runtime.Engine, error) { return pinger, nil }
+		c.Engines = pinger
 	})
 	th.mount(t, "kv", "kv")
 	hd, _ := th.handle(th.store.mounts["kv"])

@@ -35,10 +35,10 @@ type Config struct {
 	// recorder, Vault's); nil drops them, as Vault does for a plugin
 	// without one.
 	Observations logical.ObservationRecorder
-	// Engine is the engine a runtime's containers run on, for removing the
-	// containers a dead earlier instance left, and for asking whether an
-	// engine that did not answer is back; nil skips both.
-	Engine func(runtime.Runtime) (runtime.Engine, error)
+	// Engines answers for the engines the mounts' runtimes name: whether
+	// one that did not answer is back, and removing what a dead earlier
+	// instance left on it; nil skips both.
+	Engines Engines
 	Logger hclog.Logger
 	// StartTimeout bounds one start of a plugin: create, pull, handshake,
 	// Setup and Initialize (DefaultStartTimeout when 0).
@@ -56,6 +56,18 @@ type Config struct {
 	// after deaths the crash-loop rule does not count (a request killed it,
 	// or its engine went down): a second when 0.
 	NotCrashSpacing time.Duration
+}
+
+// Engines is what the host asks of the engines its mounts' runtimes name,
+// besides starting plugins (Config.Start): nothing of any engine's own API,
+// so that the host and its tests know no engine.
+type Engines interface {
+	// Ping is nil when the engine of rt answers, else why not.
+	Ping(ctx context.Context, rt runtime.Runtime) error
+	// ReapOrphans removes the plugin containers that processes of this
+	// plugin, now gone, left in cluster clusterID on the engine of rt, and
+	// says how many.
+	ReapOrphans(ctx context.Context, rt runtime.Runtime, clusterID string) (int, error)
 }
 
 // DefaultStartTimeout is a pull's own bound (runtime.DefaultPullTimeout)

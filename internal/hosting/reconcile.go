@@ -35,7 +35,7 @@ func (h *Host) StartAll(ctx context.Context, clusterID string) {
 // of this plugin left when they died, on the default engine and those of
 // the mounts' runtimes (a Podman service, say).
 func (h *Host) reapOrphans(ctx context.Context, clusterID string, mounts []*Mount) {
-	if h.cfg.Engine == nil {
+	if h.cfg.Engines == nil {
 		return
 	}
 	engines := map[string]runtime.Runtime{"": {}}
@@ -45,19 +45,11 @@ func (h *Host) reapOrphans(ctx context.Context, clusterID string, mounts []*Moun
 		}
 	}
 	for _, rt := range engines {
-		engine, err := h.cfg.Engine(rt)
-		if err != nil {
-			continue
-		}
-		lister, ok := engine.(runtime.Lister)
-		if !ok {
-			continue
-		}
 		address := runtime.EngineAddress(rt.Engine)
-		if removed, err := runtime.ReapOrphans(ctx, lister, clusterID); err != nil {
+		if removed, err := h.cfg.Engines.ReapOrphans(ctx, rt, clusterID); err != nil {
 			h.cfg.Logger.Warn("removing orphaned plugin containers", "engine", address, "error", err)
-		} else if len(removed) > 0 {
-			h.cfg.Logger.Info("removed plugin containers of a process that is gone", "engine", address, "count", len(removed))
+		} else if removed > 0 {
+			h.cfg.Logger.Info("removed plugin containers of a process that is gone", "engine", address, "count", removed)
 		}
 	}
 	if n := runtime.ReapSocketRoots(); n > 0 {

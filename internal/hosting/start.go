@@ -59,7 +59,7 @@ const (
 // first after the backoff's wait (up to 30 s later). Asking is cheap
 // (a version request) and rate-limited; a start is not. hd.mu is held.
 func (hd *handle) engineBackLocked(now time.Time) bool {
-	if hd.host.cfg.Engine == nil || now.Sub(hd.engineAskedAt) < engineAskEvery {
+	if hd.host.cfg.Engines == nil || now.Sub(hd.engineAskedAt) < engineAskEvery {
 		return false
 	}
 	hd.engineAskedAt = now
@@ -68,9 +68,9 @@ func (hd *handle) engineBackLocked(now time.Time) bool {
 
 // engineAnswers asks the engine of plugin's runtime, within
 // engineAskTimeout, whether it answers: nil if so, else why not. Unknown
-// (no Config.Engine) is nil.
+// (no Config.Engines) is nil.
 func (hd *handle) engineAnswers(plugin string) error {
-	if hd.host.cfg.Engine == nil {
+	if hd.host.cfg.Engines == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(hd.host.ctx, engineAskTimeout)
@@ -79,12 +79,7 @@ func (hd *handle) engineAnswers(plugin string) error {
 	if err != nil {
 		return err
 	}
-	engine, err := hd.host.cfg.Engine(rt)
-	if err != nil {
-		return err
-	}
-	_, err = engine.ServerVersion(ctx)
-	return err
+	return hd.host.cfg.Engines.Ping(ctx, rt)
 }
 
 // tryStartLocked is one start, and its effect on the mount's state.
