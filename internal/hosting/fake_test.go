@@ -394,4 +394,6 @@ func (e *pingEngines) Ping(context.Context, runtime.Runtime) error {
 	return nil
 }
 
-func (e *pingEngines) ReapOrphans(context.Context, runtime.Runtime, string) (int, error) { return 0, nil }
+func (e *pingEngines) ReapOrphans(context.Context, runtime.Runtime, string) (int, error) {
+	return 0, nil
+}
