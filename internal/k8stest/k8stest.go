@@ -216,22 +216,6 @@ func (n *Node) run(stdin *strings.Reader, name string, args ...string) (string, 
 	return stdout.String(), nil
 }
 
-// Eventually retries f until it returns nil or timeout passes, then fails
-// the test with f's last error.
-func Eventually(t vaulttest.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
 
 // BuildStatic builds the main package in dir (relative to the module root)
 // as a static binary in a temporary directory and returns its path.

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 )
 
 // TestNode starts the test node once and proves it: the node is Ready, and a
@@ -47,7 +49,7 @@ spec:
     image: %s
     imagePullPolicy: Never
 `, pod, class, image))
-			Eventually(t, 2*time.Minute, "pod "+pod+" succeeds", func() error {
+			vaulttest.Eventually(t, 2*time.Minute, "pod "+pod+" succeeds", func() error {
 				phase, err := n.TryKubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}")
 				if err != nil {
 					return err

@@ -99,7 +99,7 @@ storage "raft" {
 		s.Token = c.Token
 		// A joining node takes the key only once its retry_join has fetched
 		// the leader's challenge: unseal until it says it is unsealed.
-		eventuallyT(t, 60*time.Second, s.NodeID+" unsealed", func() error {
+		Eventually(t, 60*time.Second, s.NodeID+" unsealed", func() error {
 			s.Run(t, "operator", "unseal", c.UnsealKey)
 			if sealed, err := s.Sealed(); err != nil || sealed {
 				return fmt.Errorf("sealed=%v %v", sealed, err)
@@ -113,7 +113,7 @@ storage "raft" {
 	}
 	// Joined nodes are non-voters until autopilot promotes them (about 14
 	// s): a step-down before that goes nowhere.
-	eventuallyT(t, 90*time.Second, "every node a voter", func() error {
+	Eventually(t, 90*time.Second, "every node a voter", func() error {
 		peers := c.Peers(t, first)
 		voters := 0
 		for _, p := range peers {
@@ -148,7 +148,7 @@ storage "raft" {
 		t.Logf("every node serves %s/ %v after the enable", path, time.Since(enabled).Round(time.Millisecond))
 	}()
 	for _, s := range c.Nodes {
-		eventuallyT(t, 30*time.Second, s.NodeID+" serving "+path+"/", func() error {
+		Eventually(t, 30*time.Second, s.NodeID+" serving "+path+"/", func() error {
 			out, errOut, code := s.Run(t, "secrets", "list", "-format=json")
 			if code != 0 || !strings.Contains(out, `"`+path+`/"`) {
 				return fmt.Errorf("exit %d: %s%s", code, out, errOut)
@@ -215,7 +215,7 @@ func (c *Cluster) Peers(t T, via *Server) []Peer {
 func (c *Cluster) Leader(t T, timeout time.Duration, except *Server) *Server {
 	t.Helper()
 	var leader *Server
-	eventuallyT(t, timeout, "an active node", func() error {
+	Eventually(t, timeout, "an active node", func() error {
 		for _, s := range c.Nodes {
 			if s == except || s.Exited() {
 				continue
@@ -341,8 +341,9 @@ func FreePorts(t T, n int) []int {
 	return ports
 }
 
-// eventuallyT retries f every 200 ms until it succeeds or timeout passes.
-func eventuallyT(t T, timeout time.Duration, what string, f func() error) {
+// Eventually retries f every 200 ms until it succeeds or timeout passes,
+// then fails the test with f's last error.
+func Eventually(t T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
