@@ -39,7 +39,7 @@ type Config struct {
 	// one that did not answer is back, and removing what a dead earlier
 	// instance left on it; nil skips both.
 	Engines Engines
-	Logger hclog.Logger
+	Logger  hclog.Logger
 	// StartTimeout bounds one start of a plugin: create, pull, handshake,
 	// Setup and Initialize (DefaultStartTimeout when 0).
 	StartTimeout time.Duration

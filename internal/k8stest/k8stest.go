@@ -216,7 +216,6 @@ func (n *Node) run(stdin *strings.Reader, name string, args ...string) (string, 
 	return stdout.String(), nil
 }
 
-
 // BuildStatic builds the main package in dir (relative to the module root)
 // as a static binary in a temporary directory and returns its path.
 func BuildStatic(t vaulttest.T, dir string) string {
