@@ -24,6 +24,15 @@ func startWithProbe(t *testing.T, k vaulttest.Kind) (*client.Client, *vaulttest.
 	return docker, v
 }
 
+// hostProbe hosts the probe plugin at mounts/p, has Vault read its special
+// paths (its root path admin), and waits until it runs.
+func hostProbe(t *testing.T, v *vaulttest.Server) mountState {
+	t.Helper()
+	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
+	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
+	return waitForState(t, v, "p", "running")
+}
+
 // A hosted plugin's answer over max_hosted_response_bytes is refused with a
 // 502 naming the bound; answers under it pass; the plugin serves on.
 func TestHostedAnswersAreBounded(t *testing.T) { vaulttest.EachServer(t, testHostedAnswersAreBounded) }
@@ -31,9 +40,7 @@ func TestHostedAnswersAreBounded(t *testing.T) { vaulttest.EachServer(t, testHos
 func testHostedAnswersAreBounded(t *testing.T, k vaulttest.Kind) {
 	docker, v := startWithProbe(t, k)
 	v.MustRun(t, "write", "runtimes/config", "max_hosted_response_bytes=2097152")
-	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
-	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
-	before := waitForState(t, v, "p", "running")
+	before := hostProbe(t, v)
 
 	var read readResult
 	v.MustJSON(t, &read, "read", "runtimes/mounts/p/big", "size=1000000")
@@ -66,9 +73,7 @@ func TestPluginKilledByOneRequest(t *testing.T) {
 func testPluginKilledByOneRequest(t *testing.T, k vaulttest.Kind) {
 	docker, v := startWithProbe(t, k)
 	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc", "memory_bytes=67108864")
-	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
-	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
-	waitForState(t, v, "p", "running")
+	hostProbe(t, v)
 
 	var read readResult
 	v.MustJSON(t, &read, "read", "runtimes/mounts/p/alloc", "mb=8")

@@ -20,9 +20,7 @@ func TestAProcessCrashCostsNoRequestOfAMountWithSpecialPaths(t *testing.T) {
 
 func testAProcessCrashCostsNoRequestOfAMountWithSpecialPaths(t *testing.T, k vaulttest.Kind) {
 	docker, v := startWithProbe(t, k)
-	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
-	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
-	waitForState(t, v, "p", "running")
+	hostProbe(t, v)
 	v.MustRun(t, "read", "runtimes/mounts/p/admin")
 	noSudo := tokenWithPolicy(t, v, "no-sudo", `path "runtimes/mounts/*" { capabilities = ["read"] }`)
 
@@ -64,9 +62,7 @@ func TestAWriteThatReachedThePluginIsNeverSentAgain(t *testing.T) {
 
 func testAWriteThatReachedThePluginIsNeverSentAgain(t *testing.T, k vaulttest.Kind) {
 	docker, v := startWithProbe(t, k)
-	v.MustRun(t, "write", "runtimes/hosted/p", "plugin=probe")
-	v.MustRun(t, "write", "sys/plugins/reload/backend", "mounts=runtimes/")
-	before := waitForState(t, v, "p", "running")
+	before := hostProbe(t, v)
 
 	_, errOut, code := v.Run(t, "write", "runtimes/mounts/p/count", "exit=true")
 	if code != 2 || !strings.Contains(errOut, "Code: 502") || !strings.Contains(folded(errOut), "this request is not sent again, as it may have reached the plugin and been applied") {
