@@ -175,6 +175,7 @@ type fakeBackend struct {
 	plugin          *fakePlugin
 	conf            *logical.BackendConfig
 	cleaned         atomic.Bool
+	check           func(ctx context.Context) (bool, bool, error) // answers existence checks when set
 }
 
 func (b *fakeBackend) Initialize(context.Context, *logical.InitializationRequest) error { return nil }
@@ -189,6 +190,9 @@ func (b *fakeBackend) HandleExistenceCheck(ctx context.Context, _ *logical.Reque
 	if b.plugin.Exited() {
 		runtime.NotSent(ctx) // refused before it left, as by a closed connection
 		return false, false, errGone
+	}
+	if b.check != nil {
+		return b.check(ctx)
 	}
 	return true, true, nil
 }

@@ -2,8 +2,10 @@ package hosting
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,28 +132,55 @@ func TestTheRequestLimitIsA504HoweverTheCallEnds(t *testing.T) {
 }
 
 // The request's time covers a restart before it: a request that finds its
-// plugin dead and waits for a slow start reaches the new plugin with what
-// is left of its time, not with the whole limit again.
+// plugin dead and waits for a start that never completes (a handshake that
+// never comes) gets its 504 at its limit, and so do the requests queued
+// behind that start; the start goes on, and its outcome serves the
+// requests after it. A restart within the limit leaves the request only
+// what is left of its time.
 func TestTheRequestLimitCoversTheRestart(t *testing.T) {
-	deadlines := make(chan time.Time, 1)
-	e := &fakeEngine{handler: func(ctx context.Context, _ *fakePlugin, _ *logical.Request) (*logical.Response, error) {
+	deadlines := make(chan time.Time, 8)
+	e := &fakeEngine{handler: func(ctx context.Context, p *fakePlugin, _ *logical.Request) (*logical.Response, error) {
 		d, _ := ctx.Deadline()
 		deadlines <- d
-		<-ctx.Done()
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
 	}}
 	th := newTestHostWith(t, e, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
-	th.mount(t, "hung", "kv")
+	th.mount(t, "kv", "kv")
 	th.engine.last().kill()
 	gate := make(chan struct{})
 	e.mu.Lock()
 	e.startGate = gate
 	e.mu.Unlock()
+	answers := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() { _, err := th.read(context.Background(), "kv", "x"); answers <- err }()
+	}
+	for i := 0; i < 3; i++ {
+		select {
+		case err := <-answers:
+			if code, _ := codeOf(err); code != 504 {
+				t.Fatalf("a request waiting on a start that does not complete: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a request waited on a start past its limit")
+		}
+	}
+	close(gate) // the start completes: the next request is served by it
+	if c := containerOf(t)(th.read(context.Background(), "kv", "x")); c != "c2" || th.engine.starts() != 2 {
+		t.Fatalf("after the start completed: served by %s, %d starts", c, th.engine.starts())
+	}
+	<-deadlines
+
+	// A restart within the limit: the plugin gets what is left of it.
+	th.engine.last().kill()
+	gate = make(chan struct{})
+	e.mu.Lock()
+	e.startGate = gate
+	e.mu.Unlock()
 	go func() { time.Sleep(200 * time.Millisecond); close(gate) }()
 	began := time.Now()
-	_, err := th.read(context.Background(), "hung", "x")
-	if code, _ := codeOf(err); code != 504 {
-		t.Fatalf("answered %v", err)
+	if _, err := th.read(context.Background(), "kv", "x"); err != nil {
+		t.Fatalf("a restart within the limit: %v", err)
 	}
 	if d := <-deadlines; d.After(began.Add(400 * time.Millisecond)) { // 500 ms at least without the rule
 		t.Fatalf("the plugin got until %s after the request began: the limit started again after the restart", d.Sub(began))
@@ -195,4 +224,58 @@ func TestAGoneContainerHasNoID(t *testing.T) {
 	if st := th.status(t, "kv"); st.State != StateStopped || st.ContainerID != "" {
 		t.Fatalf("status of a mount whose container is gone: %+v", st)
 	}
+}
+
+// An error of the hosted plugin's whose text is net/rpc's "connection is
+// shut down" would read to Vault as this plugin's process gone: Vault would
+// reload this mount and send the request again. It reaches Vault named as
+// the mount's, in every forwarding path.
+func TestAHostedShutdownErrorIsNotOurs(t *testing.T) {
+	e := &fakeEngine{handler: func(context.Context, *fakePlugin, *logical.Request) (*logical.Response, error) {
+		return nil, errors.New("connection is shut down")
+	}}
+	th := newTestHost(t, e)
+	th.mount(t, "kv", "kv")
+	_, err := th.read(context.Background(), "kv", "x")
+	if err == nil || err.Error() != "hosted mount kv: connection is shut down" {
+		t.Fatalf("the plugin's error reached Vault as %v", err)
+	}
+}
+
+// Vault asks a write's existence check before the write: a check that uses
+// up the request's limit on a hung plugin makes the write that follows (same
+// request ID) answer the 504 at once, not wait another limit, past Vault's
+// own 90 s. Another request is not affected.
+func TestACheckThatTimedOutAnswersTheWrite(t *testing.T) {
+	th := newTestHostWith(t, &fakeEngine{}, func(c *Config) { c.RequestTimeout = 200 * time.Millisecond })
+	th.mount(t, "hung", "kv")
+	p := th.engine.last()
+	hung := &hungChecks{}
+	p.mu.Lock()
+	for _, b := range p.backends {
+		b.check = hung.check
+	}
+	p.mu.Unlock()
+	req := &logical.Request{ID: "req-1", Operation: logical.CreateOperation, Path: "mounts/hung/x", MountPoint: "runtimes/"}
+	if found, _, err := th.ExistenceCheck(context.Background(), "hung", "x", req); found || err != nil {
+		t.Fatalf("a check that timed out: %v %v", found, err)
+	}
+	// The fake answers writes at once: only the rule makes this a 504.
+	_, err := th.Forward(context.Background(), "hung", "x", req)
+	if code, _ := codeOf(err); code != 504 || hung.calls.Load() != 1 {
+		t.Fatalf("the write after its check timed out: %v (%d checks)", err, hung.calls.Load())
+	}
+	other := &logical.Request{ID: "req-2", Operation: logical.ReadOperation, Path: "mounts/hung/x", MountPoint: "runtimes/"}
+	if _, err := th.Forward(context.Background(), "hung", "x", other); err != nil {
+		t.Fatalf("another request: %v", err)
+	}
+}
+
+// hungChecks hangs every existence check until its context ends.
+type hungChecks struct{ calls atomic.Int32 }
+
+func (h *hungChecks) check(ctx context.Context) (bool, bool, error) {
+	h.calls.Add(1)
+	<-ctx.Done()
+	return false, false, status.FromContextError(ctx.Err()).Err()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"net/http"
+	"net/rpc"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +43,23 @@ func pluginGone(ctx context.Context, err error, p Plugin) bool {
 	return strings.Contains(err.Error(), "transport is closing") || strings.Contains(err.Error(), "connection refused")
 }
 
+// notShutdown keeps a hosted plugin's error from reading as this plugin's
+// own connection shut down: Vault takes an error whose text is exactly
+// net/rpc's "connection is shut down" for a dead plugin process, reloads
+// this mount and sends the request again, which would apply a write twice
+// and stop every hosted container. Such an error of the hosted plugin's
+// (one that uses net/rpc inside, say) is named as the hosted mount's.
+func notShutdown(name string, err error) error {
+	if err.Error() != rpc.ErrShutdown.Error() {
+		return err
+	}
+	msg := "hosted mount " + name + ": " + err.Error()
+	if coded := (logical.HTTPCodedError)(nil); errors.As(err, &coded) {
+		return logical.CodedError(coded.Code(), msg)
+	}
+	return errors.New(msg)
+}
+
 // forwarded is req as the hosted plugin sees it: the path within the mount,
 // and the mount point its own.
 func forwarded(name, rest string, req *logical.Request) *logical.Request {
@@ -65,8 +84,14 @@ func (h *Host) Forward(ctx context.Context, name, rest string, req *logical.Requ
 	var resp *logical.Response
 	var pluginErr error
 	began := time.Now()
+	if h.checksTimedOut.take(req.ID) {
+		err := hd.timeoutError(h.cfg.RequestTimeout)
+		h.metrics.observe(ctx, name, req.Operation, began, err, false)
+		return nil, err
+	}
 	err = hd.serve(ctx, req.MountPoint, func(ctx context.Context, backend logical.Backend, _ pb.BackendClient) (err error) {
 		if resp, err = backend.HandleRequest(ctx, f); err != nil {
+			err = notShutdown(name, err)
 			pluginErr = err
 			return err
 		}
@@ -111,9 +136,17 @@ func (h *Host) ForwardProto(ctx context.Context, name, rest string, args *pb.Han
 	var reply *pb.HandleRequestReply
 	var callErr error
 	began := time.Now()
+	if h.checksTimedOut.take(args.Request.ID) {
+		err := hd.timeoutError(h.cfg.RequestTimeout)
+		h.metrics.observe(ctx, name, logical.Operation(args.Request.Operation), began, err, false)
+		return protoReply(err)
+	}
 	err = hd.serve(ctx, mountPoint, func(ctx context.Context, _ logical.Backend, client pb.BackendClient) error {
 		if reply, callErr = client.HandleRequest(forwardedMetadata(ctx), args); callErr != nil {
 			return callErr
+		}
+		if reply.Err != nil && reply.Err.ErrMsg == rpc.ErrShutdown.Error() {
+			reply.Err.ErrMsg = notShutdown(name, errors.New(reply.Err.ErrMsg)).Error()
 		}
 		if reply.Response != nil {
 			if err := tagAuthProto(reply.Response.Auth, hd.id); err != nil {
@@ -147,16 +180,63 @@ func (h *Host) ExistenceCheck(ctx context.Context, name, rest string, req *logic
 	var checkErr error
 	err = hd.serve(ctx, req.MountPoint, func(ctx context.Context, backend logical.Backend, _ pb.BackendClient) error {
 		checkFound, exists, checkErr = backend.HandleExistenceCheck(ctx, f)
+		if checkErr != nil {
+			checkErr = notShutdown(name, checkErr)
+		}
 		return checkErr
 	})
 	if err != nil && err != checkErr {
 		// The mount cannot serve (failed, pending, not starting): Vault
 		// would answer this check's error as a bare 500 "internal error".
 		// No check instead makes it send the write, as an update, and the
-		// write gets the mount's status and reason, as a read does.
+		// write gets the mount's status and reason, as a read does. A
+		// check that used up the request's time makes the write answer
+		// its 504 at once, rather than wait another limit, past Vault's.
+		if coded := (logical.HTTPCodedError)(nil); errors.As(err, &coded) && coded.Code() == http.StatusGatewayTimeout {
+			h.checksTimedOut.add(req.ID)
+		}
 		return false, false, nil
 	}
 	return checkFound, exists, err
+}
+
+// timedOutChecks are the requests whose existence check used up the request
+// limit, by request ID, which Vault's write that follows it carries too.
+type timedOutChecks struct {
+	mu  sync.Mutex
+	ids map[string]time.Time
+}
+
+// checkMemory bounds how long a timed-out check is remembered: past it, the
+// write that follows has long been cancelled by Vault.
+const checkMemory = 5 * time.Minute
+
+func (c *timedOutChecks) add(id string) {
+	if id == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids == nil {
+		c.ids = map[string]time.Time{}
+	}
+	for other, at := range c.ids {
+		if time.Since(at) > checkMemory {
+			delete(c.ids, other)
+		}
+	}
+	c.ids[id] = time.Now()
+}
+
+// take reports whether the check of request id timed out, forgetting it.
+func (c *timedOutChecks) take(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.ids[id]; !ok || id == "" {
+		return false
+	}
+	delete(c.ids, id)
+	return true
 }
 
 // Rollback sends Vault's periodic rollback to every hosted backend, as Vault

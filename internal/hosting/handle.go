@@ -130,7 +130,9 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 		// Read before waiting for the lock, which a start may hold: a
 		// start that happens while this request waits is then seen.
 		seen := hd.attempts.Load()
-		hd.mu.RLock()
+		if err := hd.lockCtx(ctx, hd.mu.TryRLock); err != nil {
+			return nil, err
+		}
 		if hd.removed {
 			hd.mu.RUnlock()
 			return nil, notFound(hd.name)
@@ -147,68 +149,108 @@ func (hd *handle) ready(ctx context.Context, mountPoint string) (*running, error
 		}
 		hd.mu.RUnlock()
 
-		hd.mu.Lock()
+		// The restart runs under the lock, and goes on when this request
+		// leaves (its time is up, its client left): its outcome serves the
+		// requests after it. Waiting for the lock, or for the restart, ends
+		// with the request's context, so a slow start holds no request
+		// past its limit.
+		if err := hd.lockCtx(ctx, hd.mu.TryLock); err != nil {
+			return nil, err
+		}
+		done := make(chan error, 1)
+		go func() {
+			err := hd.recoverLocked(ctx, mountPoint, seen)
+			hd.mu.Unlock()
+			done <- err
+		}()
 		var err error
-		switch {
-		case hd.removed:
-			err = notFound(hd.name)
-		case ctx.Err() != nil:
-			// Its client left while it waited for the lock: it starts
-			// nothing.
-			err = ctx.Err()
-		case hd.attempts.Load() != seen && !hd.aliveLocked() && hd.attemptErr != nil:
-			// Another request tried a start while this one waited, and it
-			// failed: its answer is this one's too, rather than one start
-			// per request queued behind it.
-			err = hd.attemptErr
-		case hd.state == StateFailed && !hd.crash.mayRetry():
-			err = hd.failedError(mountPoint)
-		case hd.state == StateFailed:
-			hd.state = StateStopped // its wait is over: one try
-			err = hd.startLocked()
-		case !hd.aliveLocked():
-			crashed, wasRunning, cause := false, hd.run != nil, ""
-			if wasRunning {
-				if !hd.dead { // found gone before a request reached it: ask why
-					hd.lastExit = hd.run.container.plugin.Explain(errContainerGone).Error()
-				}
-				hd.noteExit(hd.run, hd.lastExit)
-				cause = hd.run.exitReason
-				if hd.notCrash {
-					hd.crash.lastCause = hd.lastExit // a request's or the engine's doing, not a crash
-					// Spaced, so that a path that kills the plugin on every
-					// request costs a start a second, not one per request.
-					if err := sleepCtx(ctx, time.Until(hd.lastNotCrash.Add(hd.host.cfg.NotCrashSpacing))); err != nil {
-						hd.mu.Unlock()
-						return nil, err
-					}
-					hd.lastNotCrash = time.Now()
-				} else {
-					crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
-				}
-				if !crashed {
-					hd.host.cfg.Logger.Info("restarting hosted mount", "mount", hd.name, "cause", cause)
-				}
-			}
-			hd.stopLocked()
-			if crashed {
-				hd.failLocked()
-			} else {
-				if wasRunning {
-					hd.restarts++
-					hd.hist.restarted(cause)
-				}
-				err = hd.startLocked()
-			}
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		if hd.state == StateFailed && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			err = hd.failedError(mountPoint)
-		}
-		hd.mu.Unlock()
 		if err != nil {
 			return nil, hd.named(err)
 		}
 	}
+}
+
+// lockCtx takes the handle's lock with try (TryLock or TryRLock), or
+// gives up when ctx ends first: a start may hold the lock for as long as a
+// pull or a handshake takes. The lock is free at once in the usual case.
+func (hd *handle) lockCtx(ctx context.Context, try func() bool) error {
+	wait := 100 * time.Microsecond
+	for !try() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+	return nil
+}
+
+// recoverLocked brings a mount that ready found not alive back, or says
+// why it cannot serve: a failed start shared with the requests queued
+// behind it, the crash-loop rule, a restart. hd.mu is held.
+func (hd *handle) recoverLocked(ctx context.Context, mountPoint string, seen uint64) error {
+	var err error
+	switch {
+	case hd.removed:
+		err = notFound(hd.name)
+	case ctx.Err() != nil:
+		// Its client left while it waited for the lock: it starts
+		// nothing.
+		err = ctx.Err()
+	case hd.attempts.Load() != seen && !hd.aliveLocked() && hd.attemptErr != nil:
+		// Another request tried a start while this one waited, and it
+		// failed: its answer is this one's too, rather than one start
+		// per request queued behind it.
+		err = hd.attemptErr
+	case hd.state == StateFailed && !hd.crash.mayRetry():
+		err = hd.failedError(mountPoint)
+	case hd.state == StateFailed:
+		hd.state = StateStopped // its wait is over: one try
+		err = hd.startLocked()
+	case !hd.aliveLocked():
+		crashed, wasRunning, cause := false, hd.run != nil, ""
+		if wasRunning {
+			if !hd.dead { // found gone before a request reached it: ask why
+				hd.lastExit = hd.run.container.plugin.Explain(errContainerGone).Error()
+			}
+			hd.noteExit(hd.run, hd.lastExit)
+			cause = hd.run.exitReason
+			if hd.notCrash {
+				hd.crash.lastCause = hd.lastExit // a request's or the engine's doing, not a crash
+				// Spaced, so that a path that kills the plugin on every
+				// request costs a start a second, not one per request.
+				if err := sleepCtx(ctx, time.Until(hd.lastNotCrash.Add(hd.host.cfg.NotCrashSpacing))); err != nil {
+					return err
+				}
+				hd.lastNotCrash = time.Now()
+			} else {
+				crashed = hd.crash.died(time.Since(hd.started), hd.lastExit)
+			}
+			if !crashed {
+				hd.host.cfg.Logger.Info("restarting hosted mount", "mount", hd.name, "cause", cause)
+			}
+		}
+		hd.stopLocked()
+		if crashed {
+			hd.failLocked()
+		} else {
+			if wasRunning {
+				hd.restarts++
+				hd.hist.restarted(cause)
+			}
+			err = hd.startLocked()
+		}
+	}
+	if hd.state == StateFailed && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		err = hd.failedError(mountPoint)
+	}
+	return err
 }
 
 // serve runs one request on the mount's backend, through fn, within the

@@ -84,6 +84,9 @@ type Host struct {
 	containers *containers
 	published  publishedPaths
 	metrics    *metrics
+	// checksTimedOut: existence checks that used up the request limit,
+	// whose writes answer the 504 at once (forward.go).
+	checksTimedOut timedOutChecks
 
 	mu      sync.Mutex
 	handles map[string]*handle // by mount name
