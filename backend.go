@@ -77,7 +77,12 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	// What Vault enforces for the hosted mounts when it started this
 	// process without reading the paths (the last one died): those the
 	// last instance published.
-	if err := b.host.LoadPublished(ctx); err != nil {
+	// Not on a standby or a performance secondary: the record is the
+	// active node's, or the primary's, not what this node's Vault read.
+	secondary := conf.System != nil && conf.System.ReplicationState().HasState(consts.ReplicationPerformanceSecondary)
+	if b.standby || secondary {
+		// nothing: mounts whose plugin declares paths wait for a reload
+	} else if err := b.host.LoadPublished(ctx); err != nil {
 		b.Logger().Warn("loading the special paths Vault enforces", "error", err)
 	}
 	// Vault set this backend up under a multiplexing ID: requests carrying

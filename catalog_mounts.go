@@ -260,6 +260,9 @@ func (s hostStore) Published(ctx context.Context) (map[string]string, error) {
 }
 
 func (s hostStore) PutPublished(ctx context.Context, byName map[string]string) error {
+	if byName == nil {
+		return s.c.storage.Delete(ctx, publishedPathsKey)
+	}
 	se, err := logical.StorageEntryJSON(publishedPathsKey, storedPublished{Format: publishedPathsFormat, ByName: byName})
 	if err == nil {
 		err = s.c.storage.Put(ctx, se)

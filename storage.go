@@ -22,7 +22,7 @@ import (
 //	config                   storedSettings {"format":1, "compress_lists":...}
 //	registry/ADDRESS         storedRegistry {"format":1, registryEntry's fields}
 //	leases/UUID              a JSON number: the hosted mount's leases still out
-//	published-paths          storedPublished {"format":1, "by_name":{NAME: paths}}: the special paths Vault last read
+//	published-paths          storedPublished {"format":1, "by_name":{NAME: "UUID\x02paths"}}: the special paths Vault last read
 //	hosted/UUID/...          the hosted mount's own storage, as its plugin writes it
 const (
 	runtimeStoragePrefix = "runtime/" + runtimeTypeContainer + "/" // + name

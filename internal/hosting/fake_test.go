@@ -253,6 +253,9 @@ func (s *fakeStore) Published(ctx context.Context) (map[string]string, error) {
 }
 
 func (s *fakeStore) PutPublished(ctx context.Context, byName map[string]string) error {
+	if byName == nil {
+		return s.storage.Delete(ctx, "published")
+	}
 	se, err := logical.StorageEntryJSON("published", byName)
 	if err == nil {
 		err = s.storage.Put(ctx, se)

@@ -29,7 +29,7 @@ func TestPublishedPathsOutliveTheProcess(t *testing.T) {
 	m := th.mount(t, "jwt", "probe")
 	th.SpecialPaths(&logical.Paths{}, []*Mount{m}) // Vault mounts us and reads them
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if stored, _ := th.store.Published(context.Background()); stored["jwt"] == m.Paths.key() {
+		if stored, _ := th.store.Published(context.Background()); stored["jwt"] == m.UUID+publishedSep+m.Paths.key() {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -55,6 +55,21 @@ func TestPublishedPathsOutliveTheProcess(t *testing.T) {
 	if _, err := restarted(false).read(context.Background(), "jwt", "login"); err == nil || !strings.Contains(err.Error(), "differ from those Vault enforces") {
 		t.Fatalf("with nothing loaded, a mount that declares paths answered %v; want pending", err)
 	}
+	// A mount deleted and created again under the name, declaring the same
+	// paths, before Vault read them: the stored record is the old mount's,
+	// not what Vault enforces for the new one, which is pending.
+	th.store.mu.Lock()
+	recreated := *th.store.mounts["jwt"]
+	recreated.UUID = "another-uuid"
+	th.store.mounts["jwt"] = &recreated
+	th.store.mu.Unlock()
+	if _, err := restarted(true).read(context.Background(), "jwt", "login"); err == nil || !strings.Contains(err.Error(), "differ from those Vault enforces") {
+		t.Fatalf("a mount created again under the name took the old one's stored paths: %v", err)
+	}
+	th.store.mu.Lock()
+	th.store.mounts["jwt"] = m
+	th.store.mu.Unlock()
+
 	// Its plugin now declares more: pending until a reload, restart or not.
 	e.mu.Lock()
 	e.paths = &logical.Paths{Unauthenticated: []string{"login", "open/*"}}

@@ -3,7 +3,7 @@ package hosting
 import (
 	"context"
 	"errors"
-	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +21,12 @@ import (
 type publishedPaths struct {
 	mu     sync.Mutex
 	byName map[string]string
-	read   bool // Vault read them from this instance: what is stored is older
+	// uuids are the UUIDs of the mounts whose paths Vault read, by name:
+	// the stored record holds paths only for the mount of that UUID, so a
+	// mount deleted and created again under its name never takes an
+	// earlier one's.
+	uuids map[string]string
+	read  bool // Vault read them from this instance: what is stored is older
 	// writeMu orders the writes to storage: each writes what is published
 	// when it runs, so the last one to run stores the newest.
 	writeMu sync.Mutex
@@ -40,14 +45,27 @@ func (h *Host) LoadPublished(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mounts, err := h.cfg.Store.Mounts(ctx)
+	if err != nil {
+		return err
+	}
+	byName := map[string]string{}
+	for _, m := range mounts {
+		if uuid, key, ok := strings.Cut(stored[m.Name], publishedSep); ok && uuid == m.UUID {
+			byName[m.Name] = key
+		}
+	}
 	p := &h.published
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.read && stored != nil {
-		p.byName = stored
+	if !p.read {
+		p.byName = byName
 	}
 	return nil
 }
+
+// publishedSep parts a stored entry: the mount's UUID, then its paths.
+const publishedSep = "\x02"
 
 // storePublished writes what is published now, in the background: Vault
 // reads the paths while it sets the mount up, which a storage write must
@@ -63,12 +81,23 @@ func (h *Host) storePublished() {
 		p.writeMu.Lock()
 		defer p.writeMu.Unlock()
 		p.mu.Lock()
-		byName := maps.Clone(p.byName)
+		stored := make(map[string]string, len(p.byName))
+		for name, key := range p.byName {
+			stored[name] = p.uuids[name] + publishedSep + key
+		}
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(h.ctx, publishedWriteTimeout)
 		defer cancel()
-		if err := h.cfg.Store.PutPublished(ctx, byName); err != nil && !errors.Is(err, logical.ErrReadOnly) && h.ctx.Err() == nil {
-			h.cfg.Logger.Warn("storing the special paths Vault read", "error", err)
+		err := h.cfg.Store.PutPublished(ctx, stored)
+		if err == nil || errors.Is(err, logical.ErrReadOnly) || h.ctx.Err() != nil {
+			return
+		}
+		// What is stored is older than what Vault enforces now: none at
+		// all makes the next process's mounts with paths pending, which
+		// older ones might not.
+		h.cfg.Logger.Warn("storing the special paths Vault read", "error", err)
+		if err := h.cfg.Store.PutPublished(ctx, nil); err != nil {
+			h.cfg.Logger.Error("removing the stored special paths, which are older than what Vault enforces", "error", err)
 		}
 	}()
 }
@@ -90,11 +119,11 @@ func (h *Host) SpecialPaths(own *logical.Paths, mounts []*Mount) *logical.Paths 
 	p := &h.published
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.byName, p.read = map[string]string{}, true
+	p.byName, p.uuids, p.read = map[string]string{}, map[string]string{}, true
 	for _, m := range mounts {
 		paths.Root = append(paths.Root, publish(m.Name, m.Paths.Root)...)
 		paths.Unauthenticated = append(paths.Unauthenticated, publish(m.Name, m.Paths.Unauthenticated)...)
-		p.byName[m.Name] = m.Paths.key()
+		p.byName[m.Name], p.uuids[m.Name] = m.Paths.key(), m.UUID
 	}
 	h.storePublished()
 	return &paths

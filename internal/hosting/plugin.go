@@ -77,7 +77,7 @@ type Store interface {
 	// Published are the special paths Vault last read for each hosted
 	// mount, by name, as PutPublished stored them (nil when never stored).
 	Published(ctx context.Context) (map[string]string, error)
-	// PutPublished stores them.
+	// PutPublished stores them; nil removes them.
 	PutPublished(ctx context.Context, byName map[string]string) error
 	// Clear removes the mount's data and lease count.
 	Clear(ctx context.Context, uuid string) error
