@@ -53,6 +53,29 @@ func (r *Runner) exitReport() (Exit, bool) {
 // exitReason is the one reading of an exit code, which the exit report,
 // MemoryKilled and Panicked share.
 func (r *Runner) exitReason(code int64) (reason string, signal int) {
+	// Read once: the reading may wait for the engine's oom event, and the
+	// exit report, the restart's decision and the failure's text must all
+	// say the same.
+	r.reasonsMu.Lock()
+	defer r.reasonsMu.Unlock()
+	if settled, ok := r.reasons[code]; ok {
+		return settled.reason, settled.signal
+	}
+	reason, signal = r.readExit(code)
+	if r.reasons == nil {
+		r.reasons = map[int64]settledExit{}
+	}
+	r.reasons[code] = settledExit{reason, signal}
+	return reason, signal
+}
+
+// settledExit is an exit's reading, once made.
+type settledExit struct {
+	reason string
+	signal int
+}
+
+func (r *Runner) readExit(code int64) (reason string, signal int) {
 	limited := r.run.HostConfig.Memory > 0
 	switch {
 	case code == 137 && limited && r.memoryKilled():

@@ -69,3 +69,17 @@ func TestTheTailLeavesOutTheHandshake(t *testing.T) {
 		t.Fatalf("tail = %q", got)
 	}
 }
+
+// An exit is read once: an oom event that comes after the reading does not
+// make the restart's decision, the exit report and the failure's text
+// disagree.
+func TestAnExitIsReadOnce(t *testing.T) {
+	r := memRunner(&memEngine{}, "")
+	r.run.HostConfig.Memory = 64 << 20
+	r.oom.watched.Store(true)
+	first, _ := r.exitReason(137)
+	r.oom.kills.Store(1) // too late
+	if again, _ := r.exitReason(137); again != first || first != ExitSignal {
+		t.Fatalf("read %q, then %q", first, again)
+	}
+}

@@ -106,6 +106,8 @@ func (r *Runner) exitMeaning(code int64) string {
 	case reason == ExitMemoryOrSignal:
 		return fmt.Sprintf(" (SIGKILL: the kernel's, past its memory limit (memory_bytes %d), or a kill from outside; "+
 			"the engine does not say which)", limit)
+	case code == 137 && r.oom.kills.Load() > 0:
+		return " (SIGKILL from the kernel's OOM killer, as the engine reported)"
 	case code == 137 && r.oomReported():
 		return " (SIGKILL from outside the container, a docker kill say: the engine reported no OOM kill)"
 	case code == 137:

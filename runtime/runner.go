@@ -77,6 +77,9 @@ type Runner struct {
 	podman bool
 	// oom watches the engine's oom events for the container (oom.go).
 	oom oomWatch
+	// reasons are the exit's readings, by code, once made (exitReason).
+	reasonsMu sync.Mutex
+	reasons   map[int64]settledExit
 
 	// Auth gives the credentials of a registry, or nil; PullTimeout bounds
 	// a pull (DefaultPullTimeout when 0). Pulled is how long a pull took.

@@ -65,7 +65,7 @@ func invokeRecorded(ctx context.Context, invoke func(opts ...grpc.CallOption) er
 	}
 	var p peer.Peer
 	err := invoke(append(opts, grpc.Peer(&p))...)
-	if err != nil && p.Addr == nil {
+	if err != nil && p.Addr == nil && p.LocalAddr == nil && p.AuthInfo == nil {
 		NotSent(ctx)
 	} else {
 		sent(ctx)

@@ -287,7 +287,10 @@ func (r *Running) connect(ctx context.Context, made func() (*Runner, string)) (p
 			}
 		}
 	}()
-	return nil, fmt.Errorf("%w: %w", ErrStartAbandoned, context.Cause(ctx))
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%w: the start did not complete in its time: %w", ErrStartAbandoned, context.Cause(ctx))
+	}
+	return nil, fmt.Errorf("%w: the host is closing: %w", ErrStartAbandoned, context.Cause(ctx))
 }
 
 // Multiplexed reports whether the plugin serves several backends at once
