@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -258,13 +259,31 @@ func ReapCluster(t testing.TB, docker *client.Client, clusterID *string) {
 
 func assertNone(t testing.TB, docker *client.Client, label string) {
 	t.Helper()
+	if err := containersWith(docker, label); err != nil {
+		t.Error(err)
+	}
+}
+
+// ContainersLeft says which containers this test process started are still
+// on the engine, if any: for a test that waits for a removal done in the
+// background.
+func ContainersLeft(docker *client.Client) error {
+	return containersWith(docker, runtime.LabelOwner+"="+runtime.Owner())
+}
+
+func containersWith(docker *client.Client, label string) error {
 	list, err := docker.ContainerList(context.Background(), container.ListOptions{
 		All: true, Filters: filters.NewArgs(filters.Arg("label", runtime.LabelManagedBy), filters.Arg("label", label)),
 	})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
+	var left []string
 	for _, c := range list {
-		t.Errorf("container %s (%s, %s) was left behind", c.ID[:12], c.Image, c.State)
+		left = append(left, fmt.Sprintf("container %s (%s, %s) was left behind", c.ID[:12], c.Image, c.State))
 	}
+	if len(left) > 0 {
+		return errors.New(strings.Join(left, "; "))
+	}
+	return nil
 }
