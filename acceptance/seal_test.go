@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -32,6 +33,67 @@ func containersOf(t *testing.T, docker *client.Client, clusterID string) []strin
 		ids = append(ids, c.ID[:12]+" "+c.State)
 	}
 	return ids
+}
+
+// unseal unseals a persistent server started in dir with its key.
+func unseal(t *testing.T, v *vaulttest.Server, dir string) {
+	t.Helper()
+	var keys struct {
+		UnsealKeys []string `json:"unseal_keys_b64"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "init.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &keys)
+	}
+	if err != nil || len(keys.UnsealKeys) == 0 {
+		t.Fatalf("the unseal key: %v", err)
+	}
+	v.MustRun(t, "operator", "unseal", keys.UnsealKeys[0])
+}
+
+// Unsealing starts every hosted mount in the background; a seal while one
+// of those starts waits for a handshake that does not come abandons it at
+// once: the seal does not wait for the start (which would end at the 30 s
+// handshake limit), and no container is left.
+func TestASealAbandonsStartsInProgress(t *testing.T) {
+	vaulttest.EachServer(t, testASealAbandonsStartsInProgress)
+}
+
+func testASealAbandonsStartsInProgress(t *testing.T, k vaulttest.Kind) {
+	docker := testimage.Docker(t)
+	probeID := testimage.BuildProbe(t, docker)
+	dir := vaulttest.ShortTempDir(t)
+	v := k.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
+	register := []string{"write", "runtimes/plugins/catalog/secret/probe", "oci_image=" + testimage.ProbeName,
+		"version=" + testimage.ProbeVersion, "sha256=" + probeID, "runtime=secret-rt"}
+	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
+	v.MustRun(t, register...)
+	hostProbe(t, v)
+	// From its next start on, the plugin never completes its handshake.
+	v.MustRun(t, append(register, "env=PROBE_HANDSHAKE_DELAY=1h")...)
+	v.MustRun(t, "operator", "seal")
+	unseal(t, v, dir)
+	eventually(t, "the slow start's container", func() error {
+		if len(containersOf(t, docker, v.ClusterID)) == 0 {
+			return fmt.Errorf("no container yet")
+		}
+		return nil
+	})
+	began := time.Now()
+	v.MustRun(t, "operator", "seal")
+	took := time.Since(began)
+	t.Logf("sealed %s after it was asked, while a hosted plugin was starting", took.Round(time.Millisecond))
+	if took >= 25*time.Second {
+		t.Fatalf("the seal took %s: it waited for the start to fail at its 30 s handshake limit", took)
+	}
+	eventually(t, "no hosted container while sealed", func() error {
+		if left := containersOf(t, docker, v.ClusterID); len(left) > 0 {
+			return fmt.Errorf("running while sealed: %v", left)
+		}
+		return nil
+	})
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }
 
 // Sealing Vault stops every hosted container; after the unseal every hosted
@@ -60,17 +122,7 @@ func testSealStopsHostedMountsAndUnsealServesThem(t *testing.T, k vaulttest.Kind
 		t.Fatalf("a read while sealed: exit %d %s", code, errOut)
 	}
 
-	var keys struct {
-		UnsealKeys []string `json:"unseal_keys_b64"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "init.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &keys)
-	}
-	if err != nil || len(keys.UnsealKeys) == 0 {
-		t.Fatalf("the unseal key: %v", err)
-	}
-	v.MustRun(t, "operator", "unseal", keys.UnsealKeys[0])
+	unseal(t, v, dir)
 	var read readResult
 	eventually(t, "kv1 after the unseal", func() error {
 		_, errOut, code := v.Run(t, "read", "-format=json", "runtimes/mounts/kv1/a")
