@@ -38,6 +38,7 @@ func testAProcessCrashCostsNoRequestOfAMountWithSpecialPaths(t *testing.T, k vau
 			t.Fatalf("after a crash of the process, a mount with special paths is pending a reload:\n%s", errOut)
 		}
 		if code != 0 {
+			t.Logf("a read after the process died: exit %d: %s", code, folded(errOut))
 			return fmt.Errorf("exit %d: %s", code, errOut)
 		}
 		answered++
