@@ -133,6 +133,15 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 		fmt.Printf("new mount to its first answered read: hosted %.0f ms\n", ms(hostedCold))
 	}
 
+	// What monitoring polls: a hosted mount's read (its state and health,
+	// the figures from its engine's newest sample) beside a stored read of
+	// the catalog's, one client, side by side.
+	b.clients = 1
+	status := b.measure(func(*rand.Rand) (string, string, string) { return "GET", "/v1/runtimes/hosted/kv-" + oci, "" })
+	stored := b.measure(func(*rand.Rand) (string, string, string) { return "GET", "/v1/runtimes/catalog/container/bench-" + oci, "" })
+	fmt.Printf("GET hosted/NAME (state and health) p50 %.2f ms (%d failed), a stored read p50 %.2f ms: %.2fx\n",
+		ms(status.p50), status.failed, ms(stored.p50), float64(status.p50)/float64(stored.p50))
+
 	// docker kill of the container, to the next answered read.
 	var st struct {
 		Data struct {
