@@ -2,6 +2,7 @@ package runtimecatalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -184,6 +185,7 @@ func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *f
 		return reqerr.Respond(err)
 	}
 	var changes []string
+	stillStarting := false
 	m, err := b.catalog.WriteMount(ctx, name, func(existing *mountEntry) (*mountEntry, error) {
 		m := &mountEntry{Mount: hosting.Mount{Name: name}}
 		if existing != nil { // a write changes what it sends, as vault secrets tune does
@@ -192,13 +194,19 @@ func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *f
 		}
 		return m, applySentFields(m, d, mountFieldSchemas())
 	}, func(m, existing *mountEntry) error {
-		if existing == nil {
-			return b.host.Put(ctx, &m.Mount, nil)
+		var old *hosting.Mount
+		if existing != nil {
+			old = &existing.Mount
+			if b.host.Status(ctx, old).State == hosting.StateRunning {
+				changes = m.Changes(old)
+			}
 		}
-		if b.host.Status(ctx, &existing.Mount).State == hosting.StateRunning {
-			changes = m.Changes(&existing.Mount)
+		err := b.host.Put(ctx, &m.Mount, old)
+		if errors.Is(err, hosting.ErrStillStarting) {
+			stillStarting = true // stored; the start goes on
+			return nil
 		}
-		return b.host.Put(ctx, &m.Mount, &existing.Mount)
+		return err
 	})
 	if err != nil {
 		return reqerr.Respond(err)
@@ -209,6 +217,11 @@ func (b *backend) pathMountWrite(ctx context.Context, req *logical.Request, d *f
 		// say so, as its clients saw it restart.
 		resp.AddWarning(fmt.Sprintf("hosted mount %s was running and restarted with its new settings (%s); its data is kept",
 			name, strings.Join(changes, ", ")))
+	}
+	if stillStarting {
+		resp.AddWarning(fmt.Sprintf("hosted mount %s is stored and its plugin is still starting (a pull or a slow handshake): "+
+			"read %shosted/%s for its state; a start that fails leaves it stopped with the reason, and its next request tries again",
+			name, req.MountPoint, name))
 	}
 	if resp.Data["state"] == hosting.StatePendingReload {
 		resp.AddWarning(fmt.Sprintf("the plugin's sudo or unauthenticated paths differ from those Vault enforces for this name; until Vault reads them its requests are refused: run `"+

@@ -96,6 +96,59 @@ func testASealAbandonsStartsInProgress(t *testing.T, k vaulttest.Kind) {
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
 }
 
+// The hostile run's case: a create of a plugin slow to handshake, then a
+// seal. The create waits for the start 10 s at most, then stores the mount
+// and says its plugin is still starting; the seal, which Vault makes wait
+// for the create, then abandons the start: it does not wait for the 30 s
+// handshake limit, and leaves no container.
+func TestASealDuringACreateOfASlowPlugin(t *testing.T) {
+	vaulttest.EachServer(t, testASealDuringACreateOfASlowPlugin)
+}
+
+func testASealDuringACreateOfASlowPlugin(t *testing.T, k vaulttest.Kind) {
+	docker := testimage.Docker(t)
+	probeID := testimage.BuildProbe(t, docker)
+	dir := vaulttest.ShortTempDir(t)
+	v := k.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
+	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/slow", "oci_image="+testimage.ProbeName,
+		"version="+testimage.ProbeVersion, "sha256="+probeID, "runtime=secret-rt", "env=PROBE_HANDSHAKE_DELAY=1h")
+	type answer struct {
+		out, errOut string
+		code        int
+	}
+	created := make(chan answer, 1)
+	began := time.Now()
+	go func() {
+		out, errOut, code := v.Run(t, "write", "runtimes/hosted/slow", "plugin=slow")
+		created <- answer{out, errOut, code}
+	}()
+	eventually(t, "the slow plugin's container", func() error {
+		if len(containersOf(t, docker, v.ClusterID)) == 0 {
+			return fmt.Errorf("no container yet")
+		}
+		return nil
+	})
+	v.MustRun(t, "operator", "seal")
+	took := time.Since(began)
+	a := <-created
+	t.Logf("create, then seal: sealed %s after the create began; the create answered exit %d\n%s%s", took.Round(time.Millisecond), a.code, a.out, a.errOut)
+	if a.code != 0 || !strings.Contains(folded(a.out+a.errOut), "its plugin is still starting") {
+		t.Fatalf("the create of a plugin slow to start: exit %d\n%s%s", a.code, a.out, a.errOut)
+	}
+	if took >= 25*time.Second {
+		t.Fatalf("the seal came %s after the create began: it waited for the 30 s handshake limit", took)
+	}
+	eventually(t, "no hosted container while sealed", func() error {
+		if left := containersOf(t, docker, v.ClusterID); len(left) > 0 {
+			return fmt.Errorf("running while sealed: %v", left)
+		}
+		return nil
+	})
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
 // Sealing Vault stops every hosted container; after the unseal every hosted
 // mount serves its data again.
 func TestSealStopsHostedMountsAndUnsealServesThem(t *testing.T) {

@@ -22,6 +22,10 @@ var ErrEngineUnreachable = errors.New("the engine does not answer")
 // answer.
 const engineRetryMax = 30 * time.Second
 
+// ErrStillStarting is a write of a mount whose plugin had not started
+// within StartWait: the start goes on, and the mount is stored.
+var ErrStillStarting = errors.New("its plugin is still starting")
+
 // errContainerGone is why a plugin found exited before any request reached
 // it is gone, when the plugin cannot say more.
 var errContainerGone = errors.New("its container is gone")

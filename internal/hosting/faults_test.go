@@ -294,3 +294,91 @@ func (h *hungChecks) check(ctx context.Context) (bool, bool, error) {
 	<-ctx.Done()
 	return false, false, status.FromContextError(ctx.Err()).Err()
 }
+
+// A write of a mount waits for its plugin's start up to StartWait: past it
+// the start goes on, the write answers ErrStillStarting (the catalog then
+// stores the mount), and a read of its state says starting without waiting.
+// Vault waits for every request in flight before it seals, so a write held
+// by a slow handshake would hold the seal: a seal now waits StartWait at
+// most, and then abandons the start.
+func TestAWriteWaitsForAStartUpToStartWait(t *testing.T) {
+	e := &fakeEngine{startGate: make(chan struct{}), paths: &logical.Paths{Root: []string{"admin"}}}
+	th := newTestHostWith(t, e, func(c *Config) { c.StartWait = 50 * time.Millisecond })
+	m := &Mount{Name: "slow", Plugin: "kv"}
+	if err := th.Put(context.Background(), m, nil); !errors.Is(err, ErrStillStarting) {
+		t.Fatalf("a write whose start outlasts StartWait: %v", err)
+	}
+	th.store.mu.Lock()
+	th.store.mounts["slow"] = m // the catalog stores it
+	th.store.mu.Unlock()
+	if st := th.status(t, "slow"); st.State != StateStarting {
+		t.Fatalf("while its plugin starts: %+v", st)
+	}
+	if h := th.Health(context.Background(), m); h.Usage != nil {
+		t.Fatalf("health while starting: %+v", h)
+	}
+	close(e.startGate) // the plugin starts after all
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st := th.status(t, "slow"); st.State == StatePendingReload {
+			break // running, with paths Vault has not read
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the start: %+v", th.status(t, "slow"))
+		}
+	}
+	// The paths its plugin declared are stored, as a write's are.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		th.store.mu.Lock()
+		root := th.store.mounts["slow"].Paths.Root
+		th.store.mu.Unlock()
+		if len(root) == 1 && root[0] == "admin" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the declared paths were not stored: %v", root)
+		}
+	}
+}
+
+// A change whose start outlasts StartWait is stored; if the start fails
+// later, the mount is stopped with the reason, and its old settings are
+// not run again (the new ones are what is stored).
+func TestAChangeStillStartingIsNotRolledBack(t *testing.T) {
+	e := &fakeEngine{}
+	th := newTestHostWith(t, e, func(c *Config) { c.StartWait = 50 * time.Millisecond })
+	old := th.mount(t, "kv", "kv")
+	gate := make(chan struct{})
+	e.mu.Lock()
+	e.startGate = gate
+	e.mu.Unlock()
+	changed := *old
+	changed.Options = map[string]string{"version": "2"}
+	if err := th.Put(context.Background(), &changed, old); !errors.Is(err, ErrStillStarting) {
+		t.Fatalf("a change whose start outlasts StartWait: %v", err)
+	}
+	e.mu.Lock()
+	e.startErr = errors.New("missing image")
+	e.mu.Unlock()
+	close(gate)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st := th.status(t, "kv"); st.State == StateStopped && strings.Contains(st.Reason, "missing image") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the late failure: %+v", th.status(t, "kv"))
+		}
+	}
+	e.mu.Lock()
+	tried := len(e.startCtxs)
+	e.mu.Unlock()
+	if tried != 2 {
+		t.Fatalf("%d starts tried (the mount's, the change's): the old settings were run again", tried)
+	}
+	hd, _ := th.Host.lookup(context.Background(), "kv")
+	hd.mu.RLock()
+	options := hd.mount.Options
+	hd.mu.RUnlock()
+	if options["version"] != "2" {
+		t.Fatalf("the mount runs with %v", options)
+	}
+}

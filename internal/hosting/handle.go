@@ -24,6 +24,7 @@ const (
 	StateRunning       = "running"        // serving
 	StatePendingReload = "pending_reload" // its special paths differ from those Vault enforces for it
 	StateFailed        = "failed"         // crashed in a row (crashloop.go): refused, and retried after a wait
+	StateStarting      = "starting"       // its plugin is starting (shown while a start holds the mount)
 	// ReloadCommandFormat is the command that has Vault read a mount's
 	// special paths, given this mount of ours ("runtimes/").
 	ReloadCommandFormat = "vault write sys/plugins/reload/backend mounts=%s"
@@ -74,6 +75,9 @@ type handle struct {
 
 	leases leaseCount
 	hist   history // how its containers ended (health.go)
+	// starting is set while a start holds the lock: a read of the mount's
+	// state then says so rather than wait for it.
+	starting atomic.Bool
 }
 
 func newHandle(h *Host, m *Mount) *handle {
@@ -83,11 +87,54 @@ func newHandle(h *Host, m *Mount) *handle {
 }
 
 // put runs the mount with new settings m, its old ones being existing (nil
-// for a new mount); when m does not start, the old settings run again.
-func (hd *handle) put(m, existing *Mount) error {
-	hd.mu.Lock()
-	defer hd.mu.Unlock()
+// for a new mount); when m does not start, the old settings run again. A
+// start that takes longer than the host's StartWait goes on without the
+// write, which then stores m (ErrStillStarting): Vault waits for every
+// request in flight before it seals, so a write must not hold a seal for
+// as long as a pull or a slow handshake takes. Such a start that fails
+// later leaves the mount stopped with its reason, as one at unseal does;
+// the old settings are not run again, as the new ones are stored.
+func (hd *handle) put(ctx context.Context, m, existing *Mount) error {
+	if err := hd.lockCtx(ctx, hd.mu.TryLock); err != nil {
+		return err
+	}
+	var gate sync.Mutex
+	finished, detached := false, false
+	// settle decides once whether the write waits for this start's end.
+	settle := func() (waited bool) {
+		gate.Lock()
+		defer gate.Unlock()
+		finished = !detached
+		return finished
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := hd.putLocked(m, existing, settle)
+		hd.mu.Unlock()
+		done <- err
+	}()
+	timer := time.NewTimer(hd.host.cfg.StartWait)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+	}
+	gate.Lock()
+	if finished {
+		gate.Unlock()
+		return <-done
+	}
+	detached = true
+	gate.Unlock()
+	return ErrStillStarting
+}
+
+// putLocked is put's work under the lock; settle says, once the start has
+// ended, whether the write still waits for it.
+func (hd *handle) putLocked(m, existing *Mount, settle func() bool) error {
 	if existing != nil && len(m.Changes(existing)) == 0 && hd.state == StateRunning && hd.aliveLocked() {
+		settle()
 		// Nothing it runs with changed (a description, say): it serves on.
 		m.Paths = hd.mount.Paths
 		hd.mount = m
@@ -99,6 +146,15 @@ func (hd *handle) put(m, existing *Mount) error {
 	hd.crash.reset()
 	hd.retryAt = time.Time{} // an operator's write tries at once
 	err := hd.startLocked()
+	if !settle() {
+		// The write has stored m, and left: it is not touched again.
+		if err == nil {
+			updated := *m
+			updated.Paths = hd.mount.Paths
+			hd.mount = &updated
+		}
+		return err
+	}
 	if err == nil {
 		// m is not stored yet: it is stored with the paths its plugin
 		// declared.
@@ -455,9 +511,15 @@ func (hd *handle) invalidate(ctx context.Context, key string) {
 	run.backend.InvalidateKey(ctx, key)
 }
 
-// status is the mount's state and the registration key it runs.
+// status is the mount's state and the registration key it runs; while a
+// start holds the mount, that it is starting, without waiting for it.
 func (hd *handle) status() (Status, string) {
-	hd.mu.RLock()
+	if !hd.mu.TryRLock() {
+		if hd.starting.Load() {
+			return Status{State: StateStarting, Reason: "its plugin is starting"}, ""
+		}
+		hd.mu.RLock()
+	}
 	defer hd.mu.RUnlock()
 	st := Status{State: hd.state, Reason: hd.reason, Started: hd.started, Restarts: hd.restarts}
 	if hd.run != nil && (hd.dead || hd.run.exited()) {

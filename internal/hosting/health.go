@@ -110,9 +110,19 @@ const usageTimeout = 3 * time.Second
 // health is the mount's Health; the engine is asked for the running
 // container's figures.
 func (hd *handle) health(ctx context.Context) Health {
-	hd.mu.RLock()
-	run := hd.run
-	hd.mu.RUnlock()
+	var run *running
+	switch {
+	case hd.mu.TryRLock():
+		run = hd.run
+		hd.mu.RUnlock()
+	case hd.starting.Load():
+		// A start holds the mount: no container of it to ask yet, and
+		// the read does not wait for it.
+	default:
+		hd.mu.RLock()
+		run = hd.run
+		hd.mu.RUnlock()
+	}
 	h := hd.hist.snapshot(run)
 	if run != nil && !run.exited() {
 		ctx, cancel := context.WithTimeout(ctx, usageTimeout)

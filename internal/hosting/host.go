@@ -11,6 +11,7 @@ package hosting
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -49,6 +50,10 @@ type Config struct {
 	// RequestTimeout bounds one request to a hosted plugin
 	// (DefaultRequestTimeout when 0).
 	RequestTimeout time.Duration
+	// StartWait bounds how long a write of a mount waits for its plugin's
+	// start (DefaultStartWait when 0): past it, the start goes on and the
+	// write stores the mount.
+	StartWait time.Duration
 	// EngineRetry is the first wait before starting a mount again after
 	// its engine did not answer (a second when 0); it doubles each time.
 	EngineRetry time.Duration
@@ -69,6 +74,10 @@ type Engines interface {
 	// says how many.
 	ReapOrphans(ctx context.Context, rt runtime.Runtime, clusterID string) (int, error)
 }
+
+// DefaultStartWait is how long a write of a mount waits for its plugin to
+// start: a start takes about a second, a pull or a slow handshake longer.
+const DefaultStartWait = 10 * time.Second
 
 // DefaultStartTimeout is a pull's own bound (runtime.DefaultPullTimeout)
 // with a minute for the rest.
@@ -104,6 +113,9 @@ func New(cfg Config) *Host {
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.StartWait == 0 {
+		cfg.StartWait = DefaultStartWait
 	}
 	if cfg.EngineRetry == 0 {
 		cfg.EngineRetry = time.Second
@@ -181,7 +193,10 @@ func (h *Host) Put(ctx context.Context, m, existing *Mount) error {
 	if err != nil {
 		return err
 	}
-	if err := hd.put(m, existing); err != nil {
+	if err := hd.put(ctx, m, existing); err != nil {
+		if errors.Is(err, ErrStillStarting) {
+			return err // stored all the same: the start goes on
+		}
 		if existing == nil {
 			h.forget(hd)
 			// What a failed Initialize wrote must not greet a later mount.

@@ -64,7 +64,7 @@ func (m *metrics) forget(mount string) {
 
 var (
 	descState = prometheus.NewDesc("runtime_catalog_hosted_state",
-		"1 for a hosted mount's state now (running, pending_reload, stopped, failed), 0 for the others.", []string{"mount", "state"}, nil)
+		"1 for a hosted mount's state now (running, pending_reload, starting, stopped, failed), 0 for the others.", []string{"mount", "state"}, nil)
 	descRestarts = prometheus.NewDesc("runtime_catalog_hosted_restarts_total",
 		"Restarts of a hosted mount after its container ended, by how it ended (memory_limit, panicked, signal, exited, memory_limit_or_signal, gone).",
 		[]string{"mount", "cause"}, nil)
@@ -93,7 +93,7 @@ var figureDescs = map[string]struct {
 	runtime.FigurePids:        {descPids, prometheus.GaugeValue},
 }
 
-var states = []string{StateRunning, StatePendingReload, StateStopped, StateFailed}
+var states = []string{StateRunning, StatePendingReload, StateStarting, StateStopped, StateFailed}
 
 // Describe sends nothing: the host is an unchecked collector, its series
 // come and go with the mounts.

@@ -32,7 +32,9 @@ func (hd *handle) startLocked() error {
 	}
 	ctx, cancel := hd.startContext()
 	defer cancel()
+	hd.starting.Store(true)
 	err := hd.tryStartLocked(ctx, now)
+	hd.starting.Store(false)
 	if err != nil && hd.host.ctx.Err() != nil {
 		// Abandoned as the host closes (Vault seals, unmounts or reloads
 		// this mount): no fault of the plugin's, and nothing runs.
