@@ -138,7 +138,9 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 	// the catalog's, one client, side by side.
 	b.clients = 1
 	status := b.measure(func(*rand.Rand) (string, string, string) { return "GET", "/v1/runtimes/hosted/kv-" + oci, "" })
-	stored := b.measure(func(*rand.Rand) (string, string, string) { return "GET", "/v1/runtimes/catalog/container/bench-" + oci, "" })
+	stored := b.measure(func(*rand.Rand) (string, string, string) {
+		return "GET", "/v1/runtimes/catalog/container/bench-" + oci, ""
+	})
 	fmt.Printf("GET hosted/NAME (state and health) p50 %.2f ms (%d failed), a stored read p50 %.2f ms: %.2fx\n",
 		ms(status.p50), status.failed, ms(stored.p50), float64(status.p50)/float64(stored.p50))
 

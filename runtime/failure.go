@@ -102,7 +102,7 @@ func (r *Runner) exitMeaning(code int64) string {
 	reason, _ := r.exitReason(code)
 	switch {
 	case reason == ExitMemoryLimit:
-		return fmt.Sprintf(" (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeded its memory limit, memory_bytes %d)", limit)
+		return fmt.Sprintf(" (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeds its memory limit: memory_bytes %d)", limit)
 	case reason == ExitMemoryOrSignal:
 		return fmt.Sprintf(" (SIGKILL: the kernel's, past its memory limit (memory_bytes %d), or a kill from outside; "+
 			"the engine does not say which)", limit)
@@ -116,15 +116,16 @@ func (r *Runner) exitMeaning(code int64) string {
 		// The OOM killer took a thread or child and the plugin died of it
 		// another way (a Go runtime that could not allocate exits 2).
 		return fmt.Sprintf(" (the engine reported the kernel's OOM killer in the container, as for a container that exceeds its memory limit: memory_bytes %d)", limit)
-	case code != 0 && limit > 0 && !r.handshook && r.tail.String() == "" && !r.oomReported():
-		// Seen under a 6 MiB limit on Podman, now and then: exit code 2
-		// with not a line printed, as a Go program that cannot get the
-		// memory its runtime starts with dies before it can say so. Where
-		// the engine reports OOM kills and reported none, this is not it.
-		return fmt.Sprintf(" (it printed nothing before it died, under a memory limit: a plugin that cannot get the memory it starts with dies so; "+
-			"if that is it, it exceeds its memory limit: memory_bytes %d)", limit)
 	case reason == ExitSignal:
 		return fmt.Sprintf(" (killed by signal %d)", code-128)
+	case code != 0 && limit > 0 && !r.handshook && r.tail.String() == "":
+		// Seen under a 6 MiB limit, now and then: exit code 2 with not a
+		// line printed and no oom event, as a Go program that cannot get
+		// the memory its runtime starts with dies before it can say so.
+		// (A plugin this host stopped at the handshake limit is said to
+		// have hit that limit before this is asked: handshakeFailure.)
+		return fmt.Sprintf(" (it printed nothing before it died, under a memory limit: a plugin that cannot get the memory it starts with dies so; "+
+			"if that is it, it exceeds its memory limit: memory_bytes %d)", limit)
 	}
 	return ""
 }

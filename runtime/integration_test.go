@@ -173,7 +173,7 @@ func TestStartFailuresSayWhy(t *testing.T) {
 			}{
 				{"killed by its memory limit", good, on(func(rt *runtime.Runtime) { rt.MemoryBytes = 6 << 20 }), runtime.ErrContainerExited,
 					// Before or after the handshake, as the kernel's timing falls.
-					[]string{"exited with code 137 (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeded its memory limit, memory_bytes 6291456)"}},
+					[]string{"exited with code 137 (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeds its memory limit: memory_bytes 6291456)"}},
 				{"more CPU than the host has", good, on(func(rt *runtime.Runtime) { rt.NanoCPUs = 1000 * 1_000_000_000 }), runtime.ErrStartRefused,
 					[]string{"the engine refused the container"}},
 			}...)

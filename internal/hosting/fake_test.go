@@ -125,7 +125,7 @@ func (p *fakePlugin) Conn(string) grpc.ClientConnInterface { return nil }
 func (p *fakePlugin) Exited() bool                         { return p.exited.Load() || p.stopped.Load() }
 func (p *fakePlugin) Explain(cause error) error {
 	if p.oom.Load() {
-		return fmt.Errorf("plugin container exited with code 137 (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeded its memory limit, memory_bytes 67108864); last output: %w", cause)
+		return fmt.Errorf("plugin container exited with code 137 (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeds its memory limit: memory_bytes 67108864); last output: %w", cause)
 	}
 	if p.Panicked() {
 		return fmt.Errorf("plugin container exited with code 2; last output: panic: on this path: %w", cause)
