@@ -2,7 +2,9 @@ package acceptance
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -87,4 +89,55 @@ func testAWriteThatReachedThePluginIsNeverSentAgain(t *testing.T, k vaulttest.Ki
 	v.MustRun(t, "delete", "runtimes/hosted/p")
 	v.Stop(t)
 	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
+// A plugin that does not answer within the request limit (60 s) gets every
+// request a 504 naming the mount, however many are in flight and however
+// gRPC ends each call; the metrics count them failed, not canceled, as no
+// client left. Nothing restarts: a slow plugin is not a dead one.
+func TestEveryRequestPastTheLimitIsA504(t *testing.T) {
+	vaulttest.EachServer(t, testEveryRequestPastTheLimitIsA504)
+}
+
+func testEveryRequestPastTheLimitIsA504(t *testing.T, k vaulttest.Kind) {
+	docker, v := startWithProbe(t, k)
+	before := hostProbe(t, v)
+	const n = 16
+	answers := newTally()
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body := vaultHTTPBody(v, http.MethodGet, "runtimes/mounts/p/sleep?seconds=70", nil)
+			if code == 504 && strings.Contains(body, "hosted mount p is not answering: its plugin did not answer within 1m0s") {
+				code = -504 // the 504 this plugin gives, not one of Vault's
+			}
+			answers.add("read", code, body)
+		}()
+	}
+	wg.Wait()
+	if got := answers.byOp()["read"]; got[-504] != n {
+		t.Fatalf("%d slow requests answered %v; one: %s", n, got, answers.sample(firstCode(got, -504)))
+	}
+	_, metrics := vaultHTTPBody(v, http.MethodGet, "runtimes/metrics", nil)
+	if want := `runtime_catalog_hosted_requests_total{mount="p",operation="read",outcome="failed"} 16`; !strings.Contains(metrics, want) {
+		t.Errorf("the metrics do not count them failed (%s):\n%s", want, metrics)
+	}
+	if after := waitForState(t, v, "p", "running"); after.Data.ContainerID != before.Data.ContainerID || after.Data.Restarts != 0 {
+		t.Fatalf("a slow plugin was restarted: %+v", after.Data)
+	}
+	v.MustRun(t, "delete", "runtimes/hosted/p")
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
+// firstCode is a code of counts other than want, to show a sample of.
+func firstCode(counts map[int]int, want int) int {
+	for code := range counts {
+		if code != want {
+			return code
+		}
+	}
+	return want
 }

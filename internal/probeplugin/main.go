@@ -128,6 +128,18 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 				ExistenceCheck: func(context.Context, *logical.Request, *framework.FieldData) (bool, error) { return true, nil },
 			},
 			{
+				// sleep answers after the given seconds, whatever its
+				// request's context says: a plugin that stops answering.
+				Pattern: "sleep",
+				Fields:  map[string]*framework.FieldSchema{"seconds": {Type: framework.TypeInt}},
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: func(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+						time.Sleep(time.Duration(d.Get("seconds").(int)) * time.Second)
+						return &logical.Response{Data: map[string]interface{}{"slept": d.Get("seconds").(int)}}, nil
+					}},
+				},
+			},
+			{
 				// escape tries keys that would be the catalog's or another
 				// mount's if the storage were not a view of its own.
 				Pattern: "escape",
