@@ -41,10 +41,10 @@ func Check(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 		return nil, err
 	}
 	result := &CheckResult{
-		ContainerID: running.Runner.ID(),
-		Pulled:      running.Runner.Pulled,
-		Created:     running.Runner.Created,
-		Started:     running.Runner.Started,
+		ContainerID: running.runner.ID(),
+		Pulled:      running.runner.Pulled,
+		Created:     running.runner.Created,
+		Started:     running.runner.Started,
 		Handshake:   running.Handshake,
 	}
 	if versioner, ok := backend.(logical.PluginVersioner); ok {

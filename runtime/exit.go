@@ -31,10 +31,10 @@ const (
 
 // Exit reports how the container ended, once it has.
 func (r *Running) Exit() (Exit, bool) {
-	if r.Runner == nil {
+	if r.runner == nil {
 		return Exit{}, false
 	}
-	return r.Runner.exitReport()
+	return r.runner.exitReport()
 }
 
 func (r *Runner) exitReport() (Exit, bool) {
@@ -121,4 +121,4 @@ func (r *Running) Usage(context.Context) (Usage, error) {
 
 // OOMKills is how many times the kernel's OOM killer acted in the
 // container, and whether its engine reports that at all (Podman does not).
-func (r *Running) OOMKills() (int64, bool) { return r.Runner.OOMKills() }
+func (r *Running) OOMKills() (int64, bool) { return r.runner.OOMKills() }

@@ -85,7 +85,7 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 				testimage.AssertNoContainers(t, e.Client)
 			}()
 
-			info, err := e.Client.ContainerInspect(ctx, running.Runner.ID())
+			info, err := e.Client.ContainerInspect(ctx, running.ContainerID())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +108,7 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 			if hc.NetworkMode != "none" {
 				t.Fatalf("network mode %q: a plugin container has loopback only", hc.NetworkMode)
 			}
-			assertCgroupLimits(t, e.CgroupDir(parent, running.Runner.ID()), nanoCPUs, memory, runtime.DefaultPidsLimit)
+			assertCgroupLimits(t, e.CgroupDir(parent, running.ContainerID()), nanoCPUs, memory, runtime.DefaultPidsLimit)
 		})
 	}
 }
@@ -238,7 +238,7 @@ func TestPreviewMatchesStartedContainer(t *testing.T) {
 		running.Stop(ctx)
 		testimage.AssertNoContainers(t, docker)
 	}()
-	info, err := docker.ContainerInspect(ctx, running.Runner.ID())
+	info, err := docker.ContainerInspect(ctx, running.ContainerID())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func clientConfig(p Plugin, r Runtime, o Options, newRunner func(*RunConfig, str
 // completed the handshake with the Vault plugin inside. Backends are set up
 // in it with Backend, one per mount.
 type Running struct {
-	Runner *Runner
+	runner *Runner // runs its container for go-plugin; set once go-plugin calls the runner function
 	client *plugin.Client
 	rpc    plugin.ClientProtocol
 	conn   *grpc.ClientConn
@@ -194,16 +194,16 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	running.client = plugin.NewClient(clientConfig(p, r, o, func(rc *RunConfig, dir string) (runner.Runner, error) {
 		made.Lock()
 		defer made.Unlock()
-		running.Runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
-		running.Runner.EngineAddress = r.Engine
-		running.Runner.Auth, running.Runner.PullTimeout = o.Auth, o.PullTimeout
-		return running.Runner, nil
+		running.runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
+		running.runner.EngineAddress = r.Engine
+		running.runner.Auth, running.runner.PullTimeout = o.Auth, o.PullTimeout
+		return running.runner, nil
 	}, func(dir string) { made.Lock(); socketDir = dir; made.Unlock() }))
 
 	rpc, err := running.connect(ctx, func() (*Runner, string) {
 		made.Lock()
 		defer made.Unlock()
-		return running.Runner, socketDir
+		return running.runner, socketDir
 	})
 	if errors.Is(err, ErrStartAbandoned) {
 		return nil, err
@@ -211,7 +211,7 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	made.Lock()
 	defer made.Unlock()
 	if err != nil {
-		run := running.Runner
+		run := running.runner
 		running.Stop(ctx)
 		if socketDir != "" {
 			os.RemoveAll(socketDir)
@@ -231,11 +231,11 @@ func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 		running.Stop(ctx)
 		return nil, fmt.Errorf("the plugin speaks %T, not gRPC", rpc)
 	}
-	running.Handshake = time.Since(began) - running.Runner.Created - running.Runner.Started
-	running.Runner.handshook = true
-	running.Runner.connected()
+	running.Handshake = time.Since(began) - running.runner.Created - running.runner.Started
+	running.runner.handshook = true
+	running.runner.connected()
 	if se, ok := engine.(StatsEngine); ok {
-		running.sampler = startSampler(se, running.Runner.ID())
+		running.sampler = startSampler(se, running.runner.ID())
 	}
 	return running, nil
 }
@@ -312,7 +312,7 @@ func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendC
 	if err := b.Setup(ctx, conf); err != nil {
 		// A plugin killed during its Setup (by its memory limit, say) breaks
 		// the connection: its exit says why.
-		return nil, r.Runner.ExplainCall(fmt.Errorf("setting up the plugin's backend: %w", err))
+		return nil, r.runner.ExplainCall(fmt.Errorf("setting up the plugin's backend: %w", err))
 	}
 	return b, nil
 }
@@ -325,11 +325,11 @@ func (r *Running) Conn(id string) grpc.ClientConnInterface { return r.muxConn(id
 func (r *Running) muxConn(id string) muxConn { return muxConn{r.conn, id, r.maxResponse} }
 
 // ContainerID is the ID of the plugin's container.
-func (r *Running) ContainerID() string { return r.Runner.ID() }
+func (r *Running) ContainerID() string { return r.runner.ID() }
 
 // Explain explains a call to the plugin that failed because the plugin is
 // gone: its exit code and last output, when its container exited.
-func (r *Running) Explain(cause error) error { return r.Runner.ExplainCall(cause) }
+func (r *Running) Explain(cause error) error { return r.runner.ExplainCall(cause) }
 
 // MemoryKilled reports whether the plugin's container was killed by the
 // kernel past its memory limit: by the engine's oom event where it sends
@@ -345,11 +345,11 @@ func (r *Running) Panicked() bool { return r.exitReason() == ExitPanicked }
 
 // exitReason is the exit's reason once the container exited, else "".
 func (r *Running) exitReason() string {
-	done, code := r.Runner.Exited()
+	done, code := r.runner.Exited()
 	if !done {
 		return ""
 	}
-	reason, _ := r.Runner.exitReason(code)
+	reason, _ := r.runner.exitReason(code)
 	return reason
 }
 
@@ -367,9 +367,9 @@ func (r *Running) Stop(ctx context.Context) {
 			defer r.sampler.close()
 		}
 		r.client.Kill() // asks the plugin to exit, then stops the container
-		if r.Runner != nil {
-			r.Runner.awaitRemoval(30 * time.Second)
-			r.Runner.giveUp() // go-plugin's Kill skips the runner's after a graceful exit
+		if r.runner != nil {
+			r.runner.awaitRemoval(30 * time.Second)
+			r.runner.giveUp() // go-plugin's Kill skips the runner's after a graceful exit
 		}
 	})
 }
