@@ -3,6 +3,7 @@ package runtimecatalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -211,18 +212,10 @@ func (b *backend) startHosted(ctx context.Context, p runtime.Plugin, rt runtime.
 	running, err := runtime.Start(ctx, engine, p, rt, options)
 	if err != nil {
 		// An engine that does not answer (restarting, down) is no fault of
-		// the plugin: the host waits and tries again rather than count it.
-		// The start's own error says so when a call could not connect; a
-		// call that failed otherwise is asked about, as the engine may have
-		// gone meanwhile (an idle connection kept from before can still
-		// answer while new ones are refused, so the error comes first).
-		if runtime.IsEngineUnreachable(err, rt.Engine) {
-			return nil, fmt.Errorf("%w: the engine at %s: %v", hosting.ErrEngineUnreachable, runtime.EngineAddress(rt.Engine), err)
-		}
-		askCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, askErr := engine.ServerVersion(askCtx); askErr != nil {
-			return nil, fmt.Errorf("%w: the engine at %s: %v", hosting.ErrEngineUnreachable, runtime.EngineAddress(rt.Engine), askErr)
+		// the plugin (the runtime says which): the host waits and tries
+		// again rather than count it.
+		if errors.Is(err, runtime.ErrEngineUnreachable) {
+			return nil, err
 		}
 		return nil, reqerr.StartFailure(p.Type+"/"+p.Name, err)
 	}

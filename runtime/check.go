@@ -23,7 +23,7 @@ type CheckResult struct {
 // in memory), asks its version and stops it, timing each step.
 func Check(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (*CheckResult, error) {
 	began := time.Now()
-	running, err := Start(ctx, engine, p, r, o)
+	running, err := start(ctx, engine, p, r, o)
 	if err != nil {
 		return nil, err
 	}

@@ -186,6 +186,35 @@ type Running struct {
 // runtime, missing image, SHA256 mismatch, or the exit code with the last
 // output lines.
 func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (*Running, error) {
+	running, err := start(ctx, engine, p, r, o)
+	if err != nil && !errors.Is(err, ErrStartAbandoned) {
+		if why := engineDown(engine, err, r.Engine); why != nil {
+			return nil, fmt.Errorf("%w: the engine at %s: %v", ErrEngineUnreachable, EngineAddress(r.Engine), why)
+		}
+	}
+	return running, err
+}
+
+// ErrEngineUnreachable marks a start that failed because its engine did not
+// answer (restarting, down): no fault of the plugin's.
+var ErrEngineUnreachable = errors.New("the engine does not answer")
+
+// engineDown says why the engine did not answer, when a start's failure err
+// was its doing: a call that could not connect says so itself; one that
+// failed otherwise is asked about, as the engine may have gone meanwhile
+// (an idle connection kept from before can still answer while new ones are
+// refused, so the error comes first). Nil when the engine answers.
+func engineDown(engine Engine, err error, address string) error {
+	if IsEngineUnreachable(err, address) {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, askErr := engine.ServerVersion(ctx)
+	return askErr
+}
+
+func start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (*Running, error) {
 	began := time.Now()
 	o = o.withDefaults()
 	running := &Running{name: p.Name, maxResponse: o.MaxResponseBytes}

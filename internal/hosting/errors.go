@@ -9,14 +9,17 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // The answers a hosted mount gives when it cannot serve: each says which
 // mount, why, and what makes it serve again.
 
 // ErrEngineUnreachable marks a start that failed because the engine did
-// not answer (it is restarting, or down), which is no fault of the plugin.
-var ErrEngineUnreachable = errors.New("the engine does not answer")
+// not answer (it is restarting, or down), which is no fault of the plugin:
+// the runtime's, which knows its engine.
+var ErrEngineUnreachable = runtime.ErrEngineUnreachable
 
 // engineRetryMax bounds the wait between starts while the engine does not
 // answer.
