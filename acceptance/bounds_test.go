@@ -33,6 +33,15 @@ func hostProbe(t *testing.T, v *vaulttest.Server) mountState {
 	return waitForState(t, v, "p", "running")
 }
 
+// unhostProbe deletes the probe's mount, stops the server, and checks that
+// no container of it is left.
+func unhostProbe(t *testing.T, docker *client.Client, v *vaulttest.Server) {
+	t.Helper()
+	v.MustRun(t, "delete", "runtimes/hosted/p")
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
 // A hosted plugin's answer over max_hosted_response_bytes is refused with a
 // 502 naming the bound; answers under it pass; the plugin serves on.
 func TestHostedAnswersAreBounded(t *testing.T) { vaulttest.EachServer(t, testHostedAnswersAreBounded) }
@@ -57,9 +66,7 @@ func testHostedAnswersAreBounded(t *testing.T, k vaulttest.Kind) {
 	if read.Data["open"] != true || after.Data.Restarts != 0 || after.Data.ContainerID != before.Data.ContainerID {
 		t.Fatalf("after the refused answer: %v, %+v", read.Data, after.Data)
 	}
-	v.MustRun(t, "delete", "runtimes/hosted/p")
-	v.Stop(t)
-	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+	unhostProbe(t, docker, v)
 }
 
 // A plugin that panics on one path, or goes past its memory limit on one,
@@ -127,9 +134,7 @@ func testPluginKilledByOneRequest(t *testing.T, k vaulttest.Kind) {
 		}
 		return nil
 	})
-	v.MustRun(t, "delete", "runtimes/hosted/p")
-	v.Stop(t)
-	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+	unhostProbe(t, docker, v)
 }
 
 var logEntryStart = regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\dT`)

@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 )
 
@@ -50,9 +49,7 @@ func testAProcessCrashCostsNoRequestOfAMountWithSpecialPaths(t *testing.T, k vau
 		{[]string{"read", "runtimes/mounts/p/open"}, true},
 		{[]string{"read", "runtimes/mounts/p/admin"}, false}, // still the plugin's root path
 	})
-	v.MustRun(t, "delete", "runtimes/hosted/p")
-	v.Stop(t)
-	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+	unhostProbe(t, docker, v)
 }
 
 // A write during which the hosted plugin exits (it applied the write, then
@@ -86,9 +83,7 @@ func testAWriteThatReachedThePluginIsNeverSentAgain(t *testing.T, k vaulttest.Ki
 			t.Errorf("the exit's output quotes go-plugin's handshake line: %q", line)
 		}
 	}
-	v.MustRun(t, "delete", "runtimes/hosted/p")
-	v.Stop(t)
-	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+	unhostProbe(t, docker, v)
 }
 
 // A plugin that does not answer within the request limit (60 s) gets every
@@ -127,9 +122,7 @@ func testEveryRequestPastTheLimitIsA504(t *testing.T, k vaulttest.Kind) {
 	if after := waitForState(t, v, "p", "running"); after.Data.ContainerID != before.Data.ContainerID || after.Data.Restarts != 0 {
 		t.Fatalf("a slow plugin was restarted: %+v", after.Data)
 	}
-	v.MustRun(t, "delete", "runtimes/hosted/p")
-	v.Stop(t)
-	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+	unhostProbe(t, docker, v)
 }
 
 // firstCode is a code of counts other than want, to show a sample of.

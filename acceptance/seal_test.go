@@ -51,6 +51,48 @@ func unseal(t *testing.T, v *vaulttest.Server, dir string) {
 	v.MustRun(t, "operator", "unseal", keys.UnsealKeys[0])
 }
 
+// sealableWithProbe starts a server that can be sealed and unsealed (in
+// dir, with its key), with the probe's runtime; register registers the
+// probe under a name, with more arguments.
+func sealableWithProbe(t *testing.T, k vaulttest.Kind) (*client.Client, *vaulttest.Server, string, func(name string, more ...string)) {
+	t.Helper()
+	docker := testimage.Docker(t)
+	probeID := testimage.BuildProbe(t, docker)
+	dir := vaulttest.ShortTempDir(t)
+	v := k.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
+	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
+	return docker, v, dir, func(name string, more ...string) {
+		v.MustRun(t, append([]string{"write", "runtimes/plugins/catalog/secret/" + name, "oci_image=" + testimage.ProbeName,
+			"version=" + testimage.ProbeVersion, "sha256=" + probeID, "runtime=secret-rt"}, more...)...)
+	}
+}
+
+// awaitContainer waits until a container of v's cluster is there: a start
+// that has reached its engine.
+func awaitContainer(t *testing.T, docker *client.Client, v *vaulttest.Server) {
+	t.Helper()
+	eventually(t, "a plugin's container", func() error {
+		if len(containersOf(t, docker, v.ClusterID)) == 0 {
+			return fmt.Errorf("no container yet")
+		}
+		return nil
+	})
+}
+
+// stopLeavingNothing checks that no container of sealed v is left, stops
+// v, and checks again.
+func stopLeavingNothing(t *testing.T, docker *client.Client, v *vaulttest.Server) {
+	t.Helper()
+	eventually(t, "no hosted container while sealed", func() error {
+		if left := containersOf(t, docker, v.ClusterID); len(left) > 0 {
+			return fmt.Errorf("running while sealed: %v", left)
+		}
+		return nil
+	})
+	v.Stop(t)
+	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+}
+
 // Unsealing starts every hosted mount in the background; a seal while one
 // of those starts waits for a handshake that does not come abandons it at
 // once: the seal does not wait for the start (which would end at the 30 s
@@ -60,25 +102,14 @@ func TestASealAbandonsStartsInProgress(t *testing.T) {
 }
 
 func testASealAbandonsStartsInProgress(t *testing.T, k vaulttest.Kind) {
-	docker := testimage.Docker(t)
-	probeID := testimage.BuildProbe(t, docker)
-	dir := vaulttest.ShortTempDir(t)
-	v := k.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
-	register := []string{"write", "runtimes/plugins/catalog/secret/probe", "oci_image=" + testimage.ProbeName,
-		"version=" + testimage.ProbeVersion, "sha256=" + probeID, "runtime=secret-rt"}
-	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
-	v.MustRun(t, register...)
+	docker, v, dir, register := sealableWithProbe(t, k)
+	register("probe")
 	hostProbe(t, v)
 	// From its next start on, the plugin never completes its handshake.
-	v.MustRun(t, append(register, "env=PROBE_HANDSHAKE_DELAY=1h")...)
+	register("probe", "env=PROBE_HANDSHAKE_DELAY=1h")
 	v.MustRun(t, "operator", "seal")
 	unseal(t, v, dir)
-	eventually(t, "the slow start's container", func() error {
-		if len(containersOf(t, docker, v.ClusterID)) == 0 {
-			return fmt.Errorf("no container yet")
-		}
-		return nil
-	})
+	awaitContainer(t, docker, v)
 	began := time.Now()
 	v.MustRun(t, "operator", "seal")
 	took := time.Since(began)
@@ -86,14 +117,7 @@ func testASealAbandonsStartsInProgress(t *testing.T, k vaulttest.Kind) {
 	if took >= 25*time.Second {
 		t.Fatalf("the seal took %s: it waited for the start to fail at its 30 s handshake limit", took)
 	}
-	eventually(t, "no hosted container while sealed", func() error {
-		if left := containersOf(t, docker, v.ClusterID); len(left) > 0 {
-			return fmt.Errorf("running while sealed: %v", left)
-		}
-		return nil
-	})
-	v.Stop(t)
-	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+	stopLeavingNothing(t, docker, v)
 }
 
 // The hostile run's case: a create of a plugin slow to handshake, then a
@@ -106,13 +130,8 @@ func TestASealDuringACreateOfASlowPlugin(t *testing.T) {
 }
 
 func testASealDuringACreateOfASlowPlugin(t *testing.T, k vaulttest.Kind) {
-	docker := testimage.Docker(t)
-	probeID := testimage.BuildProbe(t, docker)
-	dir := vaulttest.ShortTempDir(t)
-	v := k.StartPersistent(t, dir, vaulttest.FreePort(t), "runtimes")
-	v.MustRun(t, "write", "runtimes/catalog/container/secret-rt", "oci_runtime=runc")
-	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/slow", "oci_image="+testimage.ProbeName,
-		"version="+testimage.ProbeVersion, "sha256="+probeID, "runtime=secret-rt", "env=PROBE_HANDSHAKE_DELAY=1h")
+	docker, v, _, register := sealableWithProbe(t, k)
+	register("slow", "env=PROBE_HANDSHAKE_DELAY=1h")
 	type answer struct {
 		out, errOut string
 		code        int
@@ -123,12 +142,7 @@ func testASealDuringACreateOfASlowPlugin(t *testing.T, k vaulttest.Kind) {
 		out, errOut, code := v.Run(t, "write", "runtimes/hosted/slow", "plugin=slow")
 		created <- answer{out, errOut, code}
 	}()
-	eventually(t, "the slow plugin's container", func() error {
-		if len(containersOf(t, docker, v.ClusterID)) == 0 {
-			return fmt.Errorf("no container yet")
-		}
-		return nil
-	})
+	awaitContainer(t, docker, v)
 	v.MustRun(t, "operator", "seal")
 	took := time.Since(began)
 	a := <-created
@@ -139,14 +153,7 @@ func testASealDuringACreateOfASlowPlugin(t *testing.T, k vaulttest.Kind) {
 	if took >= 25*time.Second {
 		t.Fatalf("the seal came %s after the create began: it waited for the 30 s handshake limit", took)
 	}
-	eventually(t, "no hosted container while sealed", func() error {
-		if left := containersOf(t, docker, v.ClusterID); len(left) > 0 {
-			return fmt.Errorf("running while sealed: %v", left)
-		}
-		return nil
-	})
-	v.Stop(t)
-	testimage.AssertNoContainersOf(t, docker, v.ClusterID)
+	stopLeavingNothing(t, docker, v)
 }
 
 // Sealing Vault stops every hosted container; after the unseal every hosted

@@ -18,7 +18,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	vaultplugin "github.com/hashicorp/vault/sdk/plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 )
 
 // Options are the host's side of starting a plugin.
@@ -269,59 +268,6 @@ func start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	return running, nil
 }
 
-// ErrStartAbandoned is a start given up because its context ended (the
-// host is closing: Vault seals, unmounts or reloads): the container is
-// stopped and removed in the background.
-var ErrStartAbandoned = errors.New("the start was abandoned")
-
-// connect runs go-plugin's start and handshake, which take no context and
-// wait up to the start timeout for a slow plugin: when ctx ends first, the
-// start is abandoned at once, and the container stopped, which ends
-// go-plugin's wait; the rest of the cleanup runs in the background. made
-// is the runner and socket directory go-plugin made so far.
-func (r *Running) connect(ctx context.Context, made func() (*Runner, string)) (plugin.ClientProtocol, error) {
-	type result struct {
-		rpc plugin.ClientProtocol
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rpc, err := r.client.Client()
-		done <- result{rpc, err}
-	}()
-	select {
-	case res := <-done:
-		return res.rpc, res.err
-	case <-ctx.Done():
-	}
-	go func() {
-		for {
-			// The runner exists once go-plugin has called the runner
-			// function: abandoned, it stops its container, which ends the
-			// handshake's wait.
-			if run, _ := made(); run != nil {
-				run.abandon()
-			}
-			select {
-			case <-done:
-				r.client.Kill()
-				if run, dir := made(); run != nil || dir != "" {
-					if run != nil {
-						run.Kill(context.Background())
-					}
-					os.RemoveAll(dir)
-				}
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
-	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-		return nil, fmt.Errorf("%w: the start did not complete in its time: %w", ErrStartAbandoned, context.Cause(ctx))
-	}
-	return nil, fmt.Errorf("%w: the host is closing: %w", ErrStartAbandoned, context.Cause(ctx))
-}
-
 // Multiplexed reports whether the plugin serves several backends at once
 // (it called ServeMultiplex), so several mounts can share its container.
 func (r *Running) Multiplexed(ctx context.Context) (bool, error) {
@@ -401,45 +347,4 @@ func (r *Running) Stop(ctx context.Context) {
 			r.runner.giveUp() // go-plugin's Kill skips the runner's after a graceful exit
 		}
 	})
-}
-
-// muxClient is the pluginutil.PluginClient that Vault's SDK dispenses a
-// backend from: the shared connection, seen through one mount's ID.
-type muxClient struct {
-	plugin.ClientProtocol
-	conn muxConn
-}
-
-func (c *muxClient) Conn() grpc.ClientConnInterface { return c.conn }
-
-// Reload is what a backend's Cleanup calls on a plugin reload; restarting is
-// the owner's business here.
-func (c *muxClient) Reload() error { return nil }
-
-// Close is what a backend's Cleanup calls; the container is shared, so it
-// stays until its owner calls Stop.
-func (c *muxClient) Close() error { return nil }
-
-// muxConn adds a multiplexing ID to every call, as Vault's plugin catalog
-// does for each mount of a multiplexed plugin.
-type muxConn struct {
-	*grpc.ClientConn
-	id          string
-	maxResponse int
-}
-
-func (c muxConn) Invoke(ctx context.Context, method string, args, reply interface{}, opts ...grpc.CallOption) error {
-	ctx = metadata.AppendToOutgoingContext(ctx, pluginutil.MultiplexingCtxKey, c.id)
-	if c.maxResponse > 0 {
-		// Last, so it wins over the SDK's own per-call MaxInt32.
-		opts = append(opts, grpc.MaxCallRecvMsgSize(c.maxResponse))
-	}
-	return invokeRecorded(ctx, func(opts ...grpc.CallOption) error {
-		return c.ClientConn.Invoke(ctx, method, args, reply, opts...)
-	}, opts)
-}
-
-func (c muxConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	ctx = metadata.AppendToOutgoingContext(ctx, pluginutil.MultiplexingCtxKey, c.id)
-	return c.ClientConn.NewStream(ctx, desc, method, opts...)
 }
