@@ -18,8 +18,9 @@ import (
 // (the host closing: a seal) is abandoned at once, its container removed.
 func TestSlowHandshakeOnTheRealEngine(t *testing.T) {
 	docker := testimage.Docker(t)
-	id := testimage.BuildProbe(t, docker)
-	slow := runtime.Plugin{Name: "probe", Type: "secret", Version: testimage.ProbeVersion, Image: testimage.ProbeName, SHA256: id,
+	const image = "rc-probe-plugin-runtime-test" // the acceptance tests build rc-probe-plugin, meanwhile
+	id := testimage.BuildProbeNamed(t, docker, image)
+	slow := runtime.Plugin{Name: "probe", Type: "secret", Version: testimage.ProbeVersion, Image: image, SHA256: id,
 		Env: []string{"PROBE_HANDSHAKE_DELAY=1h"}}
 	for _, e := range testimage.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {

@@ -149,7 +149,16 @@ const (
 // BuildProbe builds the probe plugin's image once per process.
 func BuildProbe(t vaulttest.T, docker *client.Client) string {
 	t.Helper()
-	return buildOnce(t, docker, ProbeName+":"+ProbeTag, func() string {
+	return BuildProbeNamed(t, docker, ProbeName)
+}
+
+// BuildProbeNamed builds the probe plugin's image once per process, as
+// name:ProbeTag: a test package that runs beside another that builds the
+// probe (go test -p 2) takes a name of its own, or each would move the
+// other's tag to an image of its own build.
+func BuildProbeNamed(t vaulttest.T, docker *client.Client, name string) string {
+	t.Helper()
+	return buildOnce(t, docker, name+":"+ProbeTag, func() string {
 		return vaulttest.BuildCommand(t, "./internal/probeplugin", filepath.Join(vaulttest.ShortTempDir(t), "probe"))
 	})
 }
