@@ -28,10 +28,15 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
+// Name is the test image's name, of this test binary's own: the packages'
+// tests run at once (go test -p 2), and each one's build of the image would
+// move the other's tag to an image of its own, whose sha256 the other did
+// not register.
+var Name = "vault-plugin-runtime-catalog-test-" + strings.TrimSuffix(filepath.Base(os.Args[0]), ".test")
+
 const (
-	// Name and Tag of the test image; Version is the plugin version whose
-	// tag is Tag.
-	Name    = "vault-plugin-runtime-catalog-test"
+	// Tag of the test image; Version is the plugin version whose tag is
+	// Tag.
 	Tag     = "0.1.0"
 	Version = "v0.1.0"
 
