@@ -382,3 +382,27 @@ func TestAChangeStillStartingIsNotRolledBack(t *testing.T) {
 		t.Fatalf("the mount runs with %v", options)
 	}
 }
+
+// A write of a mount whose plugin a request is restarting waits for that
+// start no longer than for its own: a 503 asking to retry, nothing stored.
+func TestAWriteWaitsForAnotherStartUpToStartWait(t *testing.T) {
+	e := &fakeEngine{}
+	th := newTestHostWith(t, e, func(c *Config) { c.StartWait = 50 * time.Millisecond; c.RequestTimeout = time.Hour })
+	old := th.mount(t, "kv", "kv")
+	th.engine.last().kill()
+	gate := make(chan struct{})
+	e.mu.Lock()
+	e.startGate = gate
+	e.mu.Unlock()
+	defer close(gate)
+	go th.read(context.Background(), "kv", "x") // restarts it, and waits at the gate
+	for waiting(e) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	changed := *old
+	changed.Options = map[string]string{"version": "2"}
+	err := th.Put(context.Background(), &changed, old)
+	if code, _ := codeOf(err); code != 503 || !strings.Contains(err.Error(), "busy starting its plugin") {
+		t.Fatalf("a write while a request restarts the plugin: %v", err)
+	}
+}

@@ -2,10 +2,14 @@ package hosting
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // Hosted mount states, as GET hosted/NAME reports them.
@@ -85,8 +89,17 @@ func newHandle(h *Host, m *Mount) *handle {
 // later leaves the mount stopped with its reason, as one at unseal does;
 // the old settings are not run again, as the new ones are stored.
 func (hd *handle) put(ctx context.Context, m, existing *Mount) error {
-	if err := hd.lockCtx(ctx, hd.mu.TryLock); err != nil {
-		return err
+	// Another start may hold the mount (a request's restart): the write
+	// waits for it no longer than for its own.
+	lockCtx, cancel := context.WithTimeout(ctx, hd.host.cfg.StartWait)
+	err := hd.lockCtx(lockCtx, hd.mu.TryLock)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf(
+			"hosted mount %s is busy starting its plugin: retry the write in a moment", hd.name))
 	}
 	var gate sync.Mutex
 	finished, detached := false, false
@@ -124,8 +137,13 @@ func (hd *handle) put(ctx context.Context, m, existing *Mount) error {
 // ended, whether the write still waits for it.
 func (hd *handle) putLocked(m, existing *Mount, settle func() bool) error {
 	if existing != nil && len(m.Changes(existing)) == 0 && hd.state == StateRunning && hd.aliveLocked() {
-		settle()
 		// Nothing it runs with changed (a description, say): it serves on.
+		if !settle() { // stored by the write meanwhile: not touched again
+			updated := *m
+			updated.Paths = hd.mount.Paths
+			hd.mount = &updated
+			return nil
+		}
 		m.Paths = hd.mount.Paths
 		hd.mount = m
 		return nil
