@@ -102,6 +102,9 @@ func testEngineRestartedWhileMountsServe(t *testing.T, k vaulttest.Kind) {
 			e.Start(t)
 			stop.Store(true)
 			wg.Wait()
+			// Requests ask the engine at most every 250 ms: the last ask
+			// may have come just before it was back.
+			time.Sleep(300 * time.Millisecond)
 			var read readResult
 			v.MustJSON(t, &read, "read", "runtimes/mounts/kv/app") // the first request after: served
 			after := waitForState(t, v, "kv", "running")

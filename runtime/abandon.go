@@ -17,6 +17,10 @@ import (
 // stopped and removed in the background.
 var ErrStartAbandoned = errors.New("the start was abandoned")
 
+// abandonCleanupWait bounds how long an abandoned start waits for its
+// container's removal before it returns.
+const abandonCleanupWait = 10 * time.Second
+
 // connect runs go-plugin's start and handshake, which take no context and
 // wait up to the start timeout for a slow plugin: when ctx ends first, the
 // start is abandoned at once, and the container stopped, which ends
@@ -37,7 +41,9 @@ func (r *Running) connect(ctx context.Context, made func() (*Runner, string)) (p
 		return res.rpc, res.err
 	case <-ctx.Done():
 	}
+	cleaned := make(chan struct{})
 	go func() {
+		defer close(cleaned)
 		for {
 			// The runner exists once go-plugin has called the runner
 			// function: abandoned, it stops its container, which ends the
@@ -59,6 +65,14 @@ func (r *Running) connect(ctx context.Context, made func() (*Runner, string)) (p
 			}
 		}
 	}()
+	// Waited for, briefly: the host closing (a seal) may be the last thing
+	// this process does before Vault stops it, and a container left
+	// running would wait for the next start's reaper. Stopping one that
+	// has not handshaken takes a moment.
+	select {
+	case <-cleaned:
+	case <-time.After(abandonCleanupWait):
+	}
 	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("%w: the start did not complete in its time: %w", ErrStartAbandoned, context.Cause(ctx))
 	}

@@ -57,6 +57,13 @@ func TestHandshakeTimeoutNamesTheLimit(t *testing.T) {
 		strings.Contains(err.Error(), "memory") {
 		t.Fatalf("a plugin slow to handshake: %v", err)
 	}
+	// One that was using most of its memory limit when stopped is said to
+	// be starved, the handshake limit named first.
+	r.memoryAtStop.Store(60 << 20)
+	err = r.handshakeFailure(30 * time.Second)
+	if !strings.Contains(err.Error(), "no handshake within 30s (the handshake limit)") || !strings.Contains(err.Error(), "it exceeds its memory limit: memory_bytes 67108864") {
+		t.Fatalf("a plugin starved under its limit: %v", err)
+	}
 }
 
 // An exit's output is the plugin's last words: go-plugin's handshake line,

@@ -147,6 +147,10 @@ func (r *Runner) handshakeFailure(limit time.Duration) error {
 	if out := r.output(); out != "" {
 		last = "; its last output:\n" + out
 	}
+	if limit, used := r.run.HostConfig.Memory, r.memoryAtStop.Load(); limit > 0 && used*10 >= uint64(limit)*8 {
+		last = fmt.Sprintf("; it was using %d bytes of its memory limit when stopped, and a plugin that cannot get the memory it needs "+
+			"stalls so: it exceeds its memory limit: memory_bytes %d", used, limit) + last
+	}
 	return fmt.Errorf("%w: no handshake within %s (the handshake limit), so it was stopped (%s)%s", ErrHandshakeTimeout, limit, r.what(), last)
 }
 
