@@ -8,8 +8,8 @@ import (
 	"io"
 	"os"
 	"path"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,9 +71,9 @@ type Runner struct {
 	// memoryAtStop is the memory a container stopped before its handshake
 	// was using then, under a memory limit (0: not sampled).
 	memoryAtStop atomic.Uint64
-	exit          container.WaitResponse
-	exitedAt      time.Time // when the exit was seen
-	waitErr       error
+	exit         container.WaitResponse
+	exitedAt     time.Time // when the exit was seen
+	waitErr      error
 	// startErr is the engine's reason when it refused to start the
 	// container: it says more than the exit code (127) that comes with it.
 	startErr error
