@@ -45,7 +45,8 @@ func Respond(err error) (*logical.Response, error) {
 
 // StartFailure says whose fault a failed start of what (a plugin, "secret/kv")
 // is: the registration's or its runtime's (a 400 with the reason: a missing
-// image, a SHA256 mismatch, an unknown OCI runtime, a plugin that exits), a
+// image, a SHA256 mismatch, an unknown OCI runtime, a plugin that exits or
+// does not complete its handshake in time), a
 // pull that took too long (a 504), or the engine's (a 502).
 func StartFailure(what string, err error) error {
 	msg := fmt.Errorf("plugin %s did not start: %w", what, err)
@@ -53,7 +54,7 @@ func StartFailure(what string, err error) error {
 		return logical.CodedError(http.StatusGatewayTimeout, msg.Error())
 	}
 	for _, configErr := range []error{runtime.ErrImageMissing, runtime.ErrSHA256Mismatch, runtime.ErrUnknownOCIRuntime,
-		runtime.ErrContainerExited, runtime.ErrStartRefused, runtime.ErrPullFailed} {
+		runtime.ErrContainerExited, runtime.ErrStartRefused, runtime.ErrPullFailed, runtime.ErrHandshakeTimeout} {
 		if errors.Is(err, configErr) {
 			return BadRequest(msg)
 		}
