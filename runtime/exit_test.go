@@ -53,9 +53,14 @@ func TestHandshakeTimeoutNamesTheLimit(t *testing.T) {
 		t.Fatal("go-plugin's handshake timeout is not told apart")
 	}
 	err := r.handshakeFailure(30 * time.Second)
-	if !errors.Is(err, ErrHandshakeTimeout) || !strings.Contains(err.Error(), "no handshake within 30s (the handshake limit), so it was stopped") ||
-		strings.Contains(err.Error(), "memory") {
-		t.Fatalf("a plugin slow to handshake: %v", err)
+	if !errors.Is(err, ErrHandshakeTimeout) || !strings.HasPrefix(err.Error(), "the plugin did not complete its handshake in time: no handshake within 30s (the handshake limit), so it was stopped") ||
+		strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "if that is it, it exceeds its memory limit") {
+		t.Fatalf("a plugin slow to handshake, with no sample of its memory: %v", err)
+	}
+	// Sampled well under its limit: the limit is not named.
+	r.memoryAtStop.Store(8 << 20)
+	if err := r.handshakeFailure(30 * time.Second); strings.Contains(err.Error(), "memory") {
+		t.Fatalf("a plugin slow to handshake, well under its memory limit: %v", err)
 	}
 	// One that was using most of its memory limit when stopped is said to
 	// be starved, the handshake limit named first.

@@ -147,9 +147,18 @@ func (r *Runner) handshakeFailure(limit time.Duration) error {
 	if out := r.output(); out != "" {
 		last = "; its last output:\n" + out
 	}
-	if limit, used := r.run.HostConfig.Memory, r.memoryAtStop.Load(); limit > 0 && used*10 >= uint64(limit)*8 {
+	memLimit, used := r.run.HostConfig.Memory, r.memoryAtStop.Load()
+	switch {
+	case memLimit <= 0:
+	case used*10 >= uint64(memLimit)*8:
 		last = fmt.Sprintf("; it was using %d bytes of its memory limit when stopped, and a plugin that cannot get the memory it needs "+
-			"stalls so: it exceeds its memory limit: memory_bytes %d", used, limit) + last
+			"stalls so: it exceeds its memory limit: memory_bytes %d", used, memLimit) + last
+	case (used == 0 || used*2 >= uint64(memLimit)) && r.output() == "":
+		// No sample (the engine did not answer in time), or half the
+		// limit used: the limit is named as a possible cause, never as
+		// what ended it.
+		last += fmt.Sprintf(", under a memory limit: a plugin that cannot get the memory it starts with stalls so; "+
+			"if that is it, it exceeds its memory limit: memory_bytes %d", memLimit)
 	}
 	return fmt.Errorf("%w: no handshake within %s (the handshake limit), so it was stopped (%s)%s", ErrHandshakeTimeout, limit, r.what(), last)
 }
