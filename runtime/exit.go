@@ -104,7 +104,7 @@ func (r *Runner) memoryKilled() bool {
 	if !r.oomReported() {
 		return false
 	}
-	for i := 0; i < 10 && r.oom.kills.Load() == 0; i++ {
+	for i := 0; i < 100 && r.oom.kills.Load() == 0; i++ { // a second at most: under load the event comes late
 		time.Sleep(10 * time.Millisecond)
 	}
 	return r.oom.kills.Load() > 0

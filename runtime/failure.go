@@ -153,10 +153,10 @@ func (r *Runner) handshakeFailure(limit time.Duration) error {
 	case used*10 >= uint64(memLimit)*8:
 		last = fmt.Sprintf("; it was using %d bytes of its memory limit when stopped, and a plugin that cannot get the memory it needs "+
 			"stalls so: it exceeds its memory limit: memory_bytes %d", used, memLimit) + last
-	case (used == 0 || used*2 >= uint64(memLimit)) && r.output() == "":
-		// No sample (the engine did not answer in time), or half the
-		// limit used: the limit is named as a possible cause, never as
-		// what ended it.
+	case r.output() == "":
+		// A plugin starved under its limit may stall silently, its pages
+		// reclaimed as fast as it reads them (its usage then looks low):
+		// the limit is named as a possible cause, never as what ended it.
 		last += fmt.Sprintf(", under a memory limit: a plugin that cannot get the memory it starts with stalls so; "+
 			"if that is it, it exceeds its memory limit: memory_bytes %d", memLimit)
 	}
