@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -100,4 +101,38 @@ func (s *usageSampler) usage() (Usage, error) {
 func (s *usageSampler) close() {
 	s.stop()
 	<-s.done
+}
+
+// sampleMemoryBeforeStop records, for a container stopped before its
+// handshake under a memory limit, how much memory it was using: a plugin
+// starved under its limit may stall and say nothing, and only this tells
+// it from one that is merely slow. Asked once, briefly, of the engine.
+func (r *Runner) sampleMemoryBeforeStop() {
+	select {
+	case <-r.handshakeDone:
+		return
+	case <-r.exited:
+		return
+	case <-r.abandoned: // the host is closing: no one will read it
+		return
+	default:
+	}
+	se, ok := r.engine.(StatsEngine)
+	if !ok || r.run.HostConfig.Memory <= 0 || r.memoryAtStop.Load() != 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	reader, err := se.ContainerStats(ctx, r.id, false)
+	if err != nil {
+		return
+	}
+	defer reader.Body.Close()
+	var stats StatsResponse
+	if json.NewDecoder(reader.Body).Decode(&stats) != nil {
+		return
+	}
+	if u := UsageFrom(stats); !slices.Contains(u.Missing, FigureMemory) {
+		r.memoryAtStop.Store(u.MemoryBytes)
+	}
 }
