@@ -33,7 +33,7 @@ func (p *authPlugin) Exited() bool                              { return p.exite
 func (p *authPlugin) Explain(cause error) error                 { return cause }
 func (p *authPlugin) MemoryKilled() bool                        { return false }
 func (p *authPlugin) Panicked() bool                            { return false }
-func (p *authPlugin) ContainerID() string                       { return "auth-container" }
+func (p *authPlugin) ID() string                                { return "auth-container" }
 func (p *authPlugin) Exit() (runtime.Exit, bool)                { return runtime.Exit{}, false }
 func (p *authPlugin) OOMKills() (int64, bool)                   { return 0, false }
 func (p *authPlugin) Stop(context.Context)                      { p.exited.Store(true) }

@@ -104,7 +104,7 @@ func newBackend(s logical.Storage) *backend { return newBackendOf(s, kindOf(nil)
 // credential backend, whose hosted auth plugins' login answers Vault turns
 // into tokens.
 func newBackendOf(s logical.Storage, k mountKind) *backend {
-	b := &backend{catalog: newCatalogOf(s, k)}
+	b := &backend{catalog: newCatalogOf(s, k), engines: runtime.Engines{Dial: dialEngine}}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: k.backendType,

@@ -10,12 +10,11 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/system"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/docker"
 )
 
 func newTestBackend(t testing.TB) (*backend, logical.Storage) {
@@ -152,49 +151,45 @@ func listKeys(t testing.TB, data map[string]interface{}) []string {
 // and reads; anything else it is asked panics (the embedded nil interface).
 type fakeEngine struct {
 	runtime.Engine
-	runtimes       []string
-	defaultRuntime string
-	podman         bool
-	down           bool
+	facts runtime.EngineFacts
+	down  bool
 }
 
-// fakeEngineAsked counts the info calls of the fake engines.
+// fakeEngineAsked counts the questions asked of the fake engines.
 var fakeEngineAsked atomic.Int64
 
-// Addresses dialFakeEngine knows: the default engine (Docker, with runc and
-// runsc), a Podman service whose default is runc, and one that is down.
+// Addresses dialFakeEngine knows: the default engine (with runc and runsc),
+// one that runs every container under its default, runc, and one that is
+// down.
 const (
-	fakePodmanAddress = "unix:///run/podman/podman.sock"
-	fakeDownAddress   = "unix:///run/nothing.sock"
+	fakeOnlyDefaultAddress = "unix:///run/podman/podman.sock"
+	fakeDownAddress        = "unix:///run/nothing.sock"
 )
 
 func dialFakeEngine(address string) (runtime.Engine, error) {
 	switch address {
 	case "":
-		return &fakeEngine{runtimes: []string{"runc", "runsc"}, defaultRuntime: "runc"}, nil
-	case fakePodmanAddress:
-		return &fakeEngine{runtimes: []string{"crun", "kata", "runc", "runsc"}, defaultRuntime: "runc", podman: true}, nil
+		return &fakeEngine{facts: runtime.EngineFacts{Address: "unix:///var/run/docker.sock", Runtimes: []string{"runc", "runsc"}, DefaultRuntime: "runc"}}, nil
+	case fakeOnlyDefaultAddress:
+		return &fakeEngine{facts: runtime.EngineFacts{Address: address, Runtimes: []string{"crun", "kata", "runc", "runsc"}, DefaultRuntime: "runc",
+			OnlyDefault: true, Refuse: func(oci string) string { return "this engine runs only runc, not " + oci }}}, nil
 	default:
-		return &fakeEngine{down: true}, nil
+		return &fakeEngine{facts: runtime.EngineFacts{Address: address}, down: true}, nil
 	}
 }
 
-func (f *fakeEngine) Info(context.Context) (system.Info, error) {
+// Preview is the Docker Engine's create request: previews reach no engine,
+// and run-config's tests read its fields.
+func (f *fakeEngine) Preview(spec runtime.Spec) (runtime.Preview, error) {
+	return docker.With(nil, "").Preview(spec)
+}
+
+func (f *fakeEngine) BrokerOverConnection() bool { return false }
+
+func (f *fakeEngine) Facts(context.Context) (runtime.EngineFacts, error) {
 	fakeEngineAsked.Add(1)
 	if f.down {
-		return system.Info{}, errors.New("dial unix /run/nothing.sock: connect: no such file or directory")
+		return f.facts, errors.New("the engine at unix:///run/nothing.sock could not be reached: dial unix /run/nothing.sock: connect: no such file or directory")
 	}
-	info := system.Info{DefaultRuntime: f.defaultRuntime, Runtimes: map[string]system.RuntimeWithStatus{}}
-	for _, name := range f.runtimes {
-		info.Runtimes[name] = system.RuntimeWithStatus{}
-	}
-	return info, nil
-}
-
-func (f *fakeEngine) ServerVersion(context.Context) (types.Version, error) {
-	name := "Engine"
-	if f.podman {
-		name = "Podman Engine"
-	}
-	return types.Version{Components: []types.ComponentVersion{{Name: name}}}, nil
+	return f.facts, nil
 }

@@ -20,8 +20,8 @@ func TestRuntimeWriteIsCheckedAgainstItsEngine(t *testing.T) {
 		{"known", "runc", "", ""},
 		{"default-runsc", "", "", ""},
 		{"typo", "runcc", "", "the engine at unix:///var/run/docker.sock has no OCI runtime runcc; it has runc, runsc; the runtime is stored, and its plugins will not start there until this changes"},
-		{"podman-default", "runc", fakePodmanAddress, ""},
-		{"podman-other", "runsc", fakePodmanAddress, "the Podman service at unix:///run/podman/podman.sock runs every container under its default OCI runtime runc, whatever a container asks for, and this runtime asks for runsc: name a Podman service whose default runtime is runsc (containers.conf [engine] runtime) as the runtime's engine; the runtime is stored, and its plugins will not start there until this changes"},
+		{"only-default", "runc", fakeOnlyDefaultAddress, ""},
+		{"only-default-other", "runsc", fakeOnlyDefaultAddress, "this engine runs only runc, not runsc; the runtime is stored, and its plugins will not start there until this changes"},
 		{"down", "runc", fakeDownAddress, "the engine at unix:///run/nothing.sock could not be reached: dial unix /run/nothing.sock: connect: no such file or directory; the runtime is stored, and its plugins cannot start until the engine answers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,7 +50,7 @@ func TestRuntimeWriteIsCheckedAgainstItsEngine(t *testing.T) {
 func TestRuntimeReadCanAskItsEngine(t *testing.T) {
 	b, s := newTestBackend(t)
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/ok", map[string]interface{}{"oci_runtime": "runsc"})
-	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/podman", map[string]interface{}{"oci_runtime": "runsc", "engine": fakePodmanAddress})
+	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/podman", map[string]interface{}{"oci_runtime": "runsc", "engine": fakeOnlyDefaultAddress})
 	mustDo(t, b, s, logical.UpdateOperation, "catalog/container/down", map[string]interface{}{"oci_runtime": "runc", "engine": fakeDownAddress})
 
 	// A plain read does not ask, and shows nothing of the engine.

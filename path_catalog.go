@@ -294,10 +294,7 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 			return &logical.Response{Data: data, Warnings: []string{err.Error()}}, nil
 		}
 		data["engine_runs_oci_runtime"] = facts.Runs(r.EffectiveOCIRuntime())
-		data["engine_oci_runtimes"] = facts.Runtimes
-		if facts.Podman {
-			data["engine_oci_runtimes"] = []string{facts.DefaultRuntime} // the only one it really uses
-		}
+		data["engine_oci_runtimes"] = facts.Usable() // an engine that runs only its default really uses that one
 	}
 	if req.WrapInfo != nil || len(unknownFields(d)) > 0 {
 		// Ordinary data: what Vault wraps, and what carries the framework's

@@ -103,24 +103,23 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d
 	if err != nil {
 		return reqerr.Respond(err)
 	}
-	rc, err := runtime.PreviewRunConfig(p, rt, b.runOptions(ctx, "run-config"))
+	// The registration's env values may be secrets, which reads never show:
+	// neither does this. Say that one is set, not what it is.
+	p.Env = append([]string(nil), p.Env...)
+	for i, kv := range p.Env {
+		key, _, _ := strings.Cut(kv, "=")
+		p.Env[i] = key + "=" + redactedValue
+	}
+	engine, err := b.engine(rt)
 	if err != nil {
 		return nil, err
 	}
-	// The registration's env values may be secrets, which reads never show:
-	// neither does this. Say that one is set, not what it is.
-	registered := map[string]bool{}
-	for _, kv := range p.Env {
-		key, _, _ := strings.Cut(kv, "=")
-		registered[key] = true
+	preview, err := runtime.PreviewRun(engine, p, rt, b.runOptions(ctx, "run-config"))
+	if err != nil {
+		return reqerr.Respond(err)
 	}
-	for i, kv := range rc.Config.Env {
-		if key, _, _ := strings.Cut(kv, "="); registered[key] {
-			rc.Config.Env[i] = key + "=" + redactedValue
-		}
-	}
-	// Through JSON, so the response carries the Docker Engine API's names.
-	encoded, err := json.Marshal(rc)
+	// Through JSON, so the response carries the engine API's own names.
+	encoded, err := json.Marshal(preview.Request)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +127,7 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d
 	if err := json.Unmarshal(encoded, &data); err != nil {
 		return nil, err
 	}
-	data["set_at_start"] = runtime.SetAtStart
+	data["set_at_start"] = preview.SetAtStart
 	return &logical.Response{Data: data}, nil
 }
 
@@ -147,7 +146,7 @@ func (b *backend) pathPluginCheck(ctx context.Context, _ *logical.Request, d *fr
 	}
 	resp := &logical.Response{Data: map[string]interface{}{
 		"plugin_version":     result.PluginVersion,
-		"container_id":       result.ContainerID,
+		"container_id":       result.ID,
 		"image":              p.ImageRef(),
 		"oci_runtime":        rt.EffectiveOCIRuntime(),
 		"pulled":             result.Pulled > 0,
@@ -230,7 +229,7 @@ var _ hosting.Engines = hostEngines{}
 func (e hostEngines) Ping(ctx context.Context, rt runtime.Runtime) error {
 	engine, err := e.b.engine(rt)
 	if err == nil {
-		_, err = engine.ServerVersion(ctx)
+		err = engine.Ping(ctx)
 	}
 	return err
 }
@@ -240,11 +239,11 @@ func (e hostEngines) ReapOrphans(ctx context.Context, rt runtime.Runtime, cluste
 	if err != nil {
 		return 0, err
 	}
-	removed, err := runtime.ReapOrphans(ctx, engine, clusterID)
+	removed, err := engine.ReapOrphans(ctx, clusterID)
 	return len(removed), err
 }
 
-// engine is the client of the engine that runs rt's containers.
+// engine is the engine that runs rt's containers.
 func (b *backend) engine(rt runtime.Runtime) (runtime.Engine, error) {
 	engine, err := b.engines.Get(rt.Engine)
 	if err != nil {

@@ -27,7 +27,6 @@ const (
 
 	maxOCIRuntimeLength     = 64
 	maxCgroupParentLength   = 255
-	maxEngineLength         = 255
 	supportedRuntimeTypeMsg = "%q is not a supported plugin runtime type"
 )
 
@@ -131,13 +130,8 @@ func (r *runtimeEntry) validate() error {
 			return err
 		}
 	}
-	if r.Engine != "" {
-		path, ok := strings.CutPrefix(r.Engine, "unix://")
-		if !ok || !strings.HasPrefix(path, "/") || len(r.Engine) > maxEngineLength || strings.ContainsAny(path, "\x00\n") {
-			return reqerr.BadRequestf("engine %q is not an engine address: unix:// and the absolute path of a socket speaking the Docker "+
-				"Engine API (e.g. unix:///run/podman/podman.sock), at most %d characters; empty for the Docker Engine of the environment",
-				r.Engine, maxEngineLength)
-		}
+	if err := checkEngineAddress(r.Engine); err != nil {
+		return err
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ const abandonCleanupWait = 10 * time.Second
 // start is abandoned at once, and the container stopped, which ends
 // go-plugin's wait; the rest of the cleanup runs in the background. made
 // is the runner and socket directory go-plugin made so far.
-func (r *Running) connect(ctx context.Context, made func() (*Runner, string)) (plugin.ClientProtocol, error) {
+func (r *Running) connect(ctx context.Context, made func() (Container, string)) (plugin.ClientProtocol, error) {
 	type result struct {
 		rpc plugin.ClientProtocol
 		err error
@@ -48,15 +48,15 @@ func (r *Running) connect(ctx context.Context, made func() (*Runner, string)) (p
 			// The runner exists once go-plugin has called the runner
 			// function: abandoned, it stops its container, which ends the
 			// handshake's wait.
-			if run, _ := made(); run != nil {
-				run.abandon()
+			if c, _ := made(); c != nil {
+				c.State().Abandon()
 			}
 			select {
 			case <-done:
 				r.client.Kill()
-				if run, dir := made(); run != nil || dir != "" {
-					if run != nil {
-						run.Kill(context.Background())
+				if c, dir := made(); c != nil || dir != "" {
+					if c != nil {
+						c.Kill(context.Background())
 					}
 					os.RemoveAll(dir)
 				}

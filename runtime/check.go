@@ -10,11 +10,11 @@ import (
 
 // CheckResult is what a successful check measured.
 type CheckResult struct {
-	ContainerID   string
+	ID            string // the container's (or pod's)
 	PluginVersion string
 	Pulled        time.Duration // the pull, when the image had to be pulled
-	Created       time.Duration // ContainerCreate
-	Started       time.Duration // ContainerStart
+	Created       time.Duration // the engine's create
+	Started       time.Duration // the engine's start
 	Handshake     time.Duration // from the start until go-plugin's handshake completed
 	Total         time.Duration // everything, stopping and removal included
 }
@@ -41,11 +41,11 @@ func Check(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 		return nil, err
 	}
 	result := &CheckResult{
-		ContainerID: running.runner.ID(),
-		Pulled:      running.runner.Pulled,
-		Created:     running.runner.Created,
-		Started:     running.runner.Started,
-		Handshake:   running.Handshake,
+		ID:        running.ID(),
+		Pulled:    running.state.Pulled,
+		Created:   running.state.Created,
+		Started:   running.state.Started,
+		Handshake: running.Handshake,
 	}
 	if versioner, ok := backend.(logical.PluginVersioner); ok {
 		result.PluginVersion = versioner.PluginVersion().Version

@@ -1,19 +1,17 @@
-// Package runtime turns a container plugin and its plugin runtime into a
-// Docker Engine API create request, and runs it as a go-plugin plugin.
-// It knows nothing of Vault's HTTP paths.
+// Package runtime runs a container plugin with its plugin runtime as a
+// go-plugin plugin, on an engine of any kind (Engine): the plugin and
+// runtime entities and their rules, the start through go-plugin, exits and
+// usage, and the errors callers test. Each kind of engine is a package of
+// its own under it. It knows nothing of Vault's HTTP paths.
 package runtime
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/api/types/network"
 )
 
 const (
@@ -28,14 +26,15 @@ const (
 	DefaultPidsLimit = 64
 
 	// Vault's container labels.
-	LabelVaultPID       = "com.hashicorp.vault.pid"
-	LabelClusterID      = "com.hashicorp.vault.cluster.id"
-	LabelPluginName     = "com.hashicorp.vault.plugin.name"
-	LabelPluginType     = "com.hashicorp.vault.plugin.type"
-	LabelPluginVersion  = "com.hashicorp.vault.plugin.version"
-	LabelManagedBy      = "io.github.vault-plugin-runtime-catalog.managed-by"
-	LabelPluginRuntime  = "io.github.vault-plugin-runtime-catalog.runtime"
-	managedByThisPlugin = "vault-plugin-runtime-catalog"
+	LabelVaultPID      = "com.hashicorp.vault.pid"
+	LabelClusterID     = "com.hashicorp.vault.cluster.id"
+	LabelPluginName    = "com.hashicorp.vault.plugin.name"
+	LabelPluginType    = "com.hashicorp.vault.plugin.type"
+	LabelPluginVersion = "com.hashicorp.vault.plugin.version"
+	LabelManagedBy     = "io.github.vault-plugin-runtime-catalog.managed-by"
+	LabelPluginRuntime = "io.github.vault-plugin-runtime-catalog.runtime"
+	// ManagedByThisPlugin is LabelManagedBy's value on this project's containers.
+	ManagedByThisPlugin = "vault-plugin-runtime-catalog"
 
 	envProtocolVersions = "PLUGIN_PROTOCOL_VERSIONS"
 )
@@ -107,13 +106,6 @@ func DefaultHardening() Hardening {
 	return Hardening{NoNewPrivileges: true, ReadonlyRootfs: true, PidsLimit: DefaultPidsLimit}
 }
 
-// RunConfig is a complete Docker Engine API container create request.
-type RunConfig struct {
-	Config           *container.Config         `json:"config"`
-	HostConfig       *container.HostConfig     `json:"host_config"`
-	NetworkingConfig *network.NetworkingConfig `json:"networking_config"`
-}
-
 // CheckImageName says why image cannot be a plugin's image, which is a
 // name alone, registry-qualified or not (127.0.0.1:5000/team/kv): the tag
 // comes from the version, the digest from its own field.
@@ -157,88 +149,14 @@ func (r Runtime) EffectiveOCIRuntime() string {
 	return r.OCIRuntime
 }
 
-// BuildRunConfig builds the create request for p run with r on host h.
-func BuildRunConfig(p Plugin, r Runtime, h Host, hard Hardening) (*RunConfig, error) {
-	if p.Image == "" {
-		return nil, errors.New("plugin has no image")
-	}
-	if err := CheckImageName(p.Image); err != nil {
-		return nil, fmt.Errorf("image %w", err)
-	}
-	if h.SocketDir == "" {
-		return nil, errors.New("no host socket directory")
-	}
-
-	cfg := &container.Config{
-		Image:  p.ImageRef(),
-		Env:    containerEnv(p, h),
-		Labels: labels(p, r, h),
-		// A plugin talks to Vault over the socket directory; a network is
-		// only for one that asks (Runtime.Network).
-		NetworkDisabled: !r.Network,
-	}
-	if p.Command != "" {
-		cfg.Entrypoint = []string{p.Command}
-	}
-	if len(p.Args) > 0 {
-		cfg.Cmd = append([]string(nil), p.Args...)
-		cfg.ArgsEscaped = true
-	}
-
-	host := &container.HostConfig{
-		Runtime:       r.EffectiveOCIRuntime(),
-		AutoRemove:    true,                      // plugin containers are ephemeral
-		RestartPolicy: container.RestartPolicy{}, // never: Vault restarts plugins itself
-		CapDrop:       []string{"ALL"},
-		Resources: container.Resources{
-			NanoCPUs:     r.NanoCPUs,
-			Memory:       r.MemoryBytes,
-			CgroupParent: r.CgroupParent,
-		},
-		Mounts: []mount.Mount{{
-			Type:        mount.TypeBind,
-			Source:      h.SocketDir,
-			Target:      PluginSocketDir,
-			BindOptions: &mount.BindOptions{Propagation: mount.PropagationPrivate, NonRecursive: true},
-			Consistency: mount.ConsistencyDefault,
-		}},
-		ReadonlyRootfs: hard.ReadonlyRootfs,
-	}
-	if !r.Network {
-		// Said twice: Podman ignores NetworkDisabled and would put the
-		// container on its bridge; "none" leaves it loopback only.
-		host.NetworkMode = network.NetworkNone
-	}
-	if h.MLock {
-		host.CapAdd = append(host.CapAdd, "IPC_LOCK")
-	}
-	if r.Rootless {
-		// The container's root is not the host's: it needs DAC_OVERRIDE to
-		// use the socket directory, which also gets a default ACL.
-		host.CapAdd = append(host.CapAdd, "DAC_OVERRIDE")
-	}
-	if h.GroupID != 0 {
-		host.GroupAdd = []string{strconv.Itoa(h.GroupID)}
-	}
-	if hard.NoNewPrivileges {
-		host.SecurityOpt = []string{"no-new-privileges"}
-	}
-	if hard.PidsLimit > 0 {
-		limit := hard.PidsLimit
-		host.Resources.PidsLimit = &limit
-	}
-
-	return &RunConfig{Config: cfg, HostConfig: host, NetworkingConfig: &network.NetworkingConfig{}}, nil
-}
-
-// containerEnv layers the environment, later layers winning over earlier
+// ContainerEnv layers the environment, later layers winning over earlier
 // ones: the plugin's own env, then Vault's SDK variables, then go-plugin's
 // handshake variables, then the socket directory as the container sees it.
 // What the host needs for the handshake can therefore never be overridden by
 // a registration. Duplicate keys are removed explicitly (the OCI runtime
 // would keep the last, but Go's os.Getenv reads the first), and nothing of
 // the host's own environment is passed.
-func containerEnv(p Plugin, h Host) []string {
+func ContainerEnv(p Plugin, h Host) []string {
 	var all []string
 	all = append(all, p.Env...)
 	all = append(all, h.SDKEnv...)
@@ -287,14 +205,16 @@ func DedupEnv(env []string) []string {
 	return out
 }
 
-func labels(p Plugin, r Runtime, h Host) map[string]string {
+// Labels are the labels of p's container run with r on host h: Vault's,
+// and this project's, which reaping reads.
+func Labels(p Plugin, r Runtime, h Host) map[string]string {
 	l := map[string]string{
 		LabelVaultPID:      strconv.Itoa(h.PID),
 		LabelClusterID:     h.ClusterID,
 		LabelPluginName:    p.Name,
 		LabelPluginType:    p.Type,
 		LabelPluginVersion: p.Version,
-		LabelManagedBy:     managedByThisPlugin,
+		LabelManagedBy:     ManagedByThisPlugin,
 	}
 	if h.Owner != "" {
 		l[LabelOwner] = h.Owner

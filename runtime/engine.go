@@ -4,85 +4,124 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/api/types/system"
-	"github.com/docker/docker/client"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin/runner"
 )
 
-// Engine is the part of the Docker Engine API that running a plugin
-// container takes. *client.Client implements it, for the Docker Engine and
-// for any service that speaks its API; tests use an in-memory one to check
-// the runner's failure reports and cleanup without an engine.
+// Engine is one engine that runs plugin containers, at one address: what
+// starting, checking and reaping plugins, and the catalog's checks of a
+// runtime, ask of any kind of engine. Each kind is a package of its own
+// under runtime/ (runtime/docker speaks the Docker Engine API, for Docker
+// and Podman); what a kind cannot honour of a runtime it refuses itself, in
+// Prepare.
 type Engine interface {
-	ImageList(ctx context.Context, options image.ListOptions) ([]image.Summary, error)
-	ImageInspect(ctx context.Context, imageID string, inspectOpts ...client.ImageInspectOption) (image.InspectResponse, error)
-	ImagePull(ctx context.Context, refStr string, options image.PullOptions) (io.ReadCloser, error)
-	ImageRemove(ctx context.Context, imageID string, options image.RemoveOptions) ([]image.DeleteResponse, error)
-	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig,
-		networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, name string) (container.CreateResponse, error)
-	ContainerAttach(ctx context.Context, id string, options container.AttachOptions) (types.HijackedResponse, error)
-	ContainerWait(ctx context.Context, id string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
-	ContainerStart(ctx context.Context, id string, options container.StartOptions) error
-	ContainerStop(ctx context.Context, id string, options container.StopOptions) error
-	ContainerRemove(ctx context.Context, id string, options container.RemoveOptions) error
-	Info(ctx context.Context) (system.Info, error)
-	ServerVersion(ctx context.Context) (types.Version, error)
-	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	// Address is where the engine is reached, as messages name it.
+	Address() string
+	// Ping is nil when the engine answers, else why not.
+	Ping(ctx context.Context) error
+	// Facts is what the engine says of the OCI runtimes it runs.
+	Facts(ctx context.Context) (EngineFacts, error)
+	// Unreachable reports whether err, a call's failure, is the engine not
+	// answering at all (nothing listens, the connection is refused), rather
+	// than an answer of its.
+	Unreachable(err error) bool
+	// BrokerOverConnection reports whether go-plugin's broker (the plugin's
+	// calls back to the host: storage, the system view) must ride the host's
+	// one connection, for an engine whose plugins share no directory with
+	// the host.
+	BrokerOverConnection() bool
+	// Preview is what a start of spec asks the engine to run (the Docker
+	// Engine's create request, a pod), as run-config shows it: its Request
+	// encodes to JSON in the engine's own names.
+	Preview(spec Spec) (Preview, error)
+	// Container prepares a start of spec: go-plugin drives it as its
+	// runner, and nothing reaches the engine until its Start.
+	Container(spec Spec) (Container, error)
+	// ReapOrphans removes the plugin containers that processes of this
+	// plugin, now gone (Orphaned), left for cluster clusterID, and returns
+	// their IDs. Containers of a live process, of another cluster or of
+	// anything else are never touched.
+	ReapOrphans(ctx context.Context, clusterID string) ([]string, error)
+	// Close releases the engine's connections.
+	Close() error
 }
 
-var _ Engine = (*client.Client)(nil)
-
-// NewDockerClient connects to the engine at address (a unix:// socket
-// speaking the Docker Engine API), or when address is empty to the Docker
-// Engine the environment names (DOCKER_HOST, or the default socket),
-// negotiating the API version so an older engine (Docker 20.10 and Podman
-// 4 speak 1.41) is understood.
-func NewDockerClient(address string) (*client.Client, error) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if address != "" {
-		opts = append(opts, client.WithHost(address))
-	}
-	return client.NewClientWithOpts(opts...)
+// Spec is one start of a plugin: everything an engine needs to run it.
+type Spec struct {
+	Plugin    Plugin
+	Runtime   Runtime
+	Host      Host
+	Hardening Hardening
+	// Auth gives a registry's credentials for a pull, or nil; PullTimeout
+	// bounds a pull (DefaultPullTimeout when 0).
+	Auth        func(registry string) *RegistryAuth
+	PullTimeout time.Duration
+	Logger      hclog.Logger
 }
 
-// EngineAddress is where the engine of a runtime whose engine setting is
-// address is reached, for messages.
-func EngineAddress(address string) string {
-	if address != "" {
-		return address
+// What names what the engine is asked to run, for messages: image, OCI
+// runtime and, when the registration sets one, the command.
+func (s Spec) What() string {
+	what := fmt.Sprintf("image %s, OCI runtime %s", s.Plugin.ImageRef(), s.Runtime.EffectiveOCIRuntime())
+	if s.Plugin.Command != "" {
+		what += fmt.Sprintf(", command %q", []string{s.Plugin.Command})
 	}
-	if env := os.Getenv(client.EnvOverrideHost); env != "" {
-		return env
-	}
-	return client.DefaultDockerHost
+	return what
 }
 
-// Engines are clients by engine address, each made on first use (a mount
-// that never runs a plugin never connects) and kept: a client holds a pool
+// Preview is what a start asks an engine to run, with what only exists
+// once it starts shown as placeholders (named in SetAtStart).
+type Preview struct {
+	Request    any
+	SetAtStart []string
+}
+
+// Container is one start of a plugin on its engine (a container, a pod):
+// go-plugin's runner for it, which the engine implements, and its State,
+// the one record of its life, which the engine fills in and everything
+// else reads.
+type Container interface {
+	runner.Runner
+	State() *State
+	// AwaitRemoval waits until the engine has removed it (a stopped plugin
+	// removes itself), removing it by force after timeout.
+	AwaitRemoval(timeout time.Duration)
+	// Usage is where its figures come from, or nil when its engine gives
+	// none.
+	Usage() UsageSource
+}
+
+// UsageSource gives a running container's figures, as its engine samples
+// them.
+type UsageSource interface {
+	// FollowUsage calls each with every sample the engine sends, until ctx
+	// ends (nil) or the stream does (why); ErrContainerGone when the
+	// container is.
+	FollowUsage(ctx context.Context, each func(Usage)) error
+	// SampleUsage is one sample, asked now.
+	SampleUsage(ctx context.Context) (Usage, error)
+}
+
+// ErrContainerGone is a container its engine no longer has.
+var ErrContainerGone = errors.New("the container is gone")
+
+// Engines are the engines by address, each dialled on first use (a mount
+// that never runs a plugin never connects) and kept: an engine holds a pool
 // of connections.
 type Engines struct {
-	// Dial makes a client; nil means NewDockerClient. Unit tests set it.
+	// Dial makes the engine at an address, of the kind the address names.
 	Dial    func(address string) (Engine, error)
 	mu      sync.Mutex
-	clients map[string]Engine
+	engines map[string]Engine
 	facts   map[string]factsEntry
 }
 
 // FactsTTL is how long an engine's answer about its OCI runtimes is taken
-// as still true. Asking costs a Docker Engine 10 to 80 ms (its info call),
-// which every runtime write would otherwise pay; engines change their
-// runtimes rarely, and a start checks again.
+// as still true: engines change their runtimes rarely, asking costs every
+// runtime write a round trip (README, figures), and a start checks again.
 const FactsTTL = 10 * time.Second
 
 type factsEntry struct {
@@ -93,7 +132,7 @@ type factsEntry struct {
 
 // Facts is what the engine at address says of its OCI runtimes, asked at
 // most once per FactsTTL. Silence is kept too: a write must not wait on a
-// dead or hanging socket each time.
+// dead or hanging engine each time.
 func (e *Engines) Facts(ctx context.Context, address string) (EngineFacts, error) {
 	e.mu.Lock()
 	cached, ok := e.facts[address]
@@ -109,7 +148,7 @@ func (e *Engines) FreshFacts(ctx context.Context, address string) (EngineFacts, 
 	engine, err := e.Get(address)
 	var facts EngineFacts
 	if err == nil {
-		facts, err = AskEngine(ctx, engine, address)
+		facts, err = engine.Facts(ctx)
 	}
 	e.mu.Lock()
 	if e.facts == nil {
@@ -120,56 +159,33 @@ func (e *Engines) FreshFacts(ctx context.Context, address string) (EngineFacts, 
 	return facts, err
 }
 
-// Get is the client for address ("" for the environment's Docker Engine).
+// Get is the engine at address ("" for the environment's Docker Engine).
 func (e *Engines) Get(address string) (Engine, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if c, ok := e.clients[address]; ok {
-		return c, nil
+	if engine, ok := e.engines[address]; ok {
+		return engine, nil
 	}
-	dial := e.Dial
-	if dial == nil {
-		dial = func(address string) (Engine, error) { return NewDockerClient(address) }
+	if e.Dial == nil {
+		return nil, errors.New("no engine kinds are known (Engines.Dial is not set)")
 	}
-	c, err := dial(address)
+	engine, err := e.Dial(address)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the engine at %s: %w", EngineAddress(address), err)
+		return nil, err
 	}
-	if e.clients == nil {
-		e.clients = map[string]Engine{}
+	if e.engines == nil {
+		e.engines = map[string]Engine{}
 	}
-	e.clients[address] = c
-	return c, nil
+	e.engines[address] = engine
+	return engine, nil
 }
 
-// Close closes every client.
+// Close closes every engine.
 func (e *Engines) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for address, c := range e.clients {
-		if closer, ok := c.(interface{ Close() error }); ok {
-			closer.Close()
-		}
-		delete(e.clients, address)
+	for address, engine := range e.engines {
+		engine.Close()
+		delete(e.engines, address)
 	}
-}
-
-// IsEngineUnreachable reports whether err is a call's failure to reach the
-// engine at address (as a runtime's engine setting names it; empty for the
-// default) at all: nothing listens on its socket, or the connection was
-// refused, rather than an answer of the engine's. The Docker client says
-// so in two ways: its own connection error for ordinary calls, and a dial
-// error wrapped for hijacked ones (attach). A dial of another address (the
-// plugin's own socket, at its handshake) is not the engine's.
-func IsEngineUnreachable(err error, address string) bool {
-	if client.IsErrConnectionFailed(err) {
-		return true
-	}
-	var opErr *net.OpError
-	if !errors.As(err, &opErr) || opErr.Op != "dial" || opErr.Addr == nil {
-		return false
-	}
-	engine := EngineAddress(address)
-	_, socket, _ := strings.Cut(engine, "://")
-	return opErr.Addr.String() == socket || strings.HasSuffix(engine, "://"+opErr.Addr.String())
 }

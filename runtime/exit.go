@@ -31,20 +31,18 @@ const (
 
 // Exit reports how the container ended, once it has.
 func (r *Running) Exit() (Exit, bool) {
-	if r.runner == nil {
-		return Exit{}, false
-	}
-	return r.runner.exitReport()
+	return r.state.ExitReport()
 }
 
-func (r *Runner) exitReport() (Exit, bool) {
-	done, code := r.Exited()
-	if !done || r.waitErr != nil {
+// ExitReport is how the container ended, once it has.
+func (s *State) ExitReport() (Exit, bool) {
+	done, code := s.Exited()
+	if !done || s.waitErr != nil {
 		return Exit{}, false
 	}
-	e := Exit{Time: r.exitedAt, Code: code}
-	e.Reason, e.Signal = r.exitReason(code)
-	if out := r.output(); out != "" {
+	e := Exit{Time: s.exitedAt, Code: code}
+	e.Reason, e.Signal = s.exitReason(code)
+	if out := s.output(); out != "" {
 		e.Output = strings.Split(out, "\n")
 	}
 	return e, true
@@ -52,20 +50,20 @@ func (r *Runner) exitReport() (Exit, bool) {
 
 // exitReason is the one reading of an exit code, which the exit report,
 // MemoryKilled and Panicked share.
-func (r *Runner) exitReason(code int64) (reason string, signal int) {
+func (s *State) exitReason(code int64) (reason string, signal int) {
 	// Read once: the reading may wait for the engine's oom event, and the
 	// exit report, the restart's decision and the failure's text must all
 	// say the same.
-	r.reasonsMu.Lock()
-	defer r.reasonsMu.Unlock()
-	if settled, ok := r.reasons[code]; ok {
+	s.reasonsMu.Lock()
+	defer s.reasonsMu.Unlock()
+	if settled, ok := s.reasons[code]; ok {
 		return settled.reason, settled.signal
 	}
-	reason, signal = r.readExit(code)
-	if r.reasons == nil {
-		r.reasons = map[int64]settledExit{}
+	reason, signal = s.readExit(code)
+	if s.reasons == nil {
+		s.reasons = map[int64]settledExit{}
 	}
-	r.reasons[code] = settledExit{reason, signal}
+	s.reasons[code] = settledExit{reason, signal}
 	return reason, signal
 }
 
@@ -75,16 +73,16 @@ type settledExit struct {
 	signal int
 }
 
-func (r *Runner) readExit(code int64) (reason string, signal int) {
-	limited := r.run.HostConfig.Memory > 0
+func (s *State) readExit(code int64) (reason string, signal int) {
+	limited := s.spec.Runtime.MemoryBytes > 0
 	switch {
-	case code == 137 && limited && r.memoryKilled():
+	case code == 137 && limited && s.memoryKilled():
 		return ExitMemoryLimit, 9
-	case code == 137 && limited && !r.oomReported():
+	case code == 137 && limited && !s.oomReported():
 		// Podman sends no oom event: a SIGKILL under a memory limit is the
 		// kernel's, or a kill from outside, and nothing says which.
 		return ExitMemoryOrSignal, 9
-	case code == 2 && r.tail.Panic() != "":
+	case code == 2 && s.tail.Panic() != "":
 		return ExitPanicked, 0
 	case code > 128 && code < 128+65:
 		return ExitSignal, int(code - 128)
@@ -93,21 +91,21 @@ func (r *Runner) readExit(code int64) (reason string, signal int) {
 }
 
 // oomReported reports whether the engine tells memory kills apart.
-func (r *Runner) oomReported() bool { return r.oom.watched.Load() }
+func (s *State) oomReported() bool { return s.oomWatched.Load() }
 
 // memoryKilled reports whether the kernel's OOM killer ended the
 // container: its oom event, which the Docker Engine sends before the exit
 // (seen under runc and runsc) but on a stream of its own, so it is waited
 // for briefly. Asked only of a SIGKILL under a memory limit: a restart
 // after any other exit waits for nothing.
-func (r *Runner) memoryKilled() bool {
-	if !r.oomReported() {
+func (s *State) memoryKilled() bool {
+	if !s.oomReported() {
 		return false
 	}
-	for i := 0; i < 100 && r.oom.kills.Load() == 0; i++ { // a second at most: under load the event comes late
+	for i := 0; i < 100 && s.oomKills.Load() == 0; i++ { // a second at most: under load the event comes late
 		time.Sleep(10 * time.Millisecond)
 	}
-	return r.oom.kills.Load() > 0
+	return s.oomKills.Load() > 0
 }
 
 // Usage is the container's figures from the newest sample its engine
@@ -121,4 +119,4 @@ func (r *Running) Usage(context.Context) (Usage, error) {
 
 // OOMKills is how many times the kernel's OOM killer acted in the
 // container, and whether its engine reports that at all (Podman does not).
-func (r *Running) OOMKills() (int64, bool) { return r.runner.OOMKills() }
+func (r *Running) OOMKills() (int64, bool) { return r.state.OOMKills() }

@@ -29,10 +29,9 @@ func TestExitMeaningAgreesWithTheEngine(t *testing.T) {
 		{"silent exit 2, oom not reported", 2, false, 0, ExitOwn, "it printed nothing before it died, under a memory limit", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := memRunner(&memEngine{}, "")
-			r.run.HostConfig.Memory = 64 << 20
-			r.oom.watched.Store(tc.watched)
-			r.oom.kills.Store(tc.kills)
+			r := limitedState()
+			r.WatchingOOM(tc.watched)
+			r.oomKills.Store(tc.kills)
 			if reason, _ := r.exitReason(tc.code); reason != tc.reason {
 				t.Fatalf("reason %q, want %q", reason, tc.reason)
 			}
@@ -47,25 +46,24 @@ func TestExitMeaningAgreesWithTheEngine(t *testing.T) {
 // A plugin stopped at the handshake limit is said to have hit that limit,
 // whatever exit code its stop gave it.
 func TestHandshakeTimeoutNamesTheLimit(t *testing.T) {
-	r := memRunner(&memEngine{}, "")
-	r.run.HostConfig.Memory = 64 << 20
+	r := limitedState()
 	if !handshakeTimedOut(errors.New("timeout while waiting for plugin to start")) || handshakeTimedOut(errors.New("plugin exited before we could connect")) {
 		t.Fatal("go-plugin's handshake timeout is not told apart")
 	}
-	err := r.handshakeFailure(30 * time.Second)
+	err := r.HandshakeFailure(30 * time.Second)
 	if !errors.Is(err, ErrHandshakeTimeout) || !strings.HasPrefix(err.Error(), "the plugin did not complete its handshake in time: no handshake within 30s (the handshake limit), so it was stopped") ||
 		strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "if that is it, it exceeds its memory limit") {
 		t.Fatalf("a plugin slow to handshake, with no sample of its memory: %v", err)
 	}
 	// One that printed something is not said to be starved.
-	r.tail.Write([]byte("slow to start\n"))
-	if err := r.handshakeFailure(30 * time.Second); strings.Contains(err.Error(), "memory") {
+	r.Output().Write([]byte("slow to start\n"))
+	if err := r.HandshakeFailure(30 * time.Second); strings.Contains(err.Error(), "memory") {
 		t.Fatalf("a plugin slow to handshake that printed: %v", err)
 	}
 	// One that was using most of its memory limit when stopped is said to
 	// be starved, the handshake limit named first.
 	r.memoryAtStop.Store(60 << 20)
-	err = r.handshakeFailure(30 * time.Second)
+	err = r.HandshakeFailure(30 * time.Second)
 	if !strings.Contains(err.Error(), "no handshake within 30s (the handshake limit)") || !strings.Contains(err.Error(), "it exceeds its memory limit: memory_bytes 67108864") {
 		t.Fatalf("a plugin starved under its limit: %v", err)
 	}
@@ -85,12 +83,16 @@ func TestTheTailLeavesOutTheHandshake(t *testing.T) {
 // make the restart's decision, the exit report and the failure's text
 // disagree.
 func TestAnExitIsReadOnce(t *testing.T) {
-	r := memRunner(&memEngine{}, "")
-	r.run.HostConfig.Memory = 64 << 20
-	r.oom.watched.Store(true)
+	r := limitedState()
+	r.WatchingOOM(true)
 	first, _ := r.exitReason(137)
-	r.oom.kills.Store(1) // too late
+	r.OOMKilled() // too late
 	if again, _ := r.exitReason(137); again != first || first != ExitSignal {
 		t.Fatalf("read %q, then %q", first, again)
 	}
+}
+
+// limitedState is the record of a start under a 64 MiB memory limit.
+func limitedState() *State {
+	return NewState(Spec{Plugin: Plugin{Image: "example/kv", Version: "1.0.0"}, Runtime: Runtime{MemoryBytes: 64 << 20}})
 }

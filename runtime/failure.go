@@ -1,80 +1,29 @@
 package runtime
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/docker/docker/errdefs"
 )
-
-func (r *Runner) explainCreateError(ctx context.Context, err error) error {
-	msg := err.Error()
-	if strings.Contains(strings.ToLower(msg), "unknown runtime") {
-		known := "unknown"
-		if facts, factsErr := AskEngine(ctx, r.engine, r.EngineAddress); factsErr == nil {
-			known = strings.Join(facts.Runtimes, ", ")
-		}
-		return fmt.Errorf("%w: the Docker Engine has no OCI runtime %q (it has: %s); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime",
-			ErrUnknownOCIRuntime, r.run.HostConfig.Runtime, known)
-	}
-	if errdefs.IsNotFound(err) {
-		return fmt.Errorf("%w: %s (its pull_policy is never: build or load it there, or register a pull_policy of missing)", ErrImageMissing, msg)
-	}
-	if errdefs.IsInvalidParameter(err) {
-		// For example "Range of CPUs is from 0.01 to 2.00, as there are only
-		// 2 CPUs available": the runtime asks for more than this host has.
-		return fmt.Errorf("%w: %s", ErrStartRefused, msg)
-	}
-	return fmt.Errorf("creating the plugin container: %w", err)
-}
-
-func (r *Runner) explainStartError(ctx context.Context, err error) error {
-	msg := err.Error()
-	if strings.Contains(msg, "unknown or invalid runtime name") || strings.Contains(strings.ToLower(msg), "unknown runtime") {
-		return fmt.Errorf("%w: %s", ErrUnknownOCIRuntime, msg)
-	}
-	// Docker says "OCI runtime create/start failed"; Podman relays the OCI
-	// runtime's command that failed ("`runsc start <id>` failed: exit status").
-	podmanRuntimeFailed := strings.Contains(msg, " start "+r.id+"` failed")
-	if strings.Contains(msg, "OCI runtime create failed") || strings.Contains(msg, "OCI runtime start failed") || podmanRuntimeFailed ||
-		errdefs.IsInvalidParameter(err) {
-		// The OCI runtime's own reason: an executable that is not in the
-		// image, a cgroup it cannot make, a limit the kernel refuses.
-		return fmt.Errorf("%w (%s): %s", ErrStartRefused, r.what(), msg)
-	}
-	return fmt.Errorf("starting the plugin container (image %s, OCI runtime %s): %w", r.run.Config.Image, r.run.HostConfig.Runtime, err)
-}
-
-// what names what the engine was asked to run: image, OCI runtime and,
-// when the registration sets them, the command it starts.
-func (r *Runner) what() string {
-	what := fmt.Sprintf("image %s, OCI runtime %s", r.run.Config.Image, r.run.HostConfig.Runtime)
-	if len(r.run.Config.Entrypoint) > 0 {
-		what += fmt.Sprintf(", command %q", []string(r.run.Config.Entrypoint))
-	}
-	return what
-}
 
 // Failure explains why the plugin is gone, or is not answering. When the
 // container exited, its exit code and last output say it all, and
 // go-plugin's own "Unrecognized remote plugin message" is left out; else the
 // cause is kept, with the last output if go-plugin did not quote it.
-func (r *Runner) Failure(cause error) error {
-	if r.startErr != nil {
-		return r.startErr
+func (s *State) Failure(cause error) error {
+	if s.startErr != nil {
+		return s.startErr
 	}
-	tail := r.tail.String()
-	if done, code := r.Exited(); done && r.waitErr == nil {
+	tail := s.tail.String()
+	if done, code := s.Exited(); done && s.waitErr == nil {
 		when := "before the plugin handshake"
-		if r.handshook {
+		if s.handshook.Load() {
 			when = "after the plugin handshake"
 		}
-		return fmt.Errorf("%w with code %d%s %s; last output:\n%s", ErrContainerExited, code, r.exitMeaning(code), when, r.output())
+		return fmt.Errorf("%w with code %d%s %s; last output:\n%s", ErrContainerExited, code, s.exitMeaning(code), when, s.output())
 	}
 	if tail == "" || strings.Contains(cause.Error(), tail) {
 		return cause
@@ -84,9 +33,9 @@ func (r *Runner) Failure(cause error) error {
 
 // output is the last lines of output, after the first line of a Go panic
 // if one was seen and has left the tail since.
-func (r *Runner) output() string {
-	tail := r.tail.String()
-	if p := r.tail.Panic(); p != "" && !strings.Contains(tail, p) {
+func (s *State) output() string {
+	tail := s.tail.String()
+	if p := s.tail.Panic(); p != "" && !strings.Contains(tail, p) {
 		tail = p + "\n...\n" + tail
 	}
 	return tail
@@ -97,28 +46,28 @@ func (r *Runner) output() string {
 // memory limit's only when the engine reported the kernel's OOM kill, a
 // kill from outside when it reported none, and either when it reports
 // nothing (Podman).
-func (r *Runner) exitMeaning(code int64) string {
-	limit := r.run.HostConfig.Memory
-	reason, _ := r.exitReason(code)
+func (s *State) exitMeaning(code int64) string {
+	limit := s.spec.Runtime.MemoryBytes
+	reason, _ := s.exitReason(code)
 	switch {
 	case reason == ExitMemoryLimit:
 		return fmt.Sprintf(" (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeds its memory limit: memory_bytes %d)", limit)
 	case reason == ExitMemoryOrSignal:
 		return fmt.Sprintf(" (SIGKILL: the kernel's, past its memory limit (memory_bytes %d), or a kill from outside; "+
 			"the engine does not say which)", limit)
-	case code == 137 && r.oom.kills.Load() > 0:
+	case code == 137 && s.oomKills.Load() > 0:
 		return " (SIGKILL from the kernel's OOM killer, as the engine reported)"
-	case code == 137 && r.oomReported():
+	case code == 137 && s.oomReported():
 		return " (SIGKILL from outside the container, a docker kill say: the engine reported no OOM kill)"
 	case code == 137:
 		return " (SIGKILL)"
-	case limit > 0 && r.oom.kills.Load() > 0:
+	case limit > 0 && s.oomKills.Load() > 0:
 		// The OOM killer took a thread or child and the plugin died of it
 		// another way (a Go runtime that could not allocate exits 2).
 		return fmt.Sprintf(" (the engine reported the kernel's OOM killer in the container, as for a container that exceeds its memory limit: memory_bytes %d)", limit)
 	case reason == ExitSignal:
 		return fmt.Sprintf(" (killed by signal %d)", code-128)
-	case code != 0 && limit > 0 && !r.handshook && r.tail.String() == "":
+	case code != 0 && limit > 0 && !s.handshook.Load() && s.tail.String() == "":
 		// Seen under a 6 MiB limit, now and then: exit code 2 with not a
 		// line printed and no oom event, as a Go program that cannot get
 		// the memory its runtime starts with dies before it can say so.
@@ -140,39 +89,39 @@ func handshakeTimedOut(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "timeout while waiting for plugin to start")
 }
 
-// handshakeFailure explains a start stopped at the handshake limit: the
+// HandshakeFailure explains a start stopped at the handshake limit: the
 // limit that was hit, not the exit its stop caused.
-func (r *Runner) handshakeFailure(limit time.Duration) error {
+func (s *State) HandshakeFailure(limit time.Duration) error {
 	last := "; it printed nothing"
-	if out := r.output(); out != "" {
+	if out := s.output(); out != "" {
 		last = "; its last output:\n" + out
 	}
-	memLimit, used := r.run.HostConfig.Memory, r.memoryAtStop.Load()
+	memLimit, used := s.spec.Runtime.MemoryBytes, s.memoryAtStop.Load()
 	switch {
 	case memLimit <= 0:
 	case used*10 >= uint64(memLimit)*8:
 		last = fmt.Sprintf("; it was using %d bytes of its memory limit when stopped, and a plugin that cannot get the memory it needs "+
 			"stalls so: it exceeds its memory limit: memory_bytes %d", used, memLimit) + last
-	case r.output() == "":
+	case s.output() == "":
 		// A plugin starved under its limit may stall silently, its pages
 		// reclaimed as fast as it reads them (its usage then looks low):
 		// the limit is named as a possible cause, never as what ended it.
 		last += fmt.Sprintf(", under a memory limit: a plugin that cannot get the memory it starts with stalls so; "+
 			"if that is it, it exceeds its memory limit: memory_bytes %d", memLimit)
 	}
-	return fmt.Errorf("%w: no handshake within %s (the handshake limit), so it was stopped (%s)%s", ErrHandshakeTimeout, limit, r.what(), last)
+	return fmt.Errorf("%w: no handshake within %s (the handshake limit), so it was stopped (%s)%s", ErrHandshakeTimeout, limit, s.spec.What(), last)
 }
 
 // ExplainCall explains a call to the plugin that failed: when the
 // container has exited (or does within outputGrace), its exit code and last
 // output say why, not the broken connection the caller saw.
-func (r *Runner) ExplainCall(cause error) error {
+func (s *State) ExplainCall(cause error) error {
 	select {
-	case <-r.exited:
+	case <-s.exited:
 	case <-time.After(outputGrace):
 		return cause
 	}
-	return r.Failure(cause)
+	return s.Failure(cause)
 }
 
 // handshakeLine is go-plugin's handshake line (core version, app version,

@@ -1,16 +1,10 @@
 package runtime
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/errdefs"
 )
 
 // LabelOwner names the process that started a container, as
@@ -105,40 +99,16 @@ func ReapSocketRoots() int {
 	return removed
 }
 
-// Lister is what reaping needs of an engine besides removal.
-type Lister interface {
-	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
-	ContainerRemove(ctx context.Context, id string, options container.RemoveOptions) error
-}
-
-// ReapOrphans removes the plugin containers of this project's that were
-// started for clusterID by a process of this machine that is gone (a Vault
-// and its plugins killed with SIGKILL leave their containers running).
-// Containers of a live process, of another machine, of another cluster, or
-// of anything else are never touched. It returns the IDs removed.
-func ReapOrphans(ctx context.Context, engine Lister, clusterID string) ([]string, error) {
-	list, err := engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", LabelManagedBy+"="+managedByThisPlugin),
-		filters.Arg("label", LabelClusterID+"="+clusterID),
-	)})
-	if err != nil {
-		return nil, fmt.Errorf("listing plugin containers: %w", err)
+// Orphaned reports whether a plugin container whose labels (or
+// annotations) are these was started by a process of this machine that is
+// gone: a Vault and its plugins killed with SIGKILL leave their containers
+// running. A container of a live process, or of another machine (or boot),
+// whose owner's life cannot be told from here, is not.
+func Orphaned(labels map[string]string) bool {
+	owner, ok := labels[LabelOwner]
+	if !ok || ownerAlive(owner) {
+		return false
 	}
-	var removed []string
-	boot := OwnerBoot()
-	for _, c := range list {
-		owner, ok := c.Labels[LabelOwner]
-		if !ok || ownerAlive(owner) {
-			continue
-		}
-		if other := c.Labels[LabelOwnerBoot]; other != "" && other != boot {
-			continue // another machine's (or boot's) process: its life cannot be told from here
-		}
-		err := engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-		if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
-			return removed, fmt.Errorf("removing orphaned container %s: %w", short(c.ID), err)
-		}
-		removed = append(removed, c.ID)
-	}
-	return removed, nil
+	other := labels[LabelOwnerBoot]
+	return other == "" || other == OwnerBoot()
 }

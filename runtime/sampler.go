@@ -2,14 +2,10 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
-
-	"github.com/docker/docker/errdefs"
 )
 
 // A container's figures are read from a sample its engine streams (one a
@@ -35,41 +31,30 @@ type usageSampler struct {
 	done chan struct{}
 }
 
-// startSampler follows the container's stats stream until stop or its end.
-func startSampler(engine StatsEngine, id string) *usageSampler {
+// startSampler follows the container's figures until close or its end.
+func startSampler(source UsageSource, id string) *usageSampler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &usageSampler{stop: cancel, done: make(chan struct{})}
-	go s.follow(ctx, engine, id)
+	go s.follow(ctx, source, id)
 	return s
 }
 
-// follow reads the stream, and asks for it again (after a pause) when the
-// engine ends it while the container is still there: an engine restart.
-func (s *usageSampler) follow(ctx context.Context, engine StatsEngine, id string) {
+// follow reads the samples, and asks for them again (after a pause) when
+// the engine ends the stream while the container is still there: an engine
+// restart.
+func (s *usageSampler) follow(ctx context.Context, source UsageSource, id string) {
 	defer close(s.done)
 	for ctx.Err() == nil {
-		reader, err := engine.ContainerStats(ctx, id, true)
-		if err == nil {
-			dec := json.NewDecoder(reader.Body)
-			for {
-				var stats StatsResponse
-				if err = dec.Decode(&stats); err != nil {
-					break
-				}
-				if stats.Read.IsZero() && stats.PidsStats.Current == 0 {
-					continue // the empty sample an exited container sends
-				}
-				s.mu.Lock()
-				s.last, s.at, s.err = UsageFrom(stats), time.Now(), nil
-				s.mu.Unlock()
-			}
-			reader.Body.Close()
-		}
-		if errdefs.IsNotFound(err) || ctx.Err() != nil {
+		err := source.FollowUsage(ctx, func(u Usage) {
+			s.mu.Lock()
+			s.last, s.at, s.err = u, time.Now(), nil
+			s.mu.Unlock()
+		})
+		if errors.Is(err, ErrContainerGone) || ctx.Err() != nil {
 			return
 		}
 		s.mu.Lock()
-		s.err = fmt.Errorf("container %s's figures: %w", short(id), err)
+		s.err = fmt.Errorf("container %s's figures: %w", Short(id), err)
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -101,38 +86,4 @@ func (s *usageSampler) usage() (Usage, error) {
 func (s *usageSampler) close() {
 	s.stop()
 	<-s.done
-}
-
-// sampleMemoryBeforeStop records, for a container stopped before its
-// handshake under a memory limit, how much memory it was using: a plugin
-// starved under its limit may stall and say nothing, and only this tells
-// it from one that is merely slow. Asked once, briefly, of the engine.
-func (r *Runner) sampleMemoryBeforeStop() {
-	select {
-	case <-r.handshakeDone:
-		return
-	case <-r.exited:
-		return
-	case <-r.abandoned: // the host is closing: no one will read it
-		return
-	default:
-	}
-	se, ok := r.engine.(StatsEngine)
-	if !ok || r.run.HostConfig.Memory <= 0 || r.memoryAtStop.Load() != 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	reader, err := se.ContainerStats(ctx, r.id, false)
-	if err != nil {
-		return
-	}
-	defer reader.Body.Close()
-	var stats StatsResponse
-	if json.NewDecoder(reader.Body).Decode(&stats) != nil {
-		return
-	}
-	if u := UsageFrom(stats); !slices.Contains(u.Missing, FigureMemory) {
-		r.memoryAtStop.Store(u.MemoryBytes)
-	}
 }

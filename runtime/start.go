@@ -61,51 +61,48 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Placeholders stand in PreviewRunConfig's result for what only exists once
-// a plugin starts.
+// Placeholders stand in a preview for what only exists once a plugin
+// starts.
 const (
 	PlaceholderSocketDir  = "<socket directory, created at start>"
 	PlaceholderClientCert = "<client certificate, generated at start>"
 	envClientCert         = "PLUGIN_CLIENT_CERT"
 )
 
-// SetAtStart names the values PreviewRunConfig shows as placeholders.
-var SetAtStart = []string{
-	envClientCert + " (a fresh client certificate for go-plugin's mTLS)",
-	"host_config.Mounts[0].Source (the socket directory)",
-}
+// SetAtStartCert names the client certificate among a preview's
+// placeholders; an engine adds its own.
+const SetAtStartCert = envClientCert + " (a fresh client certificate for go-plugin's mTLS)"
 
 // errPreviewed stops go-plugin once it has handed over the environment.
 var errPreviewed = errors.New("run config previewed")
 
-// PreviewRunConfig is the create request that starting p with r sends,
-// produced by the same code as a start (go-plugin builds the environment
-// and calls the same runner function), stopped before anything reaches an
-// engine. What only exists at start is replaced by the placeholders above.
-func PreviewRunConfig(p Plugin, r Runtime, o Options) (*RunConfig, error) {
+// PreviewRun is what starting p with r asks engine to run, produced by the
+// same code as a start (go-plugin builds the environment and calls the same
+// runner function), stopped before anything reaches the engine. What only
+// exists at start is replaced by the placeholders above.
+func PreviewRun(engine Engine, p Plugin, r Runtime, o Options) (Preview, error) {
 	o = o.withDefaults()
-	var rc *RunConfig
+	var spec *Spec
 	var socketDir string
-	client := plugin.NewClient(clientConfig(p, r, o, func(built *RunConfig, socketDir string) (runner.Runner, error) {
-		rc = built
+	client := plugin.NewClient(clientConfig(engine, p, r, o, func(built Spec) (runner.Runner, error) {
+		spec = &built
 		return nil, errPreviewed
 	}, func(dir string) { socketDir = dir }))
 	_, err := client.Start()
 	if socketDir != "" {
 		os.RemoveAll(socketDir) // go-plugin made it for a start that never came
 	}
-	if rc == nil {
-		return nil, err
+	if spec == nil {
+		return Preview{}, err
 	}
-	for i, kv := range rc.Config.Env {
+	env := append([]string(nil), spec.Host.BaseEnv...)
+	for i, kv := range env {
 		if strings.HasPrefix(kv, envClientCert+"=") {
-			rc.Config.Env[i] = envClientCert + "=" + PlaceholderClientCert
+			env[i] = envClientCert + "=" + PlaceholderClientCert
 		}
 	}
-	for i := range rc.HostConfig.Mounts {
-		rc.HostConfig.Mounts[i].Source = PlaceholderSocketDir
-	}
-	return rc, nil
+	spec.Host.BaseEnv, spec.Host.SocketDir = env, PlaceholderSocketDir
+	return engine.Preview(*spec)
 }
 
 // sdkEnv is the environment Vault's SDK gives a containerized plugin.
@@ -121,12 +118,12 @@ func sdkEnv(vaultVersion string, mlock bool) []string {
 	return env
 }
 
-// clientConfig is go-plugin's configuration for running p with r. newRunner
-// gets the create request built from go-plugin's environment and the socket
-// directory it made; every socket directory made is reported to made, so a
-// failed start can remove it (go-plugin removes it only after a container
-// existed).
-func clientConfig(p Plugin, r Runtime, o Options, newRunner func(*RunConfig, string) (runner.Runner, error), made func(string)) *plugin.ClientConfig {
+// clientConfig is go-plugin's configuration for running p with r on
+// engine. newContainer gets the start's spec, built from go-plugin's
+// environment and the socket directory it made; every socket directory made
+// is reported to made, so a failed start can remove it (go-plugin removes
+// it only after a container existed).
+func clientConfig(engine Engine, p Plugin, r Runtime, o Options, newContainer func(Spec) (runner.Runner, error), made func(string)) *plugin.ClientConfig {
 	return &plugin.ClientConfig{
 		HandshakeConfig: vaultplugin.HandshakeConfig,
 		VersionedPlugins: map[int]plugin.PluginSet{
@@ -137,23 +134,23 @@ func clientConfig(p Plugin, r Runtime, o Options, newRunner func(*RunConfig, str
 			if made != nil {
 				made(socketDir)
 			}
-			rc, err := BuildRunConfig(p, r, Host{
-				PID: os.Getpid(), Owner: Owner(), OwnerBoot: OwnerBoot(), ClusterID: o.ClusterID, GroupID: os.Getegid(), MLock: o.MLock,
-				BaseEnv: cmd.Env, SDKEnv: sdkEnv(o.VaultVersion, o.MLock), SocketDir: socketDir,
-			}, *o.Hardening)
-			if err != nil {
-				return nil, err
-			}
-			return newRunner(rc, socketDir)
+			return newContainer(Spec{
+				Plugin: p, Runtime: r, Hardening: *o.Hardening, Auth: o.Auth, PullTimeout: o.PullTimeout, Logger: o.Logger,
+				Host: Host{
+					PID: os.Getpid(), Owner: Owner(), OwnerBoot: OwnerBoot(), ClusterID: o.ClusterID, GroupID: os.Getegid(), MLock: o.MLock,
+					BaseEnv: cmd.Env, SDKEnv: sdkEnv(o.VaultVersion, o.MLock), SocketDir: socketDir,
+				},
+			})
 		},
 		UnixSocketConfig: &plugin.UnixSocketConfig{Group: strconv.Itoa(os.Getegid()), TempDir: o.SocketRoot},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
-		// No broker multiplexing (yamux over the one connection): the
-		// broker gets sockets of its own in the shared socket directory, and a
-		// hosted kv read measured 0.64x -> 0.68x of Vault's containerized kv.
-		GRPCBrokerMultiplex: false,
+		// Broker multiplexing (yamux over the one connection) only where
+		// the plugin shares no directory with the host: otherwise the broker
+		// gets sockets of its own in the shared socket directory, which
+		// serves a hosted read faster (README, figures).
+		GRPCBrokerMultiplex: engine.BrokerOverConnection(),
 		StartTimeout:        o.StartTimeout,
 		Logger:              o.Logger,
 	}
@@ -163,11 +160,14 @@ func clientConfig(p Plugin, r Runtime, o Options, newRunner func(*RunConfig, str
 // completed the handshake with the Vault plugin inside. Backends are set up
 // in it with Backend, one per mount.
 type Running struct {
-	runner *Runner // runs its container for go-plugin; set once go-plugin calls the runner function
-	client *plugin.Client
-	rpc    plugin.ClientProtocol
-	conn   *grpc.ClientConn
-	name   string
+	// container runs the plugin for go-plugin, and state is its record;
+	// both are set once go-plugin calls the runner function.
+	container Container
+	state     *State
+	client    *plugin.Client
+	rpc       plugin.ClientProtocol
+	conn      *grpc.ClientConn
+	name      string
 	// maxResponse bounds each message from the plugin (0: gRPC's own).
 	maxResponse int
 	// Handshake is the time from the container's start to the end of
@@ -179,16 +179,16 @@ type Running struct {
 	sampler *usageSampler
 }
 
-// Start runs the plugin's container and completes the go-plugin handshake
-// with the Vault plugin inside. On failure nothing is left, neither
-// container nor socket directory, and the error says why: unknown OCI
-// runtime, missing image, SHA256 mismatch, or the exit code with the last
-// output lines.
+// Start runs the plugin's container on engine and completes the go-plugin
+// handshake with the Vault plugin inside. On failure nothing is left,
+// neither container nor socket directory, and the error says why: unknown
+// OCI runtime, missing image, SHA256 mismatch, or the exit code with the
+// last output lines.
 func Start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (*Running, error) {
 	running, err := start(ctx, engine, p, r, o)
 	if err != nil && !errors.Is(err, ErrStartAbandoned) {
-		if why := engineDown(engine, err, r.Engine); why != nil {
-			return nil, fmt.Errorf("%w: the engine at %s: %v", ErrEngineUnreachable, EngineAddress(r.Engine), why)
+		if why := engineDown(engine, err); why != nil {
+			return nil, fmt.Errorf("%w: the engine at %s: %v", ErrEngineUnreachable, engine.Address(), why)
 		}
 	}
 	return running, err
@@ -203,14 +203,13 @@ var ErrEngineUnreachable = errors.New("the engine does not answer")
 // failed otherwise is asked about, as the engine may have gone meanwhile
 // (an idle connection kept from before can still answer while new ones are
 // refused, so the error comes first). Nil when the engine answers.
-func engineDown(engine Engine, err error, address string) error {
-	if IsEngineUnreachable(err, address) {
+func engineDown(engine Engine, err error) error {
+	if engine.Unreachable(err) {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, askErr := engine.ServerVersion(ctx)
-	return askErr
+	return engine.Ping(ctx)
 }
 
 func start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (*Running, error) {
@@ -218,20 +217,22 @@ func start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	o = o.withDefaults()
 	running := &Running{name: p.Name, maxResponse: o.MaxResponseBytes}
 	var socketDir string
-	var made sync.Mutex // the runner and socket directory, made in go-plugin's Start
-	running.client = plugin.NewClient(clientConfig(p, r, o, func(rc *RunConfig, dir string) (runner.Runner, error) {
+	var made sync.Mutex // the container and socket directory, made in go-plugin's Start
+	running.client = plugin.NewClient(clientConfig(engine, p, r, o, func(spec Spec) (runner.Runner, error) {
+		c, err := engine.Container(spec)
+		if err != nil {
+			return nil, err
+		}
 		made.Lock()
 		defer made.Unlock()
-		running.runner = NewRunner(engine, o.Logger, p, rc, dir, r.Rootless)
-		running.runner.EngineAddress = r.Engine
-		running.runner.Auth, running.runner.PullTimeout = o.Auth, o.PullTimeout
-		return running.runner, nil
+		running.container, running.state = c, c.State()
+		return c, nil
 	}, func(dir string) { made.Lock(); socketDir = dir; made.Unlock() }))
 
-	rpc, err := running.connect(ctx, func() (*Runner, string) {
+	rpc, err := running.connect(ctx, func() (Container, string) {
 		made.Lock()
 		defer made.Unlock()
-		return running.runner, socketDir
+		return running.container, socketDir
 	})
 	if errors.Is(err, ErrStartAbandoned) {
 		return nil, err
@@ -239,18 +240,18 @@ func start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 	made.Lock()
 	defer made.Unlock()
 	if err != nil {
-		run := running.runner
+		c := running.container
 		running.Stop(ctx)
 		if socketDir != "" {
 			os.RemoveAll(socketDir)
 		}
-		if run == nil || run.ID() == "" { // failed before or at create: the error says why
+		if c == nil || c.ID() == "" { // failed before or at create: the error says why
 			return nil, err
 		}
 		if handshakeTimedOut(err) {
-			return nil, run.handshakeFailure(o.StartTimeout)
+			return nil, c.State().HandshakeFailure(o.StartTimeout)
 		}
-		return nil, run.Failure(err)
+		return nil, c.State().Failure(err)
 	}
 	running.rpc = rpc
 	if grpcClient, ok := rpc.(*plugin.GRPCClient); ok {
@@ -259,11 +260,11 @@ func start(ctx context.Context, engine Engine, p Plugin, r Runtime, o Options) (
 		running.Stop(ctx)
 		return nil, fmt.Errorf("the plugin speaks %T, not gRPC", rpc)
 	}
-	running.Handshake = time.Since(began) - running.runner.Created - running.runner.Started
-	running.runner.handshook = true
-	running.runner.connected()
-	if se, ok := engine.(StatsEngine); ok {
-		running.sampler = startSampler(se, running.runner.ID())
+	st := running.state
+	running.Handshake = time.Since(began) - st.Created - st.Started
+	st.Connected()
+	if source := running.container.Usage(); source != nil {
+		running.sampler = startSampler(source, running.container.ID())
 	}
 	return running, nil
 }
@@ -287,7 +288,7 @@ func (r *Running) Backend(ctx context.Context, id string, conf *logical.BackendC
 	if err := b.Setup(ctx, conf); err != nil {
 		// A plugin killed during its Setup (by its memory limit, say) breaks
 		// the connection: its exit says why.
-		return nil, r.runner.ExplainCall(fmt.Errorf("setting up the plugin's backend: %w", err))
+		return nil, r.state.ExplainCall(fmt.Errorf("setting up the plugin's backend: %w", err))
 	}
 	return b, nil
 }
@@ -299,12 +300,12 @@ func (r *Running) Conn(id string) grpc.ClientConnInterface { return r.muxConn(id
 
 func (r *Running) muxConn(id string) muxConn { return muxConn{r.conn, id, r.maxResponse} }
 
-// ContainerID is the ID of the plugin's container.
-func (r *Running) ContainerID() string { return r.runner.ID() }
+// ID is the ID of the plugin's container (or pod).
+func (r *Running) ID() string { return r.container.ID() }
 
 // Explain explains a call to the plugin that failed because the plugin is
 // gone: its exit code and last output, when its container exited.
-func (r *Running) Explain(cause error) error { return r.runner.ExplainCall(cause) }
+func (r *Running) Explain(cause error) error { return r.state.ExplainCall(cause) }
 
 // MemoryKilled reports whether the plugin's container was killed by the
 // kernel past its memory limit: by the engine's oom event where it sends
@@ -320,11 +321,11 @@ func (r *Running) Panicked() bool { return r.exitReason() == ExitPanicked }
 
 // exitReason is the exit's reason once the container exited, else "".
 func (r *Running) exitReason() string {
-	done, code := r.runner.Exited()
+	done, code := r.state.Exited()
 	if !done {
 		return ""
 	}
-	reason, _ := r.runner.exitReason(code)
+	reason, _ := r.state.exitReason(code)
 	return reason
 }
 
@@ -342,9 +343,9 @@ func (r *Running) Stop(ctx context.Context) {
 			defer r.sampler.close()
 		}
 		r.client.Kill() // asks the plugin to exit, then stops the container
-		if r.runner != nil {
-			r.runner.awaitRemoval(30 * time.Second)
-			r.runner.giveUp() // go-plugin's Kill skips the runner's after a graceful exit
+		if r.container != nil {
+			r.container.AwaitRemoval(30 * time.Second)
+			r.state.GiveUp() // go-plugin's Kill skips the runner's after a graceful exit
 		}
 	})
 }

@@ -1,10 +1,7 @@
 package runtime
 
 import (
-	"context"
 	"slices"
-
-	"github.com/docker/docker/api/types/container"
 )
 
 // Usage is what a running container uses now, as its engine reports it.
@@ -46,48 +43,12 @@ func (u Usage) Figures() []Figure {
 	var out []Figure
 	for _, f := range []Figure{{FigureMemory, float64(u.MemoryBytes)}, {FigureMemoryLimit, float64(u.MemoryLimitBytes)},
 		{FigureCPU, u.CPUSeconds}, {FigurePids, float64(u.Pids)}} {
-		if !slices.Contains(u.Missing, f.Name) {
+		if !u.missing(f.Name) {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-// StatsEngine is the part of an engine Usage needs: the stream of a
-// container's stats samples (sampler.go).
-type StatsEngine interface {
-	ContainerStats(ctx context.Context, id string, stream bool) (container.StatsResponseReader, error)
-}
-
-// StatsResponse is one sample of a container's stats, as its engine sends it.
-type StatsResponse = container.StatsResponse
-
-// UsageFrom reads the figures out of an engine's stats. A running
-// container always has a process and has used some CPU, so a 0 there is
-// the engine having no figure; memory likewise has a limit (the host's
-// when none is set).
-func UsageFrom(s container.StatsResponse) Usage {
-	u := Usage{Pids: s.PidsStats.Current, CPUSeconds: float64(s.CPUStats.CPUUsage.TotalUsage) / 1e9}
-	m := s.MemoryStats
-	if m.Limit == 0 && m.Usage == 0 {
-		u.Missing = append(u.Missing, FigureMemory, FigureMemoryLimit)
-	} else {
-		u.MemoryBytes, u.MemoryLimitBytes = m.Usage, m.Limit
-		// cgroup v2 names it inactive_file, v1 total_inactive_file; the
-		// docker CLI takes the same off.
-		inactive, ok := m.Stats["inactive_file"]
-		if !ok {
-			inactive = m.Stats["total_inactive_file"]
-		}
-		if inactive < u.MemoryBytes {
-			u.MemoryBytes -= inactive
-		}
-	}
-	if s.CPUStats.CPUUsage.TotalUsage == 0 {
-		u.Missing = append(u.Missing, FigureCPU)
-	}
-	if s.PidsStats.Current == 0 {
-		u.Missing = append(u.Missing, FigurePids)
-	}
-	return u
-}
+// missing reports whether the engine did not give the figure name.
+func (u Usage) missing(name string) bool { return slices.Contains(u.Missing, name) }

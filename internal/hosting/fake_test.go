@@ -135,7 +135,7 @@ func (p *fakePlugin) Explain(cause error) error {
 	}
 	return cause
 }
-func (p *fakePlugin) ContainerID() string { return p.id }
+func (p *fakePlugin) ID() string { return p.id }
 func (p *fakePlugin) Exit() (runtime.Exit, bool) {
 	if !p.exited.Load() {
 		return runtime.Exit{}, false

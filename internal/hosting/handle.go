@@ -311,7 +311,7 @@ func (hd *handle) status() (Status, string) {
 		// A container that is gone has no ID worth showing: nothing by it
 		// exists any more.
 		c := hd.run.container
-		st.ContainerID, st.OCIRuntime = c.plugin.ContainerID(), c.ociRuntime
+		st.ContainerID, st.OCIRuntime = c.plugin.ID(), c.ociRuntime
 		st.Shared = hd.host.containers.others(c, hd.id)
 	}
 	return st, hd.key

@@ -63,10 +63,10 @@ func (hd *handle) noteExit(run *running, cause string) {
 		run.noted.Store(true)
 		h.mu.Unlock()
 		if ok {
-			hd.host.cfg.Logger.Error("hosted plugin exited", "mount", hd.name, "container", p.ContainerID(),
+			hd.host.cfg.Logger.Error("hosted plugin exited", "mount", hd.name, "container", p.ID(),
 				"exit_code", e.Code, "reason", e.Reason, "output", strings.Join(e.Output, "\n"))
 		} else {
-			hd.host.cfg.Logger.Error("hosted plugin is gone", "mount", hd.name, "container", p.ContainerID(), "cause", cause)
+			hd.host.cfg.Logger.Error("hosted plugin is gone", "mount", hd.name, "container", p.ID(), "cause", cause)
 		}
 	})
 }

@@ -34,8 +34,8 @@ type Plugin interface {
 	// Panicked reports whether the plugin exited from a panic (after
 	// Explain).
 	Panicked() bool
-	// ContainerID is the container's ID, for the mount's status.
-	ContainerID() string
+	// ID is the container's (or pod's) ID, for the mount's status.
+	ID() string
 	// Exit is how the container ended, once it has (after Explain).
 	Exit() (runtime.Exit, bool)
 	// Usage is what the container uses now, as its engine says.

@@ -45,7 +45,10 @@ func (h *Host) reapOrphans(ctx context.Context, clusterID string, mounts []*Moun
 		}
 	}
 	for _, rt := range engines {
-		address := runtime.EngineAddress(rt.Engine)
+		address := rt.Engine
+		if address == "" {
+			address = "the environment's Docker Engine"
+		}
 		if removed, err := h.cfg.Engines.ReapOrphans(ctx, rt, clusterID); err != nil {
 			h.cfg.Logger.Warn("removing orphaned plugin containers", "engine", address, "error", err)
 		} else if removed > 0 {

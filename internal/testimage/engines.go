@@ -12,6 +12,7 @@ import (
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+	dockerengine "github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/docker"
 )
 
 // Engine is an engine to run the tests' containers on, for one OCI runtime.
@@ -28,6 +29,9 @@ type Engine struct {
 	Address string
 	Client  *client.Client
 }
+
+// Engine is the engine the tests' starts run on.
+func (e Engine) Engine() runtime.Engine { return dockerengine.With(e.Client, e.Address) }
 
 // Runtime is a runtime on this engine with this OCI runtime.
 func (e Engine) Runtime() runtime.Runtime {
@@ -68,7 +72,7 @@ func Engines(t vaulttest.T) []Engine {
 // Podman is a client for the Podman service at address.
 func Podman(t vaulttest.T, address string) *client.Client {
 	t.Helper()
-	c, err := runtime.NewDockerClient(address)
+	c, err := dockerengine.NewClient(address)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
-	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+	dockerengine "github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/docker"
 )
 
 // PrivateEngine is an engine of one test's own, on a socket in a temp
@@ -112,7 +112,7 @@ func (p *PrivateEngine) run(t vaulttest.T) {
 	go func() { cmd.Wait(); log.Close(); close(exited) }()
 	p.cmd, p.exited = cmd, exited
 	if p.Client == nil {
-		c, err := runtime.NewDockerClient(p.Address)
+		c, err := dockerengine.NewClient(p.Address)
 		if err != nil {
 			t.Fatal(err)
 		}

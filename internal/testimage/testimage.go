@@ -26,6 +26,7 @@ import (
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+	dockerengine "github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/docker"
 )
 
 // Name is the test image's name, of this test binary's own: the packages'
@@ -62,7 +63,7 @@ func dockerfile(binary string) string {
 func Docker(t vaulttest.T) *client.Client {
 	t.Helper()
 	vaulttest.RequireAcceptance(t)
-	docker, err := runtime.NewDockerClient("")
+	docker, err := dockerengine.NewClient("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func ReapCluster(t testing.TB, docker *client.Client, clusterID *string) {
 		if *clusterID == "" {
 			return
 		}
-		removed, err := runtime.ReapOrphans(context.Background(), docker, *clusterID)
+		removed, err := dockerengine.With(docker, "").ReapOrphans(context.Background(), *clusterID)
 		if err != nil || len(removed) > 0 {
 			t.Logf("removed %d containers of killed plugins (%v)", len(removed), err)
 		}

@@ -1,4 +1,4 @@
-package runtime_test
+package docker_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+	dockerengine "github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/docker"
 )
 
 // BenchmarkCheckVsDockerRun measures, side by side in one run, a full check
@@ -23,7 +24,7 @@ func BenchmarkCheckVsDockerRun(b *testing.B) {
 			var checkTotal, runTotal time.Duration
 			for i := 0; i < b.N; i++ {
 				began := time.Now()
-				if _, err := runtime.Check(context.Background(), docker, testimage.Plugin(id), runtime.Runtime{OCIRuntime: oci}, checkOptions()); err != nil {
+				if _, err := runtime.Check(context.Background(), dockerengine.With(docker, ""), testimage.Plugin(id), runtime.Runtime{OCIRuntime: oci}, checkOptions()); err != nil {
 					b.Fatal(err)
 				}
 				checkTotal += time.Since(began)

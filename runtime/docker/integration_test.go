@@ -1,4 +1,4 @@
-package runtime_test
+package docker_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/testimage"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/vaulttest"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
+	dockerengine "github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/docker"
 )
 
 func checkOptions() runtime.Options {
@@ -25,7 +26,7 @@ func TestCheckHandshakeUnderEachRuntime(t *testing.T) {
 	for _, e := range testimage.Engines(t) {
 		t.Run(e.Name, func(t *testing.T) {
 			e.Load(t, docker, id)
-			res, err := runtime.Check(context.Background(), e.Client, testimage.Plugin(id), e.Runtime(), checkOptions())
+			res, err := runtime.Check(context.Background(), e.Engine(), testimage.Plugin(id), e.Runtime(), checkOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +52,7 @@ func TestPodmanServiceRefusesAnotherOCIRuntime(t *testing.T) {
 		e.Load(t, docker, id)
 		rt := e.Runtime()
 		rt.OCIRuntime = "runsc"
-		_, err := runtime.Check(context.Background(), e.Client, testimage.Plugin(id), rt, checkOptions())
+		_, err := runtime.Check(context.Background(), e.Engine(), testimage.Plugin(id), rt, checkOptions())
 		want := "unknown OCI runtime: the Podman service at " + e.Address + " runs every container under its default OCI runtime runc, " +
 			"whatever a container asks for, and this runtime asks for runsc"
 		if !errors.Is(err, runtime.ErrUnknownOCIRuntime) || !strings.Contains(err.Error(), want) {
@@ -76,7 +77,7 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 			parent := "/rc-test-" + strings.ReplaceAll(e.Name, "/", "-")
 			rt := e.Runtime()
 			rt.Name, rt.CgroupParent, rt.NanoCPUs, rt.MemoryBytes = "limited", parent, nanoCPUs, memory
-			running, err := runtime.Start(ctx, e.Client, testimage.Plugin(id), rt, checkOptions())
+			running, err := runtime.Start(ctx, e.Engine(), testimage.Plugin(id), rt, checkOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +86,7 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 				testimage.AssertNoContainers(t, e.Client)
 			}()
 
-			info, err := e.Client.ContainerInspect(ctx, running.ContainerID())
+			info, err := e.Client.ContainerInspect(ctx, running.ID())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +109,7 @@ func TestLimitsSetAndEnforced(t *testing.T) {
 			if hc.NetworkMode != "none" {
 				t.Fatalf("network mode %q: a plugin container has loopback only", hc.NetworkMode)
 			}
-			assertCgroupLimits(t, e.CgroupDir(parent, running.ContainerID()), nanoCPUs, memory, runtime.DefaultPidsLimit)
+			assertCgroupLimits(t, e.CgroupDir(parent, running.ID()), nanoCPUs, memory, runtime.DefaultPidsLimit)
 		})
 	}
 }
@@ -156,7 +157,7 @@ func TestStartFailuresSayWhy(t *testing.T) {
 		}{
 			{"unknown OCI runtime", good, on(func(rt *runtime.Runtime) { rt.OCIRuntime = "no-such-runtime" }), runtime.ErrUnknownOCIRuntime, unknownRuntime},
 			{"missing image", wrongTag, on(nil), runtime.ErrImageMissing,
-				[]string{"no image " + testimage.Name + ":9.9.9 on the engine at " + runtime.EngineAddress(e.Address) + " (its pull_policy is never"}},
+				[]string{"no image " + testimage.Name + ":9.9.9 on the engine at " + dockerengine.Address(e.Address) + " (its pull_policy is never"}},
 			{"SHA256 mismatch", wrongID, on(nil), runtime.ErrSHA256Mismatch,
 				[]string{"image " + testimage.Name + ":" + testimage.Tag + " is " + id + ", not the registered sha256 sha256:" + strings.Repeat("0", 64)}},
 			{"exits", crashing, on(nil), runtime.ErrContainerExited,
@@ -183,7 +184,7 @@ func TestStartFailuresSayWhy(t *testing.T) {
 				// A failed start leaves no socket directory behind either.
 				o := checkOptions()
 				o.SocketRoot = vaulttest.ShortTempDir(t)
-				_, err := runtime.Check(context.Background(), e.Client, tc.plugin, tc.runtime, o)
+				_, err := runtime.Check(context.Background(), e.Engine(), tc.plugin, tc.runtime, o)
 				if !errors.Is(err, tc.is) {
 					t.Fatalf("error %v is not %v", err, tc.is)
 				}
@@ -208,7 +209,7 @@ func TestQualifiedImageNameFindsTheImage(t *testing.T) {
 	id := testimage.Build(t, docker)
 	p := testimage.Plugin(id)
 	p.Image = "docker.io/library/" + p.Image
-	if _, err := runtime.Check(context.Background(), docker, p, runtime.Runtime{OCIRuntime: "runc"}, checkOptions()); err != nil {
+	if _, err := runtime.Check(context.Background(), dockerengine.With(docker, ""), p, runtime.Runtime{OCIRuntime: "runc"}, checkOptions()); err != nil {
 		t.Fatal(err)
 	}
 	testimage.AssertNoContainers(t, docker)
@@ -226,11 +227,12 @@ func TestPreviewMatchesStartedContainer(t *testing.T) {
 	p.Command, p.Args = "/plugin", []string{"-tls-skip-verify"}
 	rt := runtime.Runtime{Name: "limited", OCIRuntime: "runc", CgroupParent: "/rc-preview", NanoCPUs: 250_000_000, MemoryBytes: 32 << 20}
 
-	preview, err := runtime.PreviewRunConfig(p, rt, checkOptions())
+	previewed, err := runtime.PreviewRun(dockerengine.With(docker, ""), p, rt, checkOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	running, err := runtime.Start(ctx, docker, p, rt, checkOptions())
+	preview := previewed.Request.(*dockerengine.RunConfig)
+	running, err := runtime.Start(ctx, dockerengine.With(docker, ""), p, rt, checkOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +240,7 @@ func TestPreviewMatchesStartedContainer(t *testing.T) {
 		running.Stop(ctx)
 		testimage.AssertNoContainers(t, docker)
 	}()
-	info, err := docker.ContainerInspect(ctx, running.ContainerID())
+	info, err := docker.ContainerInspect(ctx, running.ID())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,11 @@
-package runtime
+package docker
 
 import (
 	"reflect"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // The figures come out of the engine's stats as docker stats shows them,
@@ -14,7 +15,7 @@ func TestUsageFrom(t *testing.T) {
 	full.MemoryStats = container.MemoryStats{Usage: 50 << 20, Limit: 128 << 20, Stats: map[string]uint64{"inactive_file": 10 << 20}}
 	full.CPUStats.CPUUsage.TotalUsage = 1_500_000_000
 	full.PidsStats.Current = 9
-	if got, want := UsageFrom(full), (Usage{MemoryBytes: 40 << 20, MemoryLimitBytes: 128 << 20, CPUSeconds: 1.5, Pids: 9}); !reflect.DeepEqual(got, want) {
+	if got, want := UsageFrom(full), (runtime.Usage{MemoryBytes: 40 << 20, MemoryLimitBytes: 128 << 20, CPUSeconds: 1.5, Pids: 9}); !reflect.DeepEqual(got, want) {
 		t.Errorf("full stats: %+v, want %+v", got, want)
 	}
 
@@ -27,7 +28,7 @@ func TestUsageFrom(t *testing.T) {
 	// As Podman rootless answers without the controllers: no memory, CPU
 	// or pids figures at all.
 	none := container.StatsResponse{}
-	if got, want := UsageFrom(none).Missing, []string{FigureMemory, FigureMemoryLimit, FigureCPU, FigurePids}; !reflect.DeepEqual(got, want) {
+	if got, want := UsageFrom(none).Missing, []string{runtime.FigureMemory, runtime.FigureMemoryLimit, runtime.FigureCPU, runtime.FigurePids}; !reflect.DeepEqual(got, want) {
 		t.Errorf("empty stats: missing %v, want %v", got, want)
 	}
 }

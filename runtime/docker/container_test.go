@@ -1,4 +1,4 @@
-package runtime
+package docker
 
 import (
 	"bufio"
@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,14 +15,15 @@ import (
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
-	hclog "github.com/hashicorp/go-hclog"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 // memEngine is an in-memory Engine: one container at a time, which prints
@@ -32,12 +31,13 @@ import (
 // (AutoRemove). For the runner's unit tests only; the integration tests run
 // the real engine.
 type memEngine struct {
-	images    []image.Summary
-	runtimes  []string
-	createErr error
-	startErr  error
-	output    string
-	exitCode  int64
+	images         []image.Summary
+	runtimes       []string
+	defaultRuntime string
+	createErr      error
+	startErr       error
+	output         string
+	exitCode       int64
 	// serves: the container runs until it is stopped, instead of exiting
 	// once it has printed its output.
 	serves bool
@@ -61,7 +61,19 @@ type memEngine struct {
 	pipe    net.Conn
 }
 
-var _ Engine = (*memEngine)(nil)
+var _ API = (*memEngine)(nil)
+
+func (e *memEngine) Close() error { return nil }
+
+func (e *memEngine) ContainerStats(context.Context, string, bool) (container.StatsResponseReader, error) {
+	return container.StatsResponseReader{}, errors.New("no stats in memory")
+}
+
+func (e *memEngine) Events(ctx context.Context, _ events.ListOptions) (<-chan events.Message, <-chan error) {
+	errs := make(chan error, 1)
+	go func() { <-ctx.Done(); errs <- ctx.Err() }()
+	return make(chan events.Message), errs
+}
 
 func (e *memEngine) ImageList(context.Context, image.ListOptions) ([]image.Summary, error) {
 	return e.images, nil
@@ -173,7 +185,7 @@ func (e *memEngine) ServerVersion(context.Context) (types.Version, error) {
 }
 
 func (e *memEngine) Info(context.Context) (system.Info, error) {
-	info := system.Info{Runtimes: map[string]system.RuntimeWithStatus{}}
+	info := system.Info{DefaultRuntime: e.defaultRuntime, Runtimes: map[string]system.RuntimeWithStatus{}}
 	for _, name := range e.runtimes {
 		info.Runtimes[name] = system.RuntimeWithStatus{}
 	}
@@ -185,14 +197,14 @@ const (
 	otherID    = "sha256:" + "cd" + "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
 )
 
-func memRunner(e *memEngine, sha string) *Runner {
+func memRunner(e *memEngine, sha string) *instance {
 	p := testPlugin()
 	p.SHA256 = sha
-	rc, err := BuildRunConfig(p, Runtime{OCIRuntime: "nope"}, testHost(), DefaultHardening())
+	c, err := With(e, "").Container(runtime.Spec{Plugin: p, Runtime: runtime.Runtime{OCIRuntime: "nope"}, Host: testHost(), Hardening: runtime.DefaultHardening()})
 	if err != nil {
 		panic(err)
 	}
-	return NewRunner(e, hclog.NewNullLogger(), p, rc, "/tmp/plugin-dir123", false)
+	return c.(*instance)
 }
 
 func TestRunnerFailuresSayWhy(t *testing.T) {
@@ -207,13 +219,13 @@ func TestRunnerFailuresSayWhy(t *testing.T) {
 	}{
 		{"unknown OCI runtime", &memEngine{images: present, runtimes: []string{"runsc", "runc"},
 			createErr: errors.New("Error response from daemon: Unknown runtime specified nope")}, "",
-			ErrUnknownOCIRuntime, `unknown OCI runtime: the Docker Engine has no OCI runtime "nope" (it has: runc, runsc); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime`, false},
-		{"missing image", &memEngine{}, "", ErrImageMissing,
+			runtime.ErrUnknownOCIRuntime, `unknown OCI runtime: the Docker Engine has no OCI runtime "nope" (it has: runc, runsc); register it in /etc/docker/daemon.json or change the plugin runtime's oci_runtime`, false},
+		{"missing image", &memEngine{}, "", runtime.ErrImageMissing,
 			"missing image: no image example/kv:1.2.3 on the engine at unix:///var/run/docker.sock (its pull_policy is never: build or load it there, or register a pull_policy of missing)", false},
-		{"SHA256 mismatch", &memEngine{images: []image.Summary{{ID: otherID}}}, memImageID, ErrSHA256Mismatch,
+		{"SHA256 mismatch", &memEngine{images: []image.Summary{{ID: otherID}}}, memImageID, runtime.ErrSHA256Mismatch,
 			"SHA256 mismatch: image example/kv:1.2.3 is " + otherID + ", not the registered sha256 " + memImageID, false},
 		{"start refused", &memEngine{images: present, startErr: errors.New("OCI runtime create failed: exec: \"/kv\": no such file")}, "",
-			ErrStartRefused, `the engine refused the container (image example/kv:1.2.3, OCI runtime nope, command ["/bin/kv"]): OCI runtime create failed: exec: "/kv": no such file`, true},
+			runtime.ErrStartRefused, `the engine refused the container (image example/kv:1.2.3, OCI runtime nope, command ["/bin/kv"]): OCI runtime create failed: exec: "/kv": no such file`, true},
 		{"engine failed", &memEngine{images: present, startErr: errors.New("connection reset by peer")}, "", nil,
 			"starting the plugin container (image example/kv:1.2.3, OCI runtime nope): connection reset by peer", true},
 	} {
@@ -250,16 +262,16 @@ func TestRunnerExitReportsCodeAndOutput(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.Wait(ctx); !errors.Is(err, ErrContainerExited) || err.Error() != "plugin container exited with code 2" {
+	if err := r.Wait(ctx); !errors.Is(err, runtime.ErrContainerExited) || err.Error() != "plugin container exited with code 2" {
 		t.Fatalf("Wait = %v", err)
 	}
 	// go-plugin's own complaint is replaced by what the container said.
-	err := r.Failure(errors.New("Unrecognized remote plugin message: starting"))
+	err := r.State().Failure(errors.New("Unrecognized remote plugin message: starting"))
 	want := "plugin container exited with code 2 before the plugin handshake; last output:\nstarting\nflag provided but not defined: -x\nUsage of /plugin:"
-	if !errors.Is(err, ErrContainerExited) || err.Error() != want {
+	if !errors.Is(err, runtime.ErrContainerExited) || err.Error() != want {
 		t.Fatalf("Failure = %q, want %q", err, want)
 	}
-	if done, code := r.Exited(); !done || code != 2 {
+	if done, code := r.State().Exited(); !done || code != 2 {
 		t.Fatalf("Exited = %v %d", done, code)
 	}
 }
@@ -270,7 +282,7 @@ func TestRunnerKillStopsAndWaitsForRemoval(t *testing.T) {
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if done, _ := r.Exited(); done {
+	if done, _ := r.State().Exited(); done {
 		t.Fatal("a serving container exited before Kill")
 	}
 	if err := r.Kill(context.Background()); err != nil {
@@ -279,7 +291,7 @@ func TestRunnerKillStopsAndWaitsForRemoval(t *testing.T) {
 	if strings.Join(e.stopped, ",") != "c0ffee" || strings.Join(e.removed, ",") != "c0ffee" {
 		t.Fatalf("removed %v", e.removed)
 	}
-	if done, _ := r.Exited(); !done {
+	if done, _ := r.State().Exited(); !done {
 		t.Fatal("Kill returned before the container was gone")
 	}
 }
@@ -288,50 +300,16 @@ func (e *memEngine) ContainerList(context.Context, container.ListOptions) ([]con
 	return e.listed, nil
 }
 
-func TestOwnerAliveOnlyForTheSameProcess(t *testing.T) {
-	me := Owner()
-	if !ownerAlive(me) {
-		t.Fatalf("this process (%s) is not alive", me)
-	}
-	pid, _, _ := strings.Cut(me, ":")
-	for _, owner := range []string{pid + ":1", pid + ":", "", "x:1", "999999999:1"} {
-		if ownerAlive(owner) {
-			t.Errorf("owner %q is alive", owner)
-		}
-	}
-}
-
 func TestReapOrphansRemovesOnlyDeadOwners(t *testing.T) {
 	e := &memEngine{listed: []container.Summary{
-		{ID: "live", Labels: map[string]string{LabelOwner: Owner()}},
-		{ID: "dead", Labels: map[string]string{LabelOwner: "999999999:1"}},
-		{ID: "dead-here", Labels: map[string]string{LabelOwner: "999999998:1", LabelOwnerBoot: OwnerBoot()}},
-		{ID: "elsewhere", Labels: map[string]string{LabelOwner: "999999997:1", LabelOwnerBoot: "another-machine"}},
+		{ID: "live", Labels: map[string]string{runtime.LabelOwner: runtime.Owner()}},
+		{ID: "dead", Labels: map[string]string{runtime.LabelOwner: "999999999:1"}},
+		{ID: "dead-here", Labels: map[string]string{runtime.LabelOwner: "999999998:1", runtime.LabelOwnerBoot: runtime.OwnerBoot()}},
+		{ID: "elsewhere", Labels: map[string]string{runtime.LabelOwner: "999999997:1", runtime.LabelOwnerBoot: "another-machine"}},
 		{ID: "unlabelled", Labels: map[string]string{}},
 	}}
-	removed, err := ReapOrphans(context.Background(), e, "cluster")
+	removed, err := With(e, "").ReapOrphans(context.Background(), "cluster")
 	if err != nil || strings.Join(removed, ",") != "dead,dead-here" || strings.Join(e.removed, ",") != "dead,dead-here" {
 		t.Fatalf("removed %v (%v)", removed, err)
-	}
-}
-
-func TestReapSocketRootsRemovesOnlyDeadOwners(t *testing.T) {
-	mine := OwnSocketRoot()
-	dead := filepath.Join(os.TempDir(), socketRootPrefix+"999999999-1")
-	other := filepath.Join(os.TempDir(), socketRootPrefix+"notapid-1")
-	for _, d := range []string{dead, other} {
-		if err := os.MkdirAll(filepath.Join(d, "plugin-dir1"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	defer os.RemoveAll(other)
-	ReapSocketRoots()
-	if _, err := os.Stat(dead); !os.IsNotExist(err) {
-		t.Errorf("the dead owner's root is still there: %v", err)
-	}
-	for _, kept := range []string{mine, other} {
-		if _, err := os.Stat(kept); err != nil {
-			t.Errorf("%s was removed: %v", kept, err)
-		}
 	}
 }

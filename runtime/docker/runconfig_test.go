@@ -1,4 +1,4 @@
-package runtime
+package docker
 
 import (
 	"reflect"
@@ -7,17 +7,18 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
-func testPlugin() Plugin {
-	return Plugin{
+func testPlugin() runtime.Plugin {
+	return runtime.Plugin{
 		Name: "kv", Type: "secret", Version: "v1.2.3", Image: "example/kv",
 		Command: "/bin/kv", Args: []string{"-debug", "x y"}, Env: []string{"A=1", "B=2", "A=3"},
 	}
 }
 
-func testHost() Host {
-	return Host{
+func testHost() runtime.Host {
+	return runtime.Host{
 		PID: 4242, ClusterID: "cluster-1", GroupID: 1000, SocketDir: "/tmp/plugin-dir123",
 		BaseEnv: []string{"VAULT_BACKEND_PLUGIN=cookie", "PLUGIN_PROTOCOL_VERSIONS=4,5", "PLUGIN_UNIX_SOCKET_DIR=/tmp/plugin-dir123"},
 		SDKEnv:  []string{"VAULT_VERSION=1.21.0", "VAULT_PLUGIN_AUTOMTLS_ENABLED=true"},
@@ -25,8 +26,8 @@ func testHost() Host {
 }
 
 func TestBuildRunConfigFieldByField(t *testing.T) {
-	rt := Runtime{Name: "limited", OCIRuntime: "runc", CgroupParent: "/vault/", NanoCPUs: 500_000_000, MemoryBytes: 64 << 20}
-	rc, err := BuildRunConfig(testPlugin(), rt, testHost(), DefaultHardening())
+	rt := runtime.Runtime{Name: "limited", OCIRuntime: "runc", CgroupParent: "/vault/", NanoCPUs: 500_000_000, MemoryBytes: 64 << 20}
+	rc, err := BuildRunConfig(testPlugin(), rt, testHost(), runtime.DefaultHardening())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +50,8 @@ func TestBuildRunConfigFieldByField(t *testing.T) {
 		"PLUGIN_UNIX_SOCKET_DIR=/tmp/go-plugin-container", // the container's view wins over the host's
 	})
 	check("Labels", c.Labels, map[string]string{
-		LabelVaultPID: "4242", LabelClusterID: "cluster-1", LabelPluginName: "kv", LabelPluginType: "secret",
-		LabelPluginVersion: "v1.2.3", LabelManagedBy: "vault-plugin-runtime-catalog", LabelPluginRuntime: "limited",
+		runtime.LabelVaultPID: "4242", runtime.LabelClusterID: "cluster-1", runtime.LabelPluginName: "kv", runtime.LabelPluginType: "secret",
+		runtime.LabelPluginVersion: "v1.2.3", runtime.LabelManagedBy: "vault-plugin-runtime-catalog", runtime.LabelPluginRuntime: "limited",
 	})
 	check("User", c.User, "")
 	check("NetworkDisabled", c.NetworkDisabled, true)
@@ -71,7 +72,7 @@ func TestBuildRunConfigFieldByField(t *testing.T) {
 	}})
 	check("SecurityOpt", h.SecurityOpt, []string{"no-new-privileges"})
 	check("ReadonlyRootfs", h.ReadonlyRootfs, true)
-	check("PidsLimit", *h.PidsLimit, int64(DefaultPidsLimit))
+	check("PidsLimit", *h.PidsLimit, int64(runtime.DefaultPidsLimit))
 	check("NetworkMode", h.NetworkMode, container.NetworkMode("none"))
 	check("EndpointsConfig", len(rc.NetworkingConfig.EndpointsConfig), 0)
 }
@@ -81,7 +82,7 @@ func TestBuildRunConfigDefaultsAndOptions(t *testing.T) {
 	p.Command, p.Args, p.SHA256 = "", nil, "sha256:"+strings.Repeat("ab", 32)
 	h := testHost()
 	h.GroupID, h.MLock = 0, true
-	rc, err := BuildRunConfig(p, Runtime{Rootless: true, Network: true}, h, Hardening{})
+	rc, err := BuildRunConfig(p, runtime.Runtime{Rootless: true, Network: true}, h, runtime.Hardening{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestBuildRunConfigDefaultsAndOptions(t *testing.T) {
 	if c.NetworkDisabled || hc.NetworkMode != "" {
 		t.Errorf("a runtime with network: NetworkDisabled %v, NetworkMode %q", c.NetworkDisabled, hc.NetworkMode)
 	}
-	if _, ok := c.Labels[LabelPluginRuntime]; ok {
+	if _, ok := c.Labels[runtime.LabelPluginRuntime]; ok {
 		t.Error("no runtime, yet a runtime label")
 	}
 }
@@ -115,38 +116,21 @@ func TestBuildRunConfigDefaultsAndOptions(t *testing.T) {
 func TestBuildRunConfigErrors(t *testing.T) {
 	p := testPlugin()
 	p.Image = "example/kv:1"
-	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || err.Error() != `image "example/kv:1" carries a tag: give the image without it, the tag comes from version` {
+	if _, err := BuildRunConfig(p, runtime.Runtime{}, testHost(), runtime.DefaultHardening()); err == nil || err.Error() != `image "example/kv:1" carries a tag: give the image without it, the tag comes from version` {
 		t.Errorf("tagged image: %v", err)
 	}
 	for _, ok := range []string{"127.0.0.1:5000/kv-plugin", "registry.example.com/team/kv", "kv"} {
 		p.Image = ok
-		if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err != nil {
+		if _, err := BuildRunConfig(p, runtime.Runtime{}, testHost(), runtime.DefaultHardening()); err != nil {
 			t.Errorf("image %s: %v", ok, err)
 		}
 	}
 	p.Image = "127.0.0.1:5000/kv@sha256:" + strings.Repeat("ab", 32)
-	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || !strings.Contains(err.Error(), "carries a digest: give the image without it, and the manifest digest as image_digest") {
+	if _, err := BuildRunConfig(p, runtime.Runtime{}, testHost(), runtime.DefaultHardening()); err == nil || !strings.Contains(err.Error(), "carries a digest: give the image without it, and the manifest digest as image_digest") {
 		t.Errorf("image with a digest: %v", err)
 	}
 	p.Image = ""
-	if _, err := BuildRunConfig(p, Runtime{}, testHost(), DefaultHardening()); err == nil || err.Error() != "plugin has no image" {
+	if _, err := BuildRunConfig(p, runtime.Runtime{}, testHost(), runtime.DefaultHardening()); err == nil || err.Error() != "plugin has no image" {
 		t.Errorf("no image: %v", err)
-	}
-}
-
-func TestDedupEnv(t *testing.T) {
-	got := DedupEnv([]string{"A=1", "B=x=y", "A=2", "C", "C=", "B=z"})
-	want := []string{"A=2", "C=", "B=z"}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("DedupEnv = %v, want %v", got, want)
-	}
-}
-
-func TestLineTail(t *testing.T) {
-	tail := newLineTail(2)
-	tail.Write([]byte("one\ntw"))
-	tail.Write([]byte("o\nthree\nfou"))
-	if got := tail.String(); got != "two\nthree\nfou" {
-		t.Fatalf("tail = %q", got)
 	}
 }
