@@ -49,8 +49,8 @@ func encodeRuntimeList(sorted []*runtimeEntry) ([]byte, error) {
 
 // listBody is a list's constant part, ready to be sent: compressed once a
 // client asked for gzip, and as base64 for a plain body. When gzip is in
-// use only the compressed form (80 KB for 10,000 runtimes) is kept, and the
-// base64 (2.3 MB) is made from it when a plain request comes.
+// use only the compressed form (a thirtieth of the plain size) is kept, and
+// the base64 is made from it when a plain request comes.
 type listBody struct {
 	gz      *gzipRest
 	b64Once sync.Once
@@ -202,8 +202,9 @@ type listBodyCache struct {
 	generation uint64
 	body       *listBody
 	// encoding is held by the one request that encodes a new body: the
-	// others wait for it rather than each encoding 2 MB and compressing it
-	// (8 concurrent lists of 10,000 runtimes grew the heap by 20 MiB so).
+	// others wait for it rather than each encoding megabytes and
+	// compressing them, which concurrent lists of a large catalog would do
+	// at once.
 	encoding sync.Mutex
 }
 

@@ -14,15 +14,14 @@ import (
 
 // memoryLimit is the soft limit the Go runtime collects garbage to stay
 // under, unless GOMEMLIMIT says otherwise. A list of thousands of runtimes
-// leaves megabytes of response buffers behind each time; without a limit
-// RSS grew to 134 MiB under 8 concurrent lists of 10,000 runtimes; with
-// 64 MiB it stays near 85 MiB at the same list rate, while 48 MiB cost a
-// third of the list rate for 15 MiB less.
+// leaves megabytes of response buffers behind each time, and without a
+// limit RSS grows far past what the plugin holds; a lower limit costs list
+// throughput for little memory (README, Performance).
 const memoryLimit = 64 << 20
 
 // gcPercent lets the heap grow by half its live size between collections,
-// not by all of it: this plugin's live heap is small (12 MB with 10,000
-// runtimes) and most of what it allocates is short-lived response buffers.
+// not by all of it: this plugin's live heap is small and most of what it
+// allocates is short-lived response buffers (README, Performance).
 const gcPercent = 50
 
 func main() {
