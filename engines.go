@@ -13,7 +13,7 @@ import (
 // dialEngine is the engine at address ("" for the environment's Docker
 // Engine); nothing is asked of it until it is used.
 func dialEngine(address string) (runtime.Engine, error) {
-	return docker.New(address)
+	return docker.New(address), nil
 }
 
 // checkEngineAddress says why address, a runtime's engine setting, names

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -16,10 +15,6 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/internal/reqerr"
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
-
-// redactedValue stands for the value of a registered env variable in
-// run-config.
-const redactedValue = "<redacted: set by the registration>"
 
 const (
 	pathRunConfigHelpSyn  = "Show the Docker Engine create request for a container plugin."
@@ -102,13 +97,6 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d
 	_, p, rt, err := b.pluginToRun(ctx, d)
 	if err != nil {
 		return reqerr.Respond(err)
-	}
-	// The registration's env values may be secrets, which reads never show:
-	// neither does this. Say that one is set, not what it is.
-	p.Env = append([]string(nil), p.Env...)
-	for i, kv := range p.Env {
-		key, _, _ := strings.Cut(kv, "=")
-		p.Env[i] = key + "=" + redactedValue
 	}
 	engine, err := b.engine(rt)
 	if err != nil {
@@ -232,6 +220,13 @@ func (e hostEngines) Ping(ctx context.Context, rt runtime.Runtime) error {
 		err = engine.Ping(ctx)
 	}
 	return err
+}
+
+func (e hostEngines) Address(rt runtime.Runtime) string {
+	if engine, err := e.b.engine(rt); err == nil {
+		return engine.Address()
+	}
+	return rt.Engine
 }
 
 func (e hostEngines) ReapOrphans(ctx context.Context, rt runtime.Runtime, clusterID string) (int, error) {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
 
 func TestPluginRunConfig(t *testing.T) {
@@ -17,7 +19,7 @@ func TestPluginRunConfig(t *testing.T) {
 		"oci_runtime": "runc", "cgroup_parent": "/vault/", "cpu_nanos": 500000000, "memory_bytes": 67108864,
 	})
 	mustDo(t, b, s, logical.UpdateOperation, "plugins/catalog/secret/kv", pluginData(map[string]interface{}{
-		"sha256": testSHA, "command": "/kv", "args": []string{"-x"}, "env": []string{"TOKEN=s3cret"}, "runtime": "limited",
+		"sha256": testSHA, "command": "/kv", "args": []string{"-x"}, "env": []string{"TOKEN=s3cret", "VAULT_VERSION=mine"}, "runtime": "limited",
 	}))
 
 	data := mustDo(t, b, s, logical.ReadOperation, "plugins/catalog/secret/kv/run-config", nil).Data
@@ -41,8 +43,12 @@ func TestPluginRunConfig(t *testing.T) {
 	// The run config shows what the container gets, but never the value of
 	// a registered env variable: reads do not show them either.
 	env := config["Env"].([]interface{})
-	if env[0] != "TOKEN="+redactedValue || env[len(env)-1] != "PLUGIN_UNIX_SOCKET_DIR=/tmp/go-plugin-container" {
+	if env[0] != "TOKEN="+runtime.RedactedValue || env[len(env)-1] != "PLUGIN_UNIX_SOCKET_DIR=/tmp/go-plugin-container" {
 		t.Errorf("Env = %v", env)
+	}
+	// A registered variable the host sets after it is still not shown.
+	if !slices.Contains(env, interface{}("VAULT_VERSION="+runtime.RedactedValue)) {
+		t.Errorf("Env = %v: VAULT_VERSION's value shown", env)
 	}
 	if encoded, _ := json.Marshal(data); strings.Contains(string(encoded), "s3cret") {
 		t.Errorf("run-config shows an env value: %s", encoded)

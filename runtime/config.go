@@ -7,6 +7,7 @@ package runtime
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,7 +90,15 @@ type Host struct {
 	BaseEnv   []string // go-plugin's handshake variables
 	SDKEnv    []string // Vault's SDK variables (VAULT_VERSION, …)
 	SocketDir string   // the host directory go-plugin puts its sockets in
+	// Redact names variables whose values are shown as RedactedValue: a
+	// preview's, for the registration's own (they may be secrets, which
+	// reads never show).
+	Redact []string
 }
+
+// RedactedValue stands for the value of a registered env variable in a
+// preview.
+const RedactedValue = "<redacted: set by the registration>"
 
 // Hardening is what this project adds to Vault's container settings. Each is
 // on in DefaultHardening.
@@ -162,7 +171,13 @@ func ContainerEnv(p Plugin, h Host) []string {
 	all = append(all, h.SDKEnv...)
 	all = append(all, h.BaseEnv...)
 	all = append(all, "PLUGIN_UNIX_SOCKET_DIR="+PluginSocketDir)
-	return sortProtocolVersions(DedupEnv(all))
+	env := sortProtocolVersions(DedupEnv(all))
+	for i, kv := range env {
+		if key, _, _ := strings.Cut(kv, "="); slices.Contains(h.Redact, key) {
+			env[i] = key + "=" + RedactedValue
+		}
+	}
+	return env
 }
 
 // sortProtocolVersions puts PLUGIN_PROTOCOL_VERSIONS in ascending order.

@@ -15,8 +15,9 @@ import (
 // starting, checking and reaping plugins, and the catalog's checks of a
 // runtime, ask of any kind of engine. Each kind is a package of its own
 // under runtime/ (runtime/docker speaks the Docker Engine API, for Docker
-// and Podman); what a kind cannot honour of a runtime it refuses itself, in
-// Prepare.
+// and Podman); what a kind cannot honour of a runtime it refuses itself:
+// in Preview and Container what the request cannot say, at its
+// container's Start what only the engine can tell.
 type Engine interface {
 	// Address is where the engine is reached, as messages name it.
 	Address() string

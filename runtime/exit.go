@@ -31,6 +31,9 @@ const (
 
 // Exit reports how the container ended, once it has.
 func (r *Running) Exit() (Exit, bool) {
+	if r.state == nil {
+		return Exit{}, false
+	}
 	return r.state.ExitReport()
 }
 

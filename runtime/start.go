@@ -79,7 +79,8 @@ var errPreviewed = errors.New("run config previewed")
 // PreviewRun is what starting p with r asks engine to run, produced by the
 // same code as a start (go-plugin builds the environment and calls the same
 // runner function), stopped before anything reaches the engine. What only
-// exists at start is replaced by the placeholders above.
+// exists at start is replaced by the placeholders above, and the values of
+// the registration's env variables by RedactedValue.
 func PreviewRun(engine Engine, p Plugin, r Runtime, o Options) (Preview, error) {
 	o = o.withDefaults()
 	var spec *Spec
@@ -102,6 +103,10 @@ func PreviewRun(engine Engine, p Plugin, r Runtime, o Options) (Preview, error) 
 		}
 	}
 	spec.Host.BaseEnv, spec.Host.SocketDir = env, PlaceholderSocketDir
+	for _, kv := range p.Env {
+		key, _, _ := strings.Cut(kv, "=")
+		spec.Host.Redact = append(spec.Host.Redact, key)
+	}
 	return engine.Preview(*spec)
 }
 

@@ -155,6 +155,20 @@ func (s *State) Refused(err error) error {
 // one waiting for its handshake is stopped.
 func (s *State) Abandon() { s.abandonOnce.Do(func() { close(s.abandoned) }) }
 
+// StopIfAbandoned runs stop if the start is abandoned before the handshake
+// completes or the container ends: an engine calls it once its container
+// runs, so a start given up never leaves it running.
+func (s *State) StopIfAbandoned(stop func()) {
+	go func() {
+		select {
+		case <-s.abandoned:
+			stop()
+		case <-s.handshakeDone:
+		case <-s.exited:
+		}
+	}()
+}
+
 // Abandoned is closed once the start is given up.
 func (s *State) Abandoned() <-chan struct{} { return s.abandoned }
 

@@ -401,6 +401,8 @@ func (e *pingEngines) Ping(context.Context, runtime.Runtime) error {
 	return nil
 }
 
+func (e *pingEngines) Address(rt runtime.Runtime) string { return rt.Engine }
+
 func (e *pingEngines) ReapOrphans(context.Context, runtime.Runtime, string) (int, error) {
 	return 0, nil
 }

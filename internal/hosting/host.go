@@ -73,6 +73,8 @@ type Engines interface {
 	// plugin, now gone, left in cluster clusterID on the engine of rt, and
 	// says how many.
 	ReapOrphans(ctx context.Context, rt runtime.Runtime, clusterID string) (int, error)
+	// Address is where the engine of rt is reached, for logs.
+	Address(rt runtime.Runtime) string
 }
 
 // DefaultStartWait is how long a write of a mount waits for its plugin to

@@ -45,10 +45,7 @@ func (h *Host) reapOrphans(ctx context.Context, clusterID string, mounts []*Moun
 		}
 	}
 	for _, rt := range engines {
-		address := rt.Engine
-		if address == "" {
-			address = "the environment's Docker Engine"
-		}
+		address := h.cfg.Engines.Address(rt)
 		if removed, err := h.cfg.Engines.ReapOrphans(ctx, rt, clusterID); err != nil {
 			h.cfg.Logger.Warn("removing orphaned plugin containers", "engine", address, "error", err)
 		} else if removed > 0 {

@@ -45,12 +45,12 @@ var _ runtime.Container = (*instance)(nil)
 
 // newContainer prepares the container rc describes; nothing touches the
 // engine until Start.
-func newContainer(e *Engine, spec runtime.Spec, rc *RunConfig) *instance {
+func newContainer(e *Engine, api API, spec runtime.Spec, rc *RunConfig) *instance {
 	if spec.Logger == nil {
 		spec.Logger = hclog.NewNullLogger()
 	}
 	return &instance{
-		engine: e, api: e.api, spec: spec, run: rc, state: runtime.NewState(spec),
+		engine: e, api: api, spec: spec, run: rc, state: runtime.NewState(spec),
 		removed: make(chan struct{}), outputDone: make(chan struct{}),
 	}
 }
@@ -145,14 +145,7 @@ func (r *instance) Start(ctx context.Context) error {
 		return r.state.Refused(r.explainStartError(ctx, err))
 	}
 	r.spec.Logger.Debug("started plugin container", "id", runtime.Short(r.id), "image", r.run.Config.Image, "runtime", r.run.HostConfig.Runtime)
-	go func() {
-		select {
-		case <-r.state.Abandoned():
-			r.Kill(context.Background())
-		case <-r.state.HandshakeDone():
-		case <-r.state.Done():
-		}
-	}()
+	r.state.StopIfAbandoned(func() { r.Kill(context.Background()) })
 	return nil
 }
 
@@ -251,7 +244,7 @@ func (r *instance) remove() {
 func (r *instance) Stdout() io.ReadCloser { return r.stdout }
 func (r *instance) Stderr() io.ReadCloser { return r.stderr }
 func (r *instance) Name() string          { return r.spec.Plugin.TaggedImage() }
-func (r *instance) ID() string            { return r.id }
+func (r *instance) ID() string            { return r.state.ID() }
 
 // Diagnose is appended by go-plugin to its own start errors.
 func (r *instance) Diagnose(context.Context) string {

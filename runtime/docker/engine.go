@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime"
 )
@@ -12,30 +13,49 @@ import (
 // Engine is a service speaking the Docker Engine API at one address: the
 // Docker Engine, or a Podman service.
 type Engine struct {
-	api API
 	// address is the runtime's engine setting ("" for the environment's
 	// Docker Engine).
 	address string
+	// The client is made on first use (apiOnce), so that a preview never
+	// needs one; dialErr is why it could not be made.
+	apiOnce sync.Once
+	api     API
+	dialErr error
 }
 
 var _ runtime.Engine = (*Engine)(nil)
 
-// New is the engine at address; nothing is asked of it until it is used.
-func New(address string) (*Engine, error) {
-	c, err := NewClient(address)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to the engine at %s: %w", Address(address), err)
-	}
-	return With(c, address), nil
-}
+// New is the engine at address; nothing is asked of it, nor its client
+// made, until it is used.
+func New(address string) *Engine { return &Engine{address: address} }
 
 // With is the engine that api reaches, at address as a runtime names it.
-func With(api API, address string) *Engine { return &Engine{api: api, address: address} }
+func With(api API, address string) *Engine {
+	e := &Engine{address: address, api: api}
+	e.apiOnce.Do(func() {})
+	return e
+}
+
+// client is the engine's client, made once.
+func (e *Engine) client() (API, error) {
+	e.apiOnce.Do(func() {
+		c, err := NewClient(e.address)
+		if err != nil {
+			e.dialErr = fmt.Errorf("connecting to the engine at %s: %w", Address(e.address), err)
+			return
+		}
+		e.api = c
+	})
+	return e.api, e.dialErr
+}
 
 func (e *Engine) Address() string { return Address(e.address) }
 
 func (e *Engine) Ping(ctx context.Context) error {
-	_, err := e.api.ServerVersion(ctx)
+	api, err := e.client()
+	if err == nil {
+		_, err = api.ServerVersion(ctx)
+	}
 	return err
 }
 
@@ -45,7 +65,12 @@ func (e *Engine) Unreachable(err error) bool { return unreachable(err, e.address
 // where go-plugin's broker makes sockets of its own.
 func (e *Engine) BrokerOverConnection() bool { return false }
 
-func (e *Engine) Close() error { return e.api.Close() }
+func (e *Engine) Close() error {
+	if api, err := e.client(); err == nil {
+		return api.Close()
+	}
+	return nil
+}
 
 // SetAtStart names the values a preview shows as placeholders.
 var SetAtStart = []string{runtime.SetAtStartCert, "host_config.Mounts[0].Source (the socket directory)"}
@@ -65,13 +90,21 @@ func (e *Engine) Container(spec runtime.Spec) (runtime.Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newContainer(e, spec, rc), nil
+	api, err := e.client()
+	if err != nil {
+		return nil, err
+	}
+	return newContainer(e, api, spec, rc), nil
 }
 
 // Facts asks the engine for its OCI runtimes.
 func (e *Engine) Facts(ctx context.Context) (runtime.EngineFacts, error) {
 	facts := runtime.EngineFacts{Address: e.Address()}
-	info, err := e.api.Info(ctx)
+	api, err := e.client()
+	if err != nil {
+		return facts, err
+	}
+	info, err := api.Info(ctx)
 	if err != nil {
 		return facts, fmt.Errorf("the engine at %s could not be reached: %w", facts.Address, err)
 	}
@@ -97,7 +130,11 @@ func (e *Engine) Facts(ctx context.Context) (runtime.EngineFacts, error) {
 // isPodman reports whether the engine is a Podman service, by its version
 // (cheaper than the info call).
 func (e *Engine) isPodman(ctx context.Context) bool {
-	version, err := e.api.ServerVersion(ctx)
+	api, err := e.client()
+	if err != nil {
+		return false
+	}
+	version, err := api.ServerVersion(ctx)
 	if err != nil {
 		return false
 	}

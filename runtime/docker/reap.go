@@ -16,7 +16,11 @@ import (
 // started for clusterID by a process of this machine that is gone
 // (runtime.Orphaned). It returns the IDs removed.
 func (e *Engine) ReapOrphans(ctx context.Context, clusterID string) ([]string, error) {
-	list, err := e.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+	api, err := e.client()
+	if err != nil {
+		return nil, err
+	}
+	list, err := api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", runtime.LabelManagedBy+"="+runtime.ManagedByThisPlugin),
 		filters.Arg("label", runtime.LabelClusterID+"="+clusterID),
 	)})
@@ -28,7 +32,7 @@ func (e *Engine) ReapOrphans(ctx context.Context, clusterID string) ([]string, e
 		if !runtime.Orphaned(c.Labels) {
 			continue
 		}
-		err := e.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		err := api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 		if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
 			return removed, fmt.Errorf("removing orphaned container %s: %w", runtime.Short(c.ID), err)
 		}
