@@ -136,11 +136,17 @@ stop() {
   rm -rf /var/lib/cni/results/"$name"-* /var/lib/cni/"$name" 2>/dev/null
   # Shim sockets (always under /run/containerd/s) that shims killed or
   # failed on start left: made since this start and listened on by nobody.
+  # Not while another node's containerd runs (this one is stopped by now): a
+  # shim of its, starting, has made its socket and does not listen yet, and
+  # removing it fails that node's container (seen: StartError, "failed to
+  # create TTRPC connection ... no such file or directory").
   local listening
   listening="$(ss -xlnH 2>/dev/null | awk '{print $5}')"
-  for p in $(find /run/containerd/s -maxdepth 1 -type s -newer "$tmp/.started" 2>/dev/null); do
-    grep -qxF "$p" <<<"$listening" || rm -f "$p"
-  done
+  if ! ps -eo args= | grep -q '^containerd --config /tmp/rc-k8s\.'; then
+    for p in $(find /run/containerd/s -maxdepth 1 -type s -newer "$tmp/.started" 2>/dev/null); do
+      grep -qxF "$p" <<<"$listening" || rm -f "$p"
+    done
+  fi
   for p in "${new_dirs[@]}"; do rmdir "$p" 2>/dev/null; done
   if [ "$rc" != 0 ] && ! $started; then
     for f in "$log_dir"/*.log; do
@@ -342,6 +348,10 @@ for d in /sys/fs/cgroup/*/; do
   case "$d" in */unified/) continue ;; esac
   mkdir -p "$d${cgroup_root#/}"
 done
+# podLogsDir: the containers' logs stay in this node's directory; in the
+# default /var/log/pods, shared by every node of the machine, each kubelet
+# removes the other nodes' pod log directories as its own orphans (seen: a
+# plugin pod's log gone while it ran, with a second node up).
 cat >"$tmp/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -362,6 +372,7 @@ failCgroupV1: false
 failSwapOn: false
 resolvConf: ""
 podCIDR: $pod_cidr
+podLogsDir: $tmp/pod-logs
 maxPods: 50
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
 imageGCHighThresholdPercent: 100

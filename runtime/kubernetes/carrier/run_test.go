@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The fake plugin is this test binary run again with envFake set: it
+// listens on a socket in PLUGIN_UNIX_SOCKET_DIR, prints a handshake line as
+// go-plugin does, echoes what its one connection sends and ends as told
+// ("exit N", "kill").
+const envFake = "RC_CARRIER_FAKE_PLUGIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envFake) == "1" {
+		fakePlugin()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func fakePlugin() {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "RC_CARRIER_PORT=") || strings.HasPrefix(kv, "RC_CARRIER_ADMIT=") {
+			fmt.Fprintln(os.Stderr, "the carrier's settings reached the plugin:", kv)
+			os.Exit(3)
+		}
+	}
+	path := filepath.Join(os.Getenv("PLUGIN_UNIX_SOCKET_DIR"), "plugin.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(4)
+	}
+	fmt.Fprintln(os.Stderr, "fake plugin starting")
+	fmt.Printf("1|5|unix|%s|grpc|CERT\n", path)
+	conn, err := ln.Accept()
+	if err != nil {
+		os.Exit(5)
+	}
+	s := bufio.NewScanner(conn)
+	for s.Scan() {
+		line := s.Text()
+		if code, ok := strings.CutPrefix(line, "exit "); ok {
+			n, _ := strconv.Atoi(code)
+			os.Exit(n)
+		}
+		if line == "kill" {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		fmt.Fprintln(conn, "echo "+line)
+	}
+	os.Exit(0)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startFake runs the carrier in this process with the fake plugin as its
+// child, admitting admit only.
+func startFake(t *testing.T, admit string) (*carrier, *syncBuffer, *syncBuffer, string) {
+	t.Setenv(envFake, "1")
+	t.Setenv("PLUGIN_UNIX_SOCKET_DIR", t.TempDir())
+	t.Setenv(envPort, "0")
+	t.Setenv(envAdmit, admit)
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	c, code := start([]string{os.Args[0]}, "0", admit, stdout, stderr)
+	if c == nil {
+		t.Fatalf("start: code %d: %s", code, stderr)
+	}
+	return c, stdout, stderr, strconv.Itoa(c.ln.Addr().(*net.TCPAddr).Port)
+}
+
+func dialFrom(t *testing.T, from, port string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return conn
+}
+
+// closedUnread reports whether the carrier closed conn without carrying it.
+func closedUnread(conn net.Conn) bool {
+	fmt.Fprintln(conn, "hello")
+	_, err := bufio.NewReader(conn).ReadString('\n')
+	return err == io.EOF || (err != nil && strings.Contains(err.Error(), "reset"))
+}
+
+// A connection from an address that is not the host's is closed without
+// touching the plugin's one session, which the host then gets; a second
+// connection from the host is closed too; the plugin's exit code is the
+// carrier's; its output passes through unchanged.
+func TestAdmitsOnlyTheHostOnce(t *testing.T) {
+	c, stdout, stderr, port := startFake(t, "127.0.0.2, 10.0.0.9")
+
+	stranger := dialFrom(t, "127.0.0.1", port)
+	if !closedUnread(stranger) {
+		t.Fatal("a connection from 127.0.0.1 (not admitted) was carried")
+	}
+	host := dialFrom(t, "127.0.0.2", port)
+	r := bufio.NewReader(host)
+	fmt.Fprintln(host, "ping")
+	if line, err := r.ReadString('\n'); err != nil || line != "echo ping\n" {
+		t.Fatalf("the host's connection: %q, %v (stderr: %s)", line, err, stderr)
+	}
+	if again := dialFrom(t, "127.0.0.2", port); !closedUnread(again) {
+		t.Fatal("a second connection from the host took the session")
+	}
+	fmt.Fprintln(host, "exit 7")
+	if code := c.wait(); code != 7 {
+		t.Fatalf("exit code %d, want the plugin's 7 (stderr: %s)", code, stderr)
+	}
+	if !strings.HasPrefix(stdout.String(), "1|5|unix|") || !strings.HasSuffix(stdout.String(), "|grpc|CERT\n") {
+		t.Fatalf("stdout was not passed through unchanged: %q", stdout)
+	}
+	for _, want := range []string{"fake plugin starting", "closed a connection from 127.0.0.1 (not the host's address)", "(the plugin's one session is taken)"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// A plugin killed by a signal exits the carrier with 128+N, as the kubelet
+// and a shell say it.
+func TestSignalDeathIs128PlusN(t *testing.T) {
+	c, _, stderr, port := startFake(t, "127.0.0.1")
+	host := dialFrom(t, "127.0.0.1", port)
+	fmt.Fprintln(host, "kill")
+	if code := c.wait(); code != 128+9 {
+		t.Fatalf("exit code %d, want 137 (stderr: %s)", code, stderr)
+	}
+}
+
+func TestRefusesWithoutAdmittedAddresses(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := run([]string{"/bin/true"}, "0", " , ", io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), envAdmit) {
+		t.Fatalf("code %d: %s", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"/no/such/plugin"}, "0", "127.0.0.1", io.Discard, &stderr); code != 127 {
+		t.Fatalf("a missing plugin: code %d: %s", code, stderr.String())
+	}
+}
