@@ -84,6 +84,31 @@ func TestRuntimeEngineMustBeAUnixSocket(t *testing.T) {
 	}
 }
 
+// A Kubernetes engine's address names a namespace, and a runtime on it
+// cannot ask for what a pod cannot do: both refused when written, saying
+// why.
+func TestKubernetesEngineRuntimeRules(t *testing.T) {
+	b, s := newTestBackend(t)
+	for bad, says := range map[string]string{
+		"kubernetes://":                   "names no namespace",
+		"kubernetes://Bad_NS":             "is not a Kubernetes namespace name",
+		"kubernetes://plugins/rel/../cfg": "is not clean",
+	} {
+		got := errorOf(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{"engine": bad})
+		if !strings.Contains(got, says) || !strings.Contains(got, "kubernetes://NAMESPACE") {
+			t.Errorf("engine %q: %s", bad, got)
+		}
+	}
+	got := errorOf(t, b, s, logical.UpdateOperation, "catalog/container/r", map[string]interface{}{
+		"engine": "kubernetes://plugins/etc/kubeconfig", "cgroup_parent": "/vault"})
+	if !strings.Contains(got, `cgroup_parent "/vault" has no meaning on Kubernetes`) || !strings.Contains(got, "ResourceQuota") {
+		t.Errorf("cgroup_parent on Kubernetes: %s", got)
+	}
+	if resp, err := do(t, b, s, logical.ReadOperation, "catalog/container/r", nil); err == nil && resp != nil {
+		t.Errorf("a refused runtime was stored: %v", resp.Data)
+	}
+}
+
 // An engine is asked once per runtime.FactsTTL, not on every write: the
 // Docker Engine's info call takes 10 to 80 ms.
 func TestEngineAnswersAreKeptForAWhile(t *testing.T) {

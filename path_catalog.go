@@ -63,7 +63,9 @@ func runtimeFieldSchemas() map[string]*framework.FieldSchema {
 		"engine": {
 			Type: framework.TypeString,
 			Description: "The engine that runs the containers: a unix:// socket speaking the Docker Engine API, such as a Podman service " +
-				"(unix:///run/podman/podman.sock). Empty means the Docker Engine of the plugin's environment (DOCKER_HOST, or /var/run/docker.sock).",
+				"(unix:///run/podman/podman.sock), or a Kubernetes cluster's namespace, kubernetes://NAMESPACE (in-cluster credentials) or " +
+				"kubernetes://NAMESPACE/abs/path/to/kubeconfig, where each plugin runs as a pod. Empty means the Docker Engine of the " +
+				"plugin's environment (DOCKER_HOST, or /var/run/docker.sock).",
 		},
 	}
 }

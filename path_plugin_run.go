@@ -17,14 +17,15 @@ import (
 )
 
 const (
-	pathRunConfigHelpSyn  = "Show the Docker Engine create request for a container plugin."
+	pathRunConfigHelpSyn  = "Show what starting a container plugin asks its engine to run."
 	pathRunConfigHelpDesc = `
-Returns the exact container create request (config, host_config,
-networking_config, as the Docker Engine API names them) that starting the
-plugin with its runtime sends. Values only known when a plugin starts are
-shown as placeholders and listed in "set_at_start". The values of the
-plugin's registered env variables are redacted, as reads never return them:
-the entry shows that a variable is set, not its value.
+Returns the exact request that starting the plugin with its runtime sends
+its engine, in the engine API's own names: for the Docker Engine API (Docker,
+Podman) the container create request (config, host_config,
+networking_config), for Kubernetes the pod. Values only known when a plugin
+starts are shown as placeholders and listed in "set_at_start". The values of
+the plugin's registered env variables are redacted, as reads never return
+them: the entry shows that a variable is set, not its value.
 `
 	pathCheckHelpSyn  = "Start a container plugin once, to prove it runs."
 	pathCheckHelpDesc = `
@@ -47,9 +48,10 @@ func pathPluginRun(b *backend) []*framework.Path {
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathPluginRunConfig, Summary: pathRunConfigHelpSyn,
 					Responses: map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-						"config":            {Type: framework.TypeMap, Description: "The container's config (Docker Engine API ContainerConfig)."},
-						"host_config":       {Type: framework.TypeMap, Description: "The container's host config (Docker Engine API HostConfig)."},
-						"networking_config": {Type: framework.TypeMap, Description: "The container's networking config."},
+						"config":            {Type: framework.TypeMap, Description: "Docker Engine API: the container's config (ContainerConfig)."},
+						"host_config":       {Type: framework.TypeMap, Description: "Docker Engine API: the container's host config (HostConfig)."},
+						"networking_config": {Type: framework.TypeMap, Description: "Docker Engine API: the container's networking config."},
+						"pod":               {Type: framework.TypeMap, Description: "Kubernetes: the pod (core/v1 Pod)."},
 						"set_at_start":      {Type: framework.TypeStringSlice, Description: "Values shown as placeholders, filled when the plugin starts."},
 					}}}},
 				},

@@ -130,7 +130,7 @@ func (r *runtimeEntry) validate() error {
 			return err
 		}
 	}
-	if err := checkEngineAddress(r.Engine); err != nil {
+	if err := checkEngine(r.Runtime); err != nil {
 		return err
 	}
 	return nil

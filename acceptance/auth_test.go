@@ -73,6 +73,21 @@ func (s signer) token(t *testing.T, subject, audience string, expires time.Time)
 	return raw
 }
 
+// jwtLogin logs in through the hosted JWT auth method at
+// auth/runtimes/mounts/jwt with role dev, unauthenticated, as a client
+// does; the result is decoded when the login succeeded.
+func jwtLogin(t *testing.T, v *vaulttest.Server, jwt string) (loginResult, string, int) {
+	t.Helper()
+	out, errOut, code := v.RunAs(t, "", "write", "-format=json", "auth/runtimes/mounts/jwt/login", "role=dev", "jwt="+jwt)
+	var r loginResult
+	if code == 0 {
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("login output %q: %v", out, err)
+		}
+	}
+	return r, errOut, code
+}
+
 type loginResult struct {
 	Auth struct {
 		ClientToken   string            `json:"client_token"`
@@ -151,16 +166,7 @@ func testHostedJWTAuth(t *testing.T, k vaulttest.Kind) {
 			}
 			sub := "alice-" + rt
 			valid := idp.token(t, sub, "rc-test", time.Now().Add(time.Hour))
-			login := func(jwt string) (loginResult, string, int) {
-				out, errOut, code := v.RunAs(t, "", "write", "-format=json", "auth/runtimes/mounts/jwt/login", "role=dev", "jwt="+jwt)
-				var r loginResult
-				if code == 0 {
-					if err := json.Unmarshal([]byte(out), &r); err != nil {
-						t.Fatalf("login output %q: %v", out, err)
-					}
-				}
-				return r, errOut, code
-			}
+			login := func(jwt string) (loginResult, string, int) { return jwtLogin(t, v, jwt) }
 			if _, errOut, code := login(valid); code != 2 || !strings.Contains(errOut, "permission denied") {
 				t.Fatalf("a login before the reload: exit %d %s", code, errOut)
 			}

@@ -68,6 +68,10 @@ func testReadmeAsANewcomerPastesIt(t *testing.T, k vaulttest.Kind) {
 			t.Logf("%s: not run (%s)", b.where, b.skip)
 			continue
 		}
+		if b.kubernetes != "" {
+			t.Logf("%s: not run here (%s)", b.where, b.kubernetes)
+			continue
+		}
 		if b.vaultOnly != "" && k.IsOpenBao() {
 			t.Logf("%s: not run on OpenBao (%s)", b.where, b.vaultOnly)
 			continue
@@ -111,11 +115,15 @@ type readmeBlock struct {
 	script    string
 	skip      string // why it is not run, if it is not
 	vaultOnly string // why it runs only on Vault, if it does
+	// kubernetes says which test runs it on the test Kubernetes node,
+	// rather than this one.
+	kubernetes string
 }
 
 var (
 	notRun    = regexp.MustCompile(`^<!-- not run: (.+) -->$`)
 	vaultOnly = regexp.MustCompile(`^<!-- vault only: (.+) -->$`)
+	onNode    = regexp.MustCompile(`^<!-- kubernetes: (.+) -->$`)
 )
 
 // readmeShellBlocks are the README's ```shell blocks, in order.
@@ -142,6 +150,9 @@ func readmeShellBlocks(t *testing.T, path string) []readmeBlock {
 			}
 			if m := vaultOnly.FindStringSubmatch(previous); m != nil {
 				current.vaultOnly = m[1]
+			}
+			if m := onNode.FindStringSubmatch(previous); m != nil {
+				current.kubernetes = m[1]
 			}
 			lines = nil
 		case current != nil && line == "```":

@@ -15,8 +15,10 @@
 package k8stest
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -186,9 +188,11 @@ func (n *Node) Apply(t vaulttest.T, manifest string) {
 }
 
 // Image makes an image named ref (e.g. localhost/NAME:TAG) holding only the
-// static binary, FROM scratch, with it as the entrypoint, and imports it into
-// the node's containerd: pods name it with imagePullPolicy: Never.
-func (n *Node) Image(t vaulttest.T, binary, ref string) {
+// static binary, FROM scratch, with it as the entrypoint (at /BINARY-NAME),
+// and imports it into the node's containerd: pods name it with
+// imagePullPolicy: Never. It returns the image's ID (its config's digest,
+// Vault's sha256).
+func (n *Node) Image(t vaulttest.T, binary, ref string) string {
 	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
@@ -200,6 +204,36 @@ func (n *Node) Image(t vaulttest.T, binary, ref string) {
 	}
 	if _, err := n.run(nil, "ctr", "-a", n.Containerd, "-n", "k8s.io", "images", "import", tar); err != nil {
 		t.Fatalf("importing %s: %v", ref, err)
+	}
+	id, err := archiveImageID(tar)
+	if err != nil {
+		t.Fatalf("the image of %s: %v", ref, err)
+	}
+	return id
+}
+
+// archiveImageID is the ID of the one image in a docker-archive: its
+// config's digest, which manifest.json names.
+func archiveImageID(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	r := tar.NewReader(f)
+	for {
+		h, err := r.Next()
+		if err != nil {
+			return "", fmt.Errorf("no manifest.json in %s: %w", path, err)
+		}
+		if filepath.Clean(h.Name) != "manifest.json" {
+			continue
+		}
+		var m []struct{ Config string }
+		if err := json.NewDecoder(r).Decode(&m); err != nil || len(m) != 1 {
+			return "", fmt.Errorf("manifest.json of %s: %v (%d images)", path, err, len(m))
+		}
+		return strings.TrimSuffix(m[0].Config, ".json"), nil
 	}
 }
 

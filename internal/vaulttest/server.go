@@ -37,6 +37,13 @@ type Server struct {
 // directory too: dev mode registers each under its file name.
 func (k Kind) StartDev(t T, path string, extraPlugins ...string) *Server {
 	t.Helper()
+	return k.startDev(t, nil, path, extraPlugins...)
+}
+
+// startDev is StartDev, the server run in the network namespace in names
+// when it is set.
+func (k Kind) startDev(t T, in *inNetns, path string, extraPlugins ...string) *Server {
+	t.Helper()
 	dir := ShortTempDir(t)
 	pluginDir := filepath.Join(dir, "plugins")
 	if err := os.Mkdir(pluginDir, 0o755); err != nil {
@@ -47,7 +54,12 @@ func (k Kind) StartDev(t T, path string, extraPlugins ...string) *Server {
 		copyExecutable(t, extra, filepath.Join(pluginDir, filepath.Base(extra)))
 	}
 	port := FreePort(t)
-	s := k.start(t, fmt.Sprintf("http://127.0.0.1:%d", port), "root", dir,
+	var wrap []string
+	if in != nil {
+		wrap = []string{"nsenter", "--net=" + in.netns, "--"}
+		forwardInto(t, in.forward, in.netns, port)
+	}
+	s := k.startWrapped(t, wrap, fmt.Sprintf("http://127.0.0.1:%d", port), "root", dir,
 		"server", "-dev", "-dev-root-token-id=root", fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-plugin-dir="+pluginDir, "-dev-no-store-token")
 	s.WaitReady(t)
@@ -71,12 +83,21 @@ func (s *Server) readClusterID(t T) {
 // SIGKILL cannot remove its own.
 func (k Kind) start(t T, addr, token, dir string, args ...string) *Server {
 	t.Helper()
+	return k.startWrapped(t, nil, addr, token, dir, args...)
+}
+
+func (k Kind) startWrapped(t T, wrap []string, addr, token, dir string, args ...string) *Server {
+	t.Helper()
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	s := &Server{Addr: addr, Token: token, TempDir: tmp, Dir: dir, Kind: k, bin: k.Binary(t), log: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(s.bin, args...)
+	if len(wrap) > 0 {
+		s.cmd = exec.Command(wrap[0], append(append(wrap[1:len(wrap):len(wrap)], s.bin), args...)...)
+	} else {
+		s.cmd = exec.Command(s.bin, args...)
+	}
 	s.cmd.Env = append(os.Environ(), k.EnvPrefix+"LOG_LEVEL=info", "TMPDIR="+tmp)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
