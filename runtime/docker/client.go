@@ -103,7 +103,7 @@ func CheckAddress(address string) error {
 	path, ok := strings.CutPrefix(address, "unix://")
 	if !ok || !strings.HasPrefix(path, "/") || len(address) > MaxAddressLength || strings.ContainsAny(path, "\x00\n") {
 		return fmt.Errorf("engine %q is not an engine address: unix:// and the absolute path of a socket speaking the Docker "+
-			"Engine API (e.g. unix:///run/podman/podman.sock), at most %d characters; empty for the Docker Engine of the environment",
+			"Engine API (e.g. unix:///run/podman/podman.sock), at most %d characters",
 			address, MaxAddressLength)
 	}
 	return nil
