@@ -39,6 +39,7 @@ import (
 // pod network's gateway, an address of the node's network namespace where
 // the API server listens on every address.
 func TestVaultAsAPod(t *testing.T) {
+	vaulttest.RequireAcceptance(t)
 	node := startPodNode(t)
 	rules := readmeRoleRules(t)
 	server, port := apiServerPort(t, node)
