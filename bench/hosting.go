@@ -27,7 +27,8 @@ import (
 func (b *bench) hostingBench(t *vaulttest.Program, v *vaulttest.Server, external bool) {
 	docker := testimage.Docker(t)
 	kvID := testimage.BuildKV(t, docker)
-	t.Cleanup(func() { removeContainers(docker) })
+	// The server first: it would start again a container removed under it.
+	t.Cleanup(func() { v.Stop(t); removeContainers(docker, v.ClusterID) })
 	v.MustRun(t, "secrets", "enable", "-path="+noCacheMount, vaulttest.PluginName)
 	v.MustRun(t, "write", noCacheMount+"/config", "disable_hosted_storage_cache=true")
 	for _, oci := range []string{"runc", "runsc"} {
@@ -69,58 +70,21 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 		mounts = append(mounts, mount{name: "kv as an external plugin", prefix: "/v1/kv-ext/"})
 	}
 	mounts = append(mounts, mount{name: "hosted kv, cache off", prefix: "/v1/" + noCacheMount + "/mounts/kv-" + oci + "/"})
-	for _, m := range mounts {
-		b.fill(1000, func(i int) (string, string, string) {
-			return "POST", fmt.Sprintf("%skey-%05d", m.prefix, i), `{"value":"x"}`
-		})
-	}
-
-	against := "hosted / Vault's containerized"
-	if !containerized {
-		against = "hosted / external"
+	ratioLabel := ""
+	if containerized {
+		ratioLabel = "hosted / Vault's containerized"
+	} else if external {
+		ratioLabel = "hosted / external"
 	}
 	fmt.Printf("%s: kv v1 (HashiCorp's v0.25.0, one image, OCI runtime %s, a lease per read everywhere), %d rounds each\n", v.Kind.CLI, oci, benchRounds)
-	fmt.Printf("%-6s %-7s %-26s %28s %7s %s\n", "op", "clients", "mount", "ops/s p50/p99 ms", "failed", against+" (ops/s; p50 at 1 client)")
-	manyClients, duration := b.clients, b.duration
-	defer func() { b.clients, b.duration = manyClients, duration }()
-	b.duration = duration / benchRounds
-	// At many clients, throughput; at one, the latency of a lone request.
-	for _, clients := range []int{manyClients, 1} {
-		b.clients = clients
-		for _, op := range []struct{ name, method, body string }{{"read", "GET", ""}, {"write", "POST", `{"value":"y"}`}} {
-			// The mounts in turn, round after round: a slow moment of the
-			// machine falls on all of them, not on one row.
-			results := make([]result, len(mounts))
-			for round := 0; round < benchRounds; round++ {
-				for i, m := range mounts {
-					prefix := m.prefix
-					results[i] = results[i].merge(b.measure(func(r *rand.Rand) (string, string, string) {
-						return op.method, fmt.Sprintf("%skey-%05d", prefix, r.Intn(1000)), op.body
-					}))
-				}
-			}
-			for i, m := range mounts {
-				r, ratio := results[i], ""
-				if i == 1 && (containerized || m.prefix == "/v1/kv-ext/") {
-					ratio = fmt.Sprintf("%.2fx", results[0].rate()/r.rate())
-					if clients == 1 {
-						ratio += fmt.Sprintf(" p50 %.2fx", float64(results[0].p50)/float64(r.p50))
-					}
-				}
-				fmt.Printf("%-6s %-7d %-26s %28s %7d %s\n", op.name, clients, m.name, r, r.failed, ratio)
-			}
-		}
-	}
+	b.sideBySide(mounts, ratioLabel)
 
 	// A new mount on a new container, to its first answered read: a
 	// registration of its own, so nothing is shared with the mounts above.
 	v.MustRun(t, "write", "runtimes/catalog/container/cold-"+oci, "oci_runtime="+oci, "cpu_nanos=2000000000")
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv-cold-"+oci, "oci_image="+testimage.KVName,
 		"version="+testimage.KVVersion, "sha256="+kvID, "runtime=cold-"+oci)
-	hostedCold := timed(func() {
-		v.MustRun(t, "write", "runtimes/hosted/cold-"+oci, "plugin=kv-cold-"+oci)
-		b.until(t, "GET", "/v1/runtimes/mounts/cold-"+oci+"/nothing")
-	})
+	hostedCold := b.newMountToRead(t, v, "cold-"+oci, "kv-cold-"+oci)
 	if containerized {
 		v.MustRun(t, "plugin", "register", "-sha256="+hexID, "-oci_image="+testimage.KVName, "-runtime=bench-"+oci,
 			"-version="+testimage.KVVersion, "secret", "kv-container-cold-"+oci)
@@ -135,8 +99,10 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 
 	// What monitoring polls: a hosted mount's read (its state and health,
 	// the figures from its engine's newest sample) beside a stored read of
-	// the catalog's, one client, side by side.
-	b.clients = 1
+	// the catalog's, one client, side by side, for a round's time.
+	manyClients, duration := b.clients, b.duration
+	defer func() { b.clients, b.duration = manyClients, duration }()
+	b.clients, b.duration = 1, duration/benchRounds
 	status := b.measure(func(*rand.Rand) (string, string, string) { return "GET", "/v1/runtimes/hosted/kv-" + oci, "" })
 	stored := b.measure(func(*rand.Rand) (string, string, string) {
 		return "GET", "/v1/runtimes/catalog/container/bench-" + oci, ""
@@ -173,6 +139,70 @@ func (b *bench) hostingTable(t *vaulttest.Program, v *vaulttest.Server, docker *
 
 // mount is one row of the hosting table: requests go to prefix.
 type mount struct{ name, prefix string }
+
+// cell is one operation at one number of clients: a result per mount, in
+// the order of the mounts.
+type cell struct {
+	op      string
+	clients int
+	results []result
+}
+
+// sideBySide fills 1,000 keys on each mount, then measures reads and writes
+// of them at b.clients (throughput) and at one client (the latency of a lone
+// request), and prints a row per mount. When ratioLabel is set, the second
+// mount's rows get the first's throughput over its own (and at one client
+// the p50s'), under that label. Every failed request is counted in its row
+// and in b.failures, which fails the run.
+func (b *bench) sideBySide(mounts []mount, ratioLabel string) []cell {
+	for _, m := range mounts {
+		b.fill(1000, func(i int) (string, string, string) {
+			return "POST", fmt.Sprintf("%skey-%05d", m.prefix, i), `{"value":"x"}`
+		})
+	}
+	fmt.Printf("%-6s %-7s %-26s %28s %7s %s\n", "op", "clients", "mount", "ops/s p50/p99 ms", "failed", ratioLabel+" (ops/s; p50 at 1 client)")
+	manyClients, duration := b.clients, b.duration
+	defer func() { b.clients, b.duration = manyClients, duration }()
+	b.duration = duration / benchRounds
+	var cells []cell
+	for _, clients := range []int{manyClients, 1} {
+		b.clients = clients
+		for _, op := range []struct{ name, method, body string }{{"read", "GET", ""}, {"write", "POST", `{"value":"y"}`}} {
+			// The mounts in turn, round after round: a slow moment of the
+			// machine falls on all of them, not on one row.
+			results := make([]result, len(mounts))
+			for round := 0; round < benchRounds; round++ {
+				for i, m := range mounts {
+					prefix := m.prefix
+					results[i] = results[i].merge(b.measure(func(r *rand.Rand) (string, string, string) {
+						return op.method, fmt.Sprintf("%skey-%05d", prefix, r.Intn(1000)), op.body
+					}))
+				}
+			}
+			for i, m := range mounts {
+				r, ratio := results[i], ""
+				if i == 1 && ratioLabel != "" {
+					ratio = fmt.Sprintf("%.2fx", results[0].rate()/r.rate())
+					if clients == 1 {
+						ratio += fmt.Sprintf(" p50 %.2fx", float64(results[0].p50)/float64(r.p50))
+					}
+				}
+				fmt.Printf("%-6s %-7d %-26s %28s %7d %s\n", op.name, clients, m.name, r, r.failed, ratio)
+			}
+			cells = append(cells, cell{op: op.name, clients: clients, results: results})
+		}
+	}
+	return cells
+}
+
+// newMountToRead times a new hosted mount NAME of plugin, from its write to
+// its first answered read.
+func (b *bench) newMountToRead(t *vaulttest.Program, v *vaulttest.Server, name, plugin string) time.Duration {
+	return timed(func() {
+		v.MustRun(t, "write", "runtimes/hosted/"+name, "plugin="+plugin)
+		b.until(t, "GET", "/v1/runtimes/mounts/"+name+"/nothing")
+	})
+}
 
 // benchRounds is how many turns each row of the hosting table gets, for a
 // third of the duration each.
@@ -236,13 +266,14 @@ func vaultContainer(t *vaulttest.Program, docker *client.Client, plugin string) 
 	return list[0].ID
 }
 
-// removeContainers removes what a failed run may leave: this project's and
-// Vault's plugin containers.
-func removeContainers(docker *client.Client) {
-	for _, label := range []string{runtime.LabelManagedBy, "com.hashicorp.vault.plugin.name"} {
-		list, _ := docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", label))})
-		for _, c := range list {
-			docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
-		}
+// removeContainers removes what a failed run may leave: the plugin
+// containers of the server whose cluster ID is given, this project's and
+// Vault's own (both carry the label), and no other's: the Docker Engine may
+// be shared with other runs.
+func removeContainers(docker *client.Client, clusterID string) {
+	list, _ := docker.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", runtime.LabelClusterID+"="+clusterID))})
+	for _, c := range list {
+		docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
 	}
 }

@@ -32,6 +32,7 @@ func main() {
 	kvPlugin := flag.String("kv-plugin", os.Getenv("KV_PLUGIN_BINARY"), "vault-plugin-secrets-kv binary (scripts/build-kv-plugin.sh)")
 	hosting := flag.Bool("hosting", true, "measure hosted kv beside Vault's containerized kv (needs Docker and -kv-plugin)")
 	servers := flag.String("servers", "vault,openbao", "the servers to measure hosted kv on (OpenBao: beside kv as a plain external plugin; needs $BAO_BINARY, scripts/build-openbao.sh)")
+	pods := flag.Bool("pods", true, "measure hosted kv in a pod of the test Kubernetes node beside the same image hosted on Docker (needs root, $RC_K8S_BIN, RC_ACC=1, Docker and -kv-plugin)")
 	flag.Parse()
 
 	// Ctrl-C or a kill stops Vault (and with it the plugins) too.
@@ -162,6 +163,15 @@ func main() {
 			b.onOpenBao(t, *kvPlugin)
 		}
 	}
+	if *pods {
+		if missing := podsMissing(*kvPlugin); missing != "" {
+			fmt.Printf("no pod rows: they need %s; `make bench` as root sets it all (-pods=false leaves them out without this line)\n", missing)
+		} else {
+			// One server at a time on the machine's cores: the pods' own.
+			v.Stop(t)
+			b.podsBench(t, *kvPlugin)
+		}
+	}
 	if len(b.failures) > 0 {
 		t.Fatalf("failed requests in %d measurements:\n%s", len(b.failures), strings.Join(b.failures, "\n"))
 	}
@@ -178,6 +188,7 @@ func (b *bench) onOpenBao(t *vaulttest.Program, kvPlugin string) {
 	ob.addr, ob.token, ob.failures = bao.Addr, bao.Token, nil
 	ob.hostingBench(t, bao, true)
 	b.failures = append(b.failures, ob.failures...)
+	bao.Stop(t) // one server at a time: the pod rows start their own
 }
 
 func sizesLast(sizes string) string {
