@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -151,8 +152,9 @@ func listKeys(t testing.TB, data map[string]interface{}) []string {
 // and reads; anything else it is asked panics (the embedded nil interface).
 type fakeEngine struct {
 	runtime.Engine
-	facts runtime.EngineFacts
-	down  bool
+	facts    runtime.EngineFacts
+	down     bool
+	withheld bool // answers, but does not say what it runs
 }
 
 // fakeEngineAsked counts the questions asked of the fake engines.
@@ -164,6 +166,7 @@ var fakeEngineAsked atomic.Int64
 const (
 	fakeOnlyDefaultAddress = "unix:///run/podman/podman.sock"
 	fakeDownAddress        = "unix:///run/nothing.sock"
+	fakeWithheldAddress    = "unix:///run/withheld.sock"
 )
 
 func dialFakeEngine(address string) (runtime.Engine, error) {
@@ -173,6 +176,8 @@ func dialFakeEngine(address string) (runtime.Engine, error) {
 	case fakeOnlyDefaultAddress:
 		return &fakeEngine{facts: runtime.EngineFacts{Address: address, Runtimes: []string{"crun", "kata", "runc", "runsc"}, DefaultRuntime: "runc",
 			OnlyDefault: true, Refuse: func(oci string) string { return "this engine runs only runc, not " + oci }}}, nil
+	case fakeWithheldAddress:
+		return &fakeEngine{facts: runtime.EngineFacts{Address: address}, withheld: true}, nil
 	default:
 		return &fakeEngine{facts: runtime.EngineFacts{Address: address}, down: true}, nil
 	}
@@ -188,6 +193,9 @@ func (f *fakeEngine) BrokerOverConnection() bool { return false }
 
 func (f *fakeEngine) Facts(context.Context) (runtime.EngineFacts, error) {
 	fakeEngineAsked.Add(1)
+	if f.withheld {
+		return f.facts, fmt.Errorf("%w: not for this plugin to see", runtime.ErrFactsWithheld)
+	}
 	if f.down {
 		return f.facts, errors.New("the engine at unix:///run/nothing.sock could not be reached: dial unix /run/nothing.sock: connect: no such file or directory")
 	}

@@ -22,6 +22,7 @@ func TestRuntimeWriteIsCheckedAgainstItsEngine(t *testing.T) {
 		{"typo", "runcc", "", "the engine at unix:///var/run/docker.sock has no OCI runtime runcc; it has runc, runsc; the runtime is stored, and its plugins will not start there until this changes"},
 		{"only-default", "runc", fakeOnlyDefaultAddress, ""},
 		{"only-default-other", "runsc", fakeOnlyDefaultAddress, "this engine runs only runc, not runsc; the runtime is stored, and its plugins will not start there until this changes"},
+		{"withheld", "runsc", fakeWithheldAddress, "the engine does not say which OCI runtimes it has: not for this plugin to see; the runtime is stored, and its plugins start if the engine runs runsc"},
 		{"down", "runc", fakeDownAddress, "the engine at unix:///run/nothing.sock could not be reached: dial unix /run/nothing.sock: connect: no such file or directory; the runtime is stored, and its plugins cannot start until the engine answers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

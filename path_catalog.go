@@ -2,6 +2,7 @@ package runtimecatalog
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -339,7 +340,9 @@ func (b *backend) writeRuntime(ctx context.Context, name string, build func(*run
 	warnings := r.warnings()
 	// An engine may be set up after the catalog: what it says is a
 	// warning, and the runtime is stored either way.
-	if facts, err := b.askEngine(ctx, r.Runtime, false); err != nil {
+	if facts, err := b.askEngine(ctx, r.Runtime, false); errors.Is(err, runtime.ErrFactsWithheld) {
+		warnings = append(warnings, err.Error()+"; the runtime is stored, and its plugins start if the engine runs "+r.EffectiveOCIRuntime())
+	} else if err != nil {
 		warnings = append(warnings, err.Error()+"; the runtime is stored, and its plugins cannot start until the engine answers")
 	} else if oci := r.EffectiveOCIRuntime(); !facts.Runs(oci) {
 		warnings = append(warnings, facts.Refusal(oci)+"; the runtime is stored, and its plugins will not start there until this changes")

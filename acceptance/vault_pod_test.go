@@ -305,7 +305,8 @@ spec:
 			"memory_bytes=134217728", "cpu_nanos=500000000", "engine="+kubernetes.Scheme+ns)
 		// RuntimeClasses are cluster-wide: the namespaced Role cannot let
 		// the engine list them, and the write says it could not check.
-		if len(written.Warnings) != 1 || !strings.Contains(written.Warnings[0], "runtimeclasses") {
+		if len(written.Warnings) != 1 || !strings.Contains(written.Warnings[0], "runtimeclasses") ||
+			!strings.Contains(written.Warnings[0], "its plugins start if the engine runs "+oci) {
 			t.Fatalf("the runtime write's warnings: %q, want one that RuntimeClasses could not be listed", written.Warnings)
 		}
 		s.mustRun(t, "write", "runtimes/plugins/catalog/secret/kv-"+oci, "oci_image="+podKVImage, "version="+podVersion,

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -20,6 +21,11 @@ type EngineFacts struct {
 	// Refuse, when set, is the engine's own words for Refusal.
 	Refuse func(oci string) string `json:"-"`
 }
+
+// ErrFactsWithheld is an engine that answers but does not let this plugin
+// see which OCI runtimes it has (a Kubernetes Role without a cluster-wide
+// list of RuntimeClasses): its containers may well start.
+var ErrFactsWithheld = errors.New("the engine does not say which OCI runtimes it has")
 
 // Runs reports whether a container that asks for the OCI runtime oci is
 // run under it.

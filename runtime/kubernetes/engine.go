@@ -107,6 +107,12 @@ func (e *Engine) runtimeClasses(ctx context.Context) (map[string][]string, error
 // RuntimeClasses and the nodes' default handler, which needs none.
 func (e *Engine) Facts(ctx context.Context) (runtime.EngineFacts, error) {
 	byHandler, err := e.runtimeClasses(ctx)
+	if apierrors.IsForbidden(err) {
+		// A namespaced Role cannot grant it; a pod then names the class
+		// after its handler (runtimeClassFor).
+		return runtime.EngineFacts{}, fmt.Errorf("%w: the cluster at %s does not let this plugin list its RuntimeClasses (%v); "+
+			"a pod names the RuntimeClass after its handler", runtime.ErrFactsWithheld, e.address, err)
+	}
 	if err != nil {
 		return runtime.EngineFacts{}, fmt.Errorf("listing the RuntimeClasses of %s (the engine needs list on runtimeclasses.node.k8s.io): %w", e.address, err)
 	}
