@@ -8,6 +8,7 @@
 # built with cgo and links libc and its loader) at the paths ldd names, which
 # are the paths the binaries look for them at. Nothing is pulled.
 set -euo pipefail
+. "$(dirname "$0")/archive.sh"
 server="$1" ref="$2" out="$3"
 shift 3
 work="$(mktemp -d)"
@@ -31,17 +32,4 @@ done | sort -u | while read -r lib; do
   cp -L "$lib" "$root$lib"
 done
 tar -C "$root" --owner=0 --group=0 --numeric-owner --mtime=@0 --sort=name -cf "$work/layer.tar" .
-diff_id="$(sha256sum "$work/layer.tar" | cut -d' ' -f1)"
-case "$(uname -m)" in aarch64) arch=arm64 ;; *) arch=amd64 ;; esac
-cat >"$work/config.json" <<JSON
-{"architecture": "$arch", "os": "linux",
- "config": {"Entrypoint": ["/$base"], "Env": ["PATH=/", "TMPDIR=/tmp", "HOME=/tmp"]},
- "rootfs": {"type": "layers", "diff_ids": ["sha256:$diff_id"]}}
-JSON
-config_id="$(sha256sum "$work/config.json" | cut -d' ' -f1)"
-mkdir "$work/image"
-mv "$work/config.json" "$work/image/$config_id.json"
-mkdir "$work/image/$diff_id"
-mv "$work/layer.tar" "$work/image/$diff_id/layer.tar"
-echo "[{\"Config\": \"$config_id.json\", \"RepoTags\": [\"$ref\"], \"Layers\": [\"$diff_id/layer.tar\"]}]" >"$work/image/manifest.json"
-tar -C "$work/image" --owner=0 --group=0 --numeric-owner -cf "$out" .
+write_archive "$work/layer.tar" "$ref" "$out" "{\"Entrypoint\": [\"/$base\"], \"Env\": [\"PATH=/\", \"TMPDIR=/tmp\", \"HOME=/tmp\"]}"
