@@ -104,7 +104,11 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d
 	if err != nil {
 		return nil, err
 	}
-	preview, err := runtime.PreviewRun(engine, p, rt, b.runOptions(ctx, "run-config"))
+	options := b.runOptions(ctx, "run-config")
+	// The registration's env values may be secrets, which reads never show:
+	// neither does this. It says that one is set, not what it is.
+	options.RedactEnv = true
+	preview, err := runtime.PreviewRun(engine, p, rt, options)
 	if err != nil {
 		return reqerr.Respond(err)
 	}

@@ -38,6 +38,10 @@ type Options struct {
 	Auth        func(registry string) *RegistryAuth
 	PullTimeout time.Duration
 	Logger      hclog.Logger
+	// RedactEnv makes a preview show the values of the registration's env
+	// variables as RedactedValue (they may be secrets, which reads never
+	// show); a start ignores it.
+	RedactEnv bool
 	// MaxResponseBytes bounds each message the plugin sends back (a
 	// request's answer); 0 leaves gRPC's bound of 2 GiB. A larger message
 	// is refused before it is read into memory (codes.ResourceExhausted).
@@ -79,8 +83,8 @@ var errPreviewed = errors.New("run config previewed")
 // PreviewRun is what starting p with r asks engine to run, produced by the
 // same code as a start (go-plugin builds the environment and calls the same
 // runner function), stopped before anything reaches the engine. What only
-// exists at start is replaced by the placeholders above, and the values of
-// the registration's env variables by RedactedValue.
+// exists at start is replaced by the placeholders above, and under
+// RedactEnv the values of the registration's env variables by RedactedValue.
 func PreviewRun(engine Engine, p Plugin, r Runtime, o Options) (Preview, error) {
 	o = o.withDefaults()
 	var spec *Spec
@@ -104,6 +108,9 @@ func PreviewRun(engine Engine, p Plugin, r Runtime, o Options) (Preview, error) 
 	}
 	spec.Host.BaseEnv, spec.Host.SocketDir = env, PlaceholderSocketDir
 	for _, kv := range p.Env {
+		if !o.RedactEnv {
+			break
+		}
 		key, _, _ := strings.Cut(kv, "=")
 		spec.Host.Redact = append(spec.Host.Redact, key)
 	}
