@@ -109,6 +109,10 @@ func (b *backend) pathPluginRunConfig(ctx context.Context, _ *logical.Request, d
 	// neither does this. It says that one is set, not what it is.
 	options.RedactEnv = true
 	preview, err := runtime.PreviewRun(engine, p, rt, options)
+	if errors.Is(err, runtime.ErrStartRefused) || errors.Is(err, runtime.ErrUnknownOCIRuntime) {
+		// What the engine cannot run of this registration and runtime.
+		return reqerr.Respond(reqerr.BadRequest(err))
+	}
 	if err != nil {
 		return reqerr.Respond(err)
 	}

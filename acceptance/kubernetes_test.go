@@ -109,11 +109,21 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 		t.Fatalf("kv2 read: %#v", versioned.Data)
 	}
 
-	// The mount's container is a pod, with the runtime's class and limits.
-	var st mountState
+	// The mount's container is a pod, with the runtime's class and limits,
+	// and kv (multiplexed) serves both mounts from it.
+	var st, st2 mountState
 	v.MustJSON(t, &st, "read", "runtimes/hosted/kv1")
-	if st.Data.State != "running" || st.Data.ContainerID == "" || st.Data.OCIRuntime != oci {
-		t.Fatalf("kv1: %+v", st.Data)
+	v.MustJSON(t, &st2, "read", "runtimes/hosted/kv2")
+	if st.Data.State != "running" || st.Data.ContainerID == "" || st.Data.OCIRuntime != oci || st2.Data.ContainerID != st.Data.ContainerID {
+		t.Fatalf("kv1: %+v; kv2: %+v", st.Data, st2.Data)
+	}
+	// A registration no pod can run (no command for the carrier to start)
+	// is the registration's fault, in run-config as at a start.
+	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv-nocmd", "oci_image="+podKVImage, "version="+podVersion,
+		"sha256="+node.kvID, "runtime=pods")
+	if _, errOut, code := v.Run(t, "read", "runtimes/plugins/catalog/secret/kv-nocmd/run-config"); code != 2 ||
+		!strings.Contains(errOut, "Code: 400") || !strings.Contains(errOut, "register the plugin's command") {
+		t.Fatalf("run-config of a plugin with no command on Kubernetes: exit %d %s", code, errOut)
 	}
 	pod := st.Data.ContainerID
 	spec := node.Kubectl(t, "get", "pod", pod, "-n", "default", "-o",
@@ -255,6 +265,19 @@ func TestHostedAuthInPods(t *testing.T) {
 				v.MustJSON(t, &after, "read", "auth/runtimes/hosted/jwt")
 				if after.Data.Restarts != 1 || after.Data.ContainerID == st.Data.ContainerID {
 					t.Fatalf("after the pod's deletion: %+v", after.Data)
+				}
+				// A reload replaces the pod.
+				v.MustRun(t, "write", "auth/runtimes/plugins/reload", "mounts=jwt")
+				vaulttest.Eventually(t, time.Minute, "the reloaded mount in a new pod", func() error {
+					var reloaded mountState
+					v.MustJSON(t, &reloaded, "read", "auth/runtimes/hosted/jwt")
+					if reloaded.Data.State != "running" || reloaded.Data.ContainerID == after.Data.ContainerID {
+						return fmt.Errorf("after a reload: %+v (before: pod %s)", reloaded.Data, after.Data.ContainerID)
+					}
+					return nil
+				})
+				if _, errOut, code := login(idp.token(t, "alice", "rc-test", time.Now().Add(time.Hour))); code != 0 {
+					t.Fatalf("login after the reload: exit %d %s", code, errOut)
 				}
 				v.MustRun(t, "delete", "auth/runtimes/hosted/jwt")
 				vaulttest.Eventually(t, 60*time.Second, "no plugin pod left", func() error {

@@ -179,7 +179,7 @@ func (c *container) start(ctx context.Context, began time.Time, firstTry bool) e
 				return c.start(ctx, began, false)
 			}
 			return c.state.Refused(fmt.Errorf("%w: this host reaches the pod %s from %s, which is none of its addresses (%s): "+
-				"its connections are translated on the way; name the address the pods see with the engine's host addresses",
+				"its connections are translated on the way (NAT), which this engine does not support yet",
 				runtime.ErrStartRefused, c.name, src, strings.Join(admit, ", ")))
 		}
 	}
@@ -264,7 +264,9 @@ func (c *container) awaitRunning(ctx context.Context) (string, error) {
 		select {
 		case <-change:
 		case <-gone:
-			return "", fmt.Errorf("%w: the pod %s/%s was deleted before it ran", runtime.ErrStartRefused, c.e.namespace, c.name)
+			// Someone else's doing, not the registration's: a 502, and the
+			// host may try again.
+			return "", fmt.Errorf("the pod %s/%s was deleted from outside before it ran", c.e.namespace, c.name)
 		case <-events.C:
 			pulling, err := c.eventFailure()
 			if err != nil {
