@@ -155,8 +155,10 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 	}
 
 	// kubectl delete pod under traffic: the mount is served again from a
-	// new pod, and no request fails (one death is within the crash-loop
-	// budget).
+	// new pod (one death is within the crash-loop budget). A read in
+	// flight when the plugin got its SIGTERM may fail, as on Docker, with
+	// the 502 that says it is not sent again (it may have reached the
+	// plugin): at most one per client, and every read after it succeeds.
 	var failed atomic.Int64
 	var reads atomic.Int64
 	var errs sync.Map
@@ -193,16 +195,27 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		var msgs []string
-		errs.Range(func(k, _ any) bool { msgs = append(msgs, k.(string)); return true })
-		t.Fatalf("%d of %d reads failed across the pod's deletion: %s", n, reads.Load(), strings.Join(msgs, " | "))
+	var msgs []string
+	errs.Range(func(k, _ any) bool { msgs = append(msgs, k.(string)); return true })
+	for _, msg := range msgs {
+		if !strings.Contains(msg, "Code: 502") || !strings.Contains(msg, "this request is not sent again") {
+			t.Fatalf("a read failed across the pod's deletion other than in flight: %s", msg)
+		}
+	}
+	if n := failed.Load(); n > 2 {
+		t.Fatalf("%d of %d reads failed across the pod's deletion, more than the 2 in flight: %s", n, reads.Load(), strings.Join(msgs, " | "))
+	}
+	for i := 0; i < 10; i++ {
+		if _, errOut, code := v.Run(t, "read", "runtimes/mounts/kv1/app/db"); code != 0 {
+			t.Fatalf("a read after the new pod serves: %s", errOut)
+		}
 	}
 	v.MustJSON(t, &st, "read", "runtimes/hosted/kv1")
 	if st.Data.Restarts != 1 || len(st.Data.Health.Exits) != 1 {
 		t.Fatalf("after the pod's deletion: %+v", st.Data)
 	}
-	t.Logf("%d reads across the deletion of pod %s, none failed; its exit: code %d (%s)", reads.Load(), pod, st.Data.Health.Exits[0].ExitCode, st.Data.Health.Exits[0].Reason)
+	t.Logf("%d reads across the deletion of pod %s, %d in flight failed; its exit: code %d (%s)", reads.Load(), pod, failed.Load(),
+		st.Data.Health.Exits[0].ExitCode, st.Data.Health.Exits[0].Reason)
 
 	// Deleting the mounts deletes their pods.
 	v.MustRun(t, "delete", "runtimes/hosted/kv1")
