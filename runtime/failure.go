@@ -113,12 +113,12 @@ func (s *State) HandshakeFailure(limit time.Duration) error {
 }
 
 // ExplainCall explains a call to the plugin that failed: when the
-// container has exited (or does within outputGrace), its exit code and last
+// container has exited (or does within OutputGrace), its exit code and last
 // output say why, not the broken connection the caller saw.
 func (s *State) ExplainCall(cause error) error {
 	select {
 	case <-s.exited:
-	case <-time.After(outputGrace):
+	case <-time.After(OutputGrace):
 		return cause
 	}
 	return s.Failure(cause)

@@ -63,13 +63,10 @@ type State struct {
 // report quotes.
 const logTailLines = 20
 
-// outputGrace bounds how long an exit waits for the last of the output.
-const outputGrace = 2 * time.Second
-
-// OutputGrace is how long an exit's publication waits for the last of the
-// output, for an engine that waits for a removal after an exit (and must
-// wait a little longer, or the two timers race).
-const OutputGrace = outputGrace
+// OutputGrace bounds how long an exit's publication waits for the last of
+// the output; an engine that waits for a removal after an exit waits a
+// little longer, or the two timers race.
+const OutputGrace = 2 * time.Second
 
 // NewState is the record of a start of spec.
 func NewState(spec Spec) *State {
@@ -107,7 +104,7 @@ func (s *State) PublishExit(code int64, waitErr error, outputDone <-chan struct{
 		if outputDone != nil {
 			select {
 			case <-outputDone:
-			case <-time.After(outputGrace):
+			case <-time.After(OutputGrace):
 			}
 		}
 		close(s.exited)

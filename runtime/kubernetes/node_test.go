@@ -259,17 +259,7 @@ func exits(t *testing.T, engine runtime.Engine, client k8s.Interface, p runtime.
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			running, err := runtime.Start(ctx, engine, p, r, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer running.Stop(ctx)
-			storage := &logical.InmemStorage{}
-			backend, err := running.Backend(ctx, "m", &logical.BackendConfig{StorageView: storage, Logger: o.Logger, BackendUUID: "m",
-				System: logical.StaticSystemView{VersionString: o.VaultVersion}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			running, backend, storage := startBackend(ctx, t, engine, p, r, o, "m")
 			began := time.Now()
 			tc.end(ctx, running, backend, storage)
 			var exit runtime.Exit
@@ -404,20 +394,9 @@ func writeAndRead(t *testing.T, engine runtime.Engine, client k8s.Interface, p r
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	running, err := runtime.Start(ctx, engine, p, r, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer running.Stop(ctx)
+	running, backend, storage := startBackend(ctx, t, engine, p, r, o, "mount-1")
 	if _, err := client.NetworkingV1().NetworkPolicies("default").Get(ctx, running.ID(), metav1.GetOptions{}); err != nil {
 		t.Errorf("network=false: the pod's NetworkPolicy: %v", err)
-	}
-	storage := &logical.InmemStorage{}
-	backend, err := running.Backend(ctx, "mount-1", &logical.BackendConfig{
-		StorageView: storage, Logger: o.Logger, BackendUUID: "mount-1", System: logical.StaticSystemView{VersionString: o.VaultVersion},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	began := time.Now()
 	if _, err := backend.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "hello",
@@ -438,4 +417,23 @@ func writeAndRead(t *testing.T, engine runtime.Engine, client k8s.Interface, p r
 	if _, err := client.NetworkingV1().NetworkPolicies("default").Get(ctx, running.ID(), metav1.GetOptions{}); err == nil {
 		t.Errorf("the NetworkPolicy %s outlived its pod", running.ID())
 	}
+}
+
+// startBackend starts p with r on engine and sets up a backend in it with
+// storage of its own, in memory, under the multiplexing ID id; the plugin
+// is stopped when the test ends.
+func startBackend(ctx context.Context, t *testing.T, engine runtime.Engine, p runtime.Plugin, r runtime.Runtime, o runtime.Options, id string) (*runtime.Running, logical.Backend, *logical.InmemStorage) {
+	t.Helper()
+	running, err := runtime.Start(ctx, engine, p, r, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { running.Stop(context.Background()) })
+	storage := &logical.InmemStorage{}
+	backend, err := running.Backend(ctx, id, &logical.BackendConfig{StorageView: storage, Logger: o.Logger, BackendUUID: id,
+		System: logical.StaticSystemView{VersionString: o.VaultVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return running, backend, storage
 }
