@@ -30,6 +30,7 @@ type authPlugin struct {
 func (p *authPlugin) Multiplexed(context.Context) (bool, error) { return false, nil }
 func (p *authPlugin) Conn(string) grpc.ClientConnInterface      { return nil }
 func (p *authPlugin) Exited() bool                              { return p.exited.Load() }
+func (p *authPlugin) Leaving() <-chan struct{}                  { return nil } // never
 func (p *authPlugin) Explain(cause error) error                 { return cause }
 func (p *authPlugin) MemoryKilled() bool                        { return false }
 func (p *authPlugin) Panicked() bool                            { return false }

@@ -154,12 +154,10 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 		t.Fatalf("the scoped token read another mount: exit %d %s", code, errOut)
 	}
 
-	// kubectl delete pod under traffic: the mount is served again from a
-	// new pod (one death is within the crash-loop budget). A read in
-	// flight when the plugin got its SIGTERM may fail, as on Docker, with
-	// the 502 that says it is not sent again (it may have reached the
-	// plugin): at most one per client, and every read after it succeeds.
-	var failed atomic.Int64
+	// kubectl delete pod under traffic: no read fails. The host sees the
+	// pod's deletion, starts a new pod, and sends the reads after it there,
+	// while the old one (its carrier holding SIGTERM back) answers those in
+	// flight; it then closes the old one's session, which ends it.
 	var reads atomic.Int64
 	var errs sync.Map
 	stop := make(chan struct{})
@@ -175,7 +173,6 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 				default:
 				}
 				if _, errOut, code := v.Run(t, "read", "runtimes/mounts/kv1/app/db"); code != 0 {
-					failed.Add(1)
 					errs.Store(errOut, true)
 				}
 				reads.Add(1)
@@ -183,7 +180,9 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 		}()
 	}
 	time.Sleep(500 * time.Millisecond)
-	node.Kubectl(t, "delete", "pod", pod, "-n", "default", "--wait=false")
+	began := time.Now()
+	node.Kubectl(t, "delete", "pod", pod, "-n", "default") // waits until the pod is gone
+	deleted := time.Since(began)
 	vaulttest.Eventually(t, 60*time.Second, "kv1 served by a new pod", func() error {
 		var after mountState
 		v.MustJSON(t, &after, "read", "runtimes/hosted/kv1")
@@ -197,25 +196,14 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 	wg.Wait()
 	var msgs []string
 	errs.Range(func(k, _ any) bool { msgs = append(msgs, k.(string)); return true })
-	for _, msg := range msgs {
-		if !strings.Contains(msg, "Code: 502") || !strings.Contains(msg, "this request is not sent again") {
-			t.Fatalf("a read failed across the pod's deletion other than in flight: %s", msg)
-		}
-	}
-	if n := failed.Load(); n > 2 {
-		t.Fatalf("%d of %d reads failed across the pod's deletion, more than the 2 in flight: %s", n, reads.Load(), strings.Join(msgs, " | "))
-	}
-	for i := 0; i < 10; i++ {
-		if _, errOut, code := v.Run(t, "read", "runtimes/mounts/kv1/app/db"); code != 0 {
-			t.Fatalf("a read after the new pod serves: %s", errOut)
-		}
+	if len(msgs) > 0 {
+		t.Fatalf("reads failed across the pod's deletion (%d reads): %s", reads.Load(), strings.Join(msgs, " | "))
 	}
 	v.MustJSON(t, &st, "read", "runtimes/hosted/kv1")
-	if st.Data.Restarts != 1 || len(st.Data.Health.Exits) != 1 {
+	if st.Data.Restarts != 1 || st.Data.Health.RestartCauses["replaced"] != 1 || len(st.Data.Health.Exits) != 0 {
 		t.Fatalf("after the pod's deletion: %+v", st.Data)
 	}
-	t.Logf("%d reads across the deletion of pod %s, %d in flight failed; its exit: code %d (%s)", reads.Load(), pod, failed.Load(),
-		st.Data.Health.Exits[0].ExitCode, st.Data.Health.Exits[0].Reason)
+	t.Logf("%d reads across the deletion of pod %s, none failed; kubectl delete returned after %s", reads.Load(), pod, deleted.Round(time.Millisecond))
 
 	// Deleting the mounts deletes their pods.
 	v.MustRun(t, "delete", "runtimes/hosted/kv1")

@@ -347,6 +347,10 @@ func (r *Running) Exited() bool {
 	return r.client.Exited()
 }
 
+// Leaving is closed once the engine is taking the container away: a new
+// one should serve the requests that come next (see State.Leave).
+func (r *Running) Leaving() <-chan struct{} { return r.state.Leaving() }
+
 // Stop ends the plugin and waits until the engine has removed its
 // container. It may be called more than once.
 func (r *Running) Stop(ctx context.Context) {

@@ -48,6 +48,10 @@ type State struct {
 	// container; oomKills counts them.
 	oomWatched atomic.Bool
 	oomKills   atomic.Int64
+	// leaving is closed once the engine said the container is being taken
+	// away (Leave).
+	leaving   chan struct{}
+	leaveOnce sync.Once
 	// reasons are the exit's readings, by code, once made (exitReason).
 	reasonsMu sync.Mutex
 	reasons   map[int64]settledExit
@@ -73,6 +77,7 @@ func NewState(spec Spec) *State {
 	return &State{
 		spec: spec, tail: newLineTail(logTailLines),
 		exited: make(chan struct{}), givenUp: make(chan struct{}), abandoned: make(chan struct{}), handshakeDone: make(chan struct{}),
+		leaving: make(chan struct{}),
 	}
 }
 
@@ -188,6 +193,14 @@ func (s *State) GiveUp() { s.giveOnce.Do(func() { close(s.givenUp) }) }
 
 // GivenUp is closed once GiveUp was called.
 func (s *State) GivenUp() <-chan struct{} { return s.givenUp }
+
+// Leave records that the engine is taking the container away from
+// outside (a pod being deleted, its grace period running): it still
+// serves the requests in flight, and the host sends it no new ones.
+func (s *State) Leave() { s.leaveOnce.Do(func() { close(s.leaving) }) }
+
+// Leaving is closed once Leave was called.
+func (s *State) Leaving() <-chan struct{} { return s.leaving }
 
 // WatchingOOM records whether the engine reports the kernel's OOM kills in
 // the container (Docker's oom events do; Podman's API sends none).

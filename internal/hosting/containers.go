@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -25,6 +26,29 @@ type container struct {
 	// users are the mounts it serves, by UUID (a name deleted and created
 	// again is another user while the old one leaves), to their names.
 	users map[string]string
+	// stopped is closed when it is stopped.
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+// stop ends its plugin and removes it.
+func (c *container) stop(ctx context.Context) {
+	c.stopOnce.Do(func() { close(c.stopped) })
+	c.plugin.Stop(ctx)
+}
+
+// serves reports whether the container takes new requests: its plugin
+// runs, and its engine is not taking it away.
+func (c *container) serves() bool { return !c.plugin.Exited() && !c.leaving() }
+
+// leaving: its engine is taking it away.
+func (c *container) leaving() bool {
+	select {
+	case <-c.plugin.Leaving():
+		return true
+	default:
+		return false
+	}
 }
 
 // containers are the running containers by registration, reference-counted
@@ -34,14 +58,28 @@ type container struct {
 // gets one per mount.
 type containers struct {
 	start StartFunc
+	// leaving is called once a container's engine starts taking it away,
+	// unless it is stopped before.
+	leaving func(*container)
 
 	mu     sync.Mutex
 	byKey  map[string]*container
 	closed bool
 }
 
-func newContainers(start StartFunc) *containers {
-	return &containers{start: start, byKey: map[string]*container{}}
+func newContainers(start StartFunc, leaving func(*container)) *containers {
+	return &containers{start: start, leaving: leaving, byKey: map[string]*container{}}
+}
+
+// watch calls cs.leaving when c's engine starts taking it away.
+func (cs *containers) watch(c *container) {
+	go func() {
+		select {
+		case <-c.plugin.Leaving():
+			cs.leaving(c)
+		case <-c.stopped:
+		}
+	}()
 }
 
 // registrationKey identifies what a container runs.
@@ -62,7 +100,7 @@ func (cs *containers) acquire(ctx context.Context, key, id, mount string, p runt
 		cs.mu.Unlock()
 		return nil, errClosing
 	}
-	if c := cs.byKey[key]; c != nil && c.multiplexed && !c.plugin.Exited() {
+	if c := cs.byKey[key]; c != nil && c.multiplexed && c.serves() {
 		c.users[id] = mount
 		cs.mu.Unlock()
 		return c, nil
@@ -78,7 +116,8 @@ func (cs *containers) acquire(ctx context.Context, key, id, mount string, p runt
 		started.Stop(ctx)
 		return nil, fmt.Errorf("asking plugin %s/%s whether it multiplexes: %w", p.Type, p.Name, err)
 	}
-	c := &container{key: key, plugin: started, ociRuntime: rt.EffectiveOCIRuntime(), multiplexed: multiplexed, users: map[string]string{id: mount}}
+	c := &container{key: key, plugin: started, ociRuntime: rt.EffectiveOCIRuntime(), multiplexed: multiplexed, users: map[string]string{id: mount},
+		stopped: make(chan struct{})}
 	if !multiplexed {
 		c.key = key + "/" + id // one container per mount
 	}
@@ -90,14 +129,19 @@ func (cs *containers) acquire(ctx context.Context, key, id, mount string, p runt
 		return nil, errClosing
 	}
 	if other := cs.byKey[c.key]; other != nil {
-		if multiplexed && !other.plugin.Exited() { // another mount started one meanwhile: share it
+		if multiplexed && other.serves() { // another mount started one meanwhile: share it
 			go started.Stop(context.Background())
 			other.users[id] = mount
 			return other, nil
 		}
-		go other.plugin.Stop(context.Background()) // dead: its users move on as they notice
+		if other.plugin.Exited() {
+			go other.stop(context.Background()) // dead: its users move on as they notice
+		}
+		// One being taken away serves its requests in flight: its last
+		// user's release stops it.
 	}
 	cs.byKey[c.key] = c
+	cs.watch(c)
 	return c, nil
 }
 
@@ -114,10 +158,17 @@ func (cs *containers) release(ctx context.Context, c *container, id string) {
 	switch {
 	case last && c.plugin.Exited():
 		// Already dead: its cleanup need not hold up the restart.
-		go c.plugin.Stop(context.Background())
+		go c.stop(context.Background())
 	case last:
-		c.plugin.Stop(ctx)
+		c.stop(ctx)
 	}
+}
+
+// users are the mounts c serves, by UUID, to their names.
+func (cs *containers) users(c *container) map[string]string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return maps.Clone(c.users)
 }
 
 // others are the names of the mounts besides id that c serves, sorted.
@@ -144,7 +195,7 @@ func (cs *containers) close(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, c := range running {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.plugin.Stop(ctx) }()
+		go func() { defer wg.Done(); c.stop(ctx) }()
 	}
 	wg.Wait()
 }

@@ -60,7 +60,7 @@ func (e *fakeEngine) start(ctx context.Context, p runtime.Plugin, rt runtime.Run
 		return nil, e.startErr
 	}
 	fp := &fakePlugin{engine: e, id: fmt.Sprintf("c%d", len(e.started)+1), multiplexed: e.multiplexed, backends: map[string]*fakeBackend{},
-		stopCh: make(chan struct{})}
+		stopCh: make(chan struct{}), leaving: make(chan struct{})}
 	e.started = append(e.started, fp)
 	return fp, nil
 }
@@ -96,7 +96,9 @@ type fakePlugin struct {
 	id          string
 	multiplexed bool
 	exited      atomic.Bool
-	connGone    atomic.Bool  // its connection is closed, its exit not seen yet
+	connGone    atomic.Bool   // its connection is closed, its exit not seen yet
+	leaving     chan struct{} // closed by leave: its engine is taking it away, and it still serves
+	leaveOnce   sync.Once
 	oom         atomic.Bool  // its kill was its memory limit's
 	noFigures   atomic.Bool  // its engine gives only pids, as rootless Podman may
 	exitCode    atomic.Int32 // when exited: 137 (killed) unless set; 2 is a panic
@@ -109,6 +111,9 @@ type fakePlugin struct {
 }
 
 var errGone = status.Error(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial unix: connect: connection refused\"")
+
+// leave starts taking the container away, as kubectl delete pod does.
+func (p *fakePlugin) leave() { p.leaveOnce.Do(func() { close(p.leaving) }) }
 
 // kill ends the plugin as a crash or docker kill does.
 func (p *fakePlugin) kill() { p.exited.Store(true) }
@@ -123,6 +128,7 @@ func (p *fakePlugin) Backend(_ context.Context, id string, conf *logical.Backend
 }
 func (p *fakePlugin) Conn(string) grpc.ClientConnInterface { return nil }
 func (p *fakePlugin) Exited() bool                         { return p.exited.Load() || p.stopped.Load() }
+func (p *fakePlugin) Leaving() <-chan struct{}             { return p.leaving }
 func (p *fakePlugin) Explain(cause error) error {
 	if p.oom.Load() {
 		return fmt.Errorf("plugin container exited with code 137 (SIGKILL from the kernel's OOM killer, as the engine reported: it exceeds its memory limit: memory_bytes 67108864); last output: %w", cause)

@@ -177,10 +177,17 @@ func (hd *handle) putLocked(m, existing *Mount, settle func() bool) error {
 	return err
 }
 
-// aliveLocked reports whether the backend can serve: set up, and its plugin
-// not found gone.
+// aliveLocked reports whether the backend can serve new requests: set up,
+// its plugin not found gone, and its container not being taken away.
 func (hd *handle) aliveLocked() bool {
-	return hd.run != nil && !hd.dead && !hd.run.exited()
+	return hd.run != nil && !hd.dead && !hd.run.exited() && !hd.run.leaving()
+}
+
+// leavingLocked reports whether the backend's container is being taken
+// away while its plugin still serves (leavingLocked and aliveLocked are
+// never both true).
+func (hd *handle) leavingLocked() bool {
+	return hd.run != nil && !hd.dead && !hd.run.exited() && hd.run.leaving()
 }
 
 // refresh takes the settings of m, stored by another node for this same
@@ -278,7 +285,7 @@ func (hd *handle) close(ctx context.Context) {
 func (hd *handle) invalidate(ctx context.Context, key string) {
 	hd.mu.RLock()
 	run := hd.run
-	if run == nil || !hd.aliveLocked() {
+	if run == nil || !(hd.aliveLocked() || hd.leavingLocked()) { // one leaving still serves
 		hd.mu.RUnlock()
 		return
 	}
@@ -307,6 +314,7 @@ func (hd *handle) status() (Status, string) {
 			st.Reason += "; " + hd.lastExit
 		}
 	}
+
 	if hd.run != nil && st.State != StateStopped {
 		// A container that is gone has no ID worth showing: nothing by it
 		// exists any more.

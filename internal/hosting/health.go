@@ -18,6 +18,10 @@ const (
 	// CauseGone: the container was found gone and the engine said nothing
 	// of how it ended (it was removed, or its engine restarted).
 	CauseGone = "gone"
+	// CauseReplaced: the engine was taking the container away (a pod
+	// deleted from outside): a new one took over, and the old one finished
+	// its requests in flight.
+	CauseReplaced = "replaced"
 )
 
 // history is what a mount's containers did: how the last ones ended, its
@@ -71,7 +75,8 @@ func (hd *handle) noteExit(run *running, cause string) {
 	})
 }
 
-// restarted counts a restart after run's container ended.
+// restarted counts a restart after run's container ended, or was
+// replaced, by cause.
 func (h *history) restarted(cause string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

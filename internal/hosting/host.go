@@ -98,6 +98,10 @@ type Host struct {
 	// checksTimedOut: existence checks that used up the request limit,
 	// whose writes answer the 504 at once (forward.go).
 	checksTimedOut timedOutChecks
+	// replaced are the stops of containers whose engine took them away,
+	// each after its requests in flight (handle.replaceLocked): Close
+	// waits for them.
+	replaced sync.WaitGroup
 
 	mu      sync.Mutex
 	handles map[string]*handle // by mount name
@@ -131,14 +135,41 @@ func New(cfg Config) *Host {
 	ctx, cancel := context.WithCancel(context.Background())
 	var view logical.SystemView
 	var viewOnce sync.Once
-	return &Host{
-		cfg: cfg, ctx: ctx, cancel: cancel, containers: newContainers(cfg.Start),
+	h := &Host{
+		cfg: cfg, ctx: ctx, cancel: cancel,
 		published: publishedPaths{byName: map[string]string{}},
 		system: func() logical.SystemView {
 			viewOnce.Do(func() { view = &cachedTTLs{SystemView: cfg.System()} })
 			return view
 		},
 		handles: map[string]*handle{}, removed: map[string]bool{}, metrics: newMetrics(),
+	}
+	h.containers = newContainers(cfg.Start, h.replaceLeaving)
+	return h
+}
+
+// replaceLeaving has the mounts that c serves replace it at once, as its
+// engine starts taking it away: they serve on in a new container whether
+// or not a request comes, and the old one ends well within its grace
+// period. One after the other: the first starts a container that the
+// others of a multiplexed plugin then share, rather than each start one.
+func (h *Host) replaceLeaving(c *container) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	var handles []*handle
+	for id, name := range h.containers.users(c) {
+		if hd := h.handles[name]; hd != nil && hd.id == id {
+			handles = append(handles, hd)
+		}
+	}
+	h.replaced.Add(1) // under h.mu, which Close takes before it waits
+	h.mu.Unlock()
+	defer h.replaced.Done()
+	for _, hd := range handles {
+		hd.replaceIfLeaving()
 	}
 }
 
@@ -353,6 +384,7 @@ func (h *Host) Close(ctx context.Context) {
 		go func() { defer wg.Done(); hd.close(ctx) }()
 	}
 	wg.Wait()
+	h.replaced.Wait()
 	h.containers.close(ctx)
 }
 

@@ -25,6 +25,10 @@ type Plugin interface {
 	Conn(id string) grpc.ClientConnInterface
 	// Exited reports whether the plugin's process has ended.
 	Exited() bool
+	// Leaving is closed once its engine is taking the container away (a
+	// pod being deleted): it finishes the requests in flight, and new ones
+	// go to a new container.
+	Leaving() <-chan struct{}
 	// Explain turns the error of a call that found the plugin gone into
 	// why it is gone (its exit code and last output), when it knows.
 	Explain(cause error) error

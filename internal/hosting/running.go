@@ -43,6 +43,10 @@ func (r *running) end()   { r.calls.Done() }
 
 func (r *running) exited() bool { return r.container.plugin.Exited() }
 
+// leaving: its container is being taken away, and serves only the requests
+// in flight.
+func (r *running) leaving() bool { return r.container.leaving() }
+
 // drain waits for the requests in flight, for up to timeout. Past it,
 // they end when the container does: their calls fail, and find the mount
 // stopped or started anew.

@@ -113,6 +113,8 @@ func (hd *handle) recoverLocked(ctx context.Context, mountPoint string, seen uin
 	case hd.state == StateFailed:
 		hd.state = StateStopped // its wait is over: one try
 		err = hd.startLocked()
+	case hd.leavingLocked():
+		err = hd.replaceLocked()
 	case !hd.aliveLocked():
 		crashed, wasRunning, cause := false, hd.run != nil, ""
 		if wasRunning {
@@ -121,7 +123,7 @@ func (hd *handle) recoverLocked(ctx context.Context, mountPoint string, seen uin
 			}
 			hd.noteExit(hd.run, hd.lastExit)
 			cause = hd.run.exitReason
-			if hd.notCrash {
+			if hd.notCrash || hd.run.leaving() { // taken away, then gone before a request replaced it
 				hd.crash.lastCause = hd.lastExit // a request's or the engine's doing, not a crash
 				// Spaced, so that a path that kills the plugin on every
 				// request costs a start a second, not one per request.

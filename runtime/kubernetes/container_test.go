@@ -131,6 +131,11 @@ func TestStartRunsAndPublishesTheExit(t *testing.T) {
 	if err := c.Wait(ctx); !errors.Is(err, runtime.ErrContainerExited) || !strings.Contains(err.Error(), "137") {
 		t.Fatalf("Wait: %v", err)
 	}
+	select {
+	case <-c.State().Leaving():
+		t.Error("a pod that no one deleted reads as leaving")
+	default:
+	}
 	if kills, watched := c.State().OOMKills(); kills != 1 || !watched {
 		t.Errorf("OOM kills %d, watched %v", kills, watched)
 	}
@@ -327,4 +332,36 @@ func TestPullHasItsOwnLimit(t *testing.T) {
 		}
 		podGone(t, client, name)
 	}
+}
+
+// A pod deleted from outside (its deletion timestamp set, its grace period
+// running) reads as leaving while its plugin still runs: the host sends
+// its next requests to a new pod.
+func TestDeletedPodIsLeaving(t *testing.T) {
+	e, client := fakeEngine(t)
+	c, err := e.Container(testSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- c.Start(context.Background()) }()
+	setStatus(t, client, running)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	setStatus(t, client, func(pod *corev1.Pod) {
+		now := metav1.Now()
+		pod.DeletionTimestamp, pod.DeletionGracePeriodSeconds = &now, ptr(int64(deleteGrace))
+	})
+	select {
+	case <-c.State().Leaving():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a pod being deleted does not read as leaving")
+	}
+	if done, _ := c.State().Exited(); done {
+		t.Fatal("leaving read as an exit")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.Kill(ctx)
 }

@@ -39,9 +39,16 @@ const (
 	// nonRootID is the user and group of a rootless runtime's pods (the
 	// distroless "nonroot" IDs): any non-zero ID would do.
 	nonRootID = 65532
-	// gracePeriod is how long a stopped pod's plugin has before SIGKILL:
-	// go-plugin already asked it to exit over its connection.
-	gracePeriod = 2
+	// stopGrace is how long a pod the host stops has before SIGKILL:
+	// go-plugin already asked its plugin to exit over its connection.
+	stopGrace = 2
+	// deleteGrace is the pod's own grace period, for a delete from outside
+	// (kubectl delete pod): the carrier holds SIGTERM back while the host's
+	// session is open, and the host sends its next requests to a new pod,
+	// so a request in flight has up to the host's request limit (60 s) to
+	// be answered. The host closes the session once they are, which ends
+	// the pod long before.
+	deleteGrace = 60
 	// envSocketGroup is go-plugin's group for its socket: the host's group
 	// means nothing in a pod, and the carrier runs as the plugin's user.
 	envSocketGroup = "PLUGIN_UNIX_SOCKET_GROUP"
@@ -156,7 +163,7 @@ func (e *Engine) build(spec runtime.Spec, name, class string, admit []string) (o
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			AutomountServiceAccountToken:  ptr(false),
 			EnableServiceLinks:            ptr(false),
-			TerminationGracePeriodSeconds: ptr(int64(gracePeriod)),
+			TerminationGracePeriodSeconds: ptr(int64(deleteGrace)),
 			SecurityContext:               podSecurity,
 			Volumes: []corev1.Volume{
 				{Name: "carrier", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},

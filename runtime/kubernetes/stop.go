@@ -28,7 +28,7 @@ func (c *container) Kill(ctx context.Context) error {
 	if c.ID() == "" {
 		return nil
 	}
-	if err := c.e.deletePod(ctx, c.name, gracePeriod); err != nil {
+	if err := c.e.deletePod(ctx, c.name, stopGrace); err != nil {
 		return err
 	}
 	return c.awaitGone(ctx, time.Minute)

@@ -95,6 +95,12 @@ func (c *container) observe(gen int, pod *corev1.Pod) {
 	c.change = make(chan struct{})
 	once, discarded := c.exitOnce, c.discarded
 	c.mu.Unlock()
+	if pod.DeletionTimestamp != nil && !discarded {
+		// Being deleted (by the host's stop, or from outside): within
+		// its grace period it serves the requests in flight, and the host
+		// sends no new ones.
+		c.state.Leave()
+	}
 	if st := containerStatus(pod.Status.ContainerStatuses, pluginContainer); st != nil && st.State.Terminated != nil && !discarded {
 		c.exited(once, st.State.Terminated)
 	}

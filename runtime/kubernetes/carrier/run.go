@@ -37,8 +37,11 @@ type carrier struct {
 	socketOnce sync.Once
 	mu         sync.Mutex
 	taken      bool // the one session is taken
-	output     sync.WaitGroup
-	exited     chan struct{}
+	// sessionDone is closed when the session ends (or never could start).
+	sessionDone chan struct{}
+	sessionOnce sync.Once
+	output      sync.WaitGroup
+	exited      chan struct{}
 }
 
 func run(argv []string, port, admit string, stdout, stderr io.Writer) int {
@@ -92,7 +95,7 @@ func start(argv []string, port, admit string, stdout, stderr io.Writer) (*carrie
 	if err != nil {
 		return fail(1, "listening on port %s: %v", port, err)
 	}
-	c := &carrier{ln: ln, admit: set, stderr: stderr, socket: make(chan [2]string, 1), exited: make(chan struct{})}
+	c := &carrier{ln: ln, admit: set, stderr: stderr, socket: make(chan [2]string, 1), exited: make(chan struct{}), sessionDone: make(chan struct{})}
 	c.cmd = exec.Command(argv[0], argv[1:]...)
 	c.cmd.Env = pluginEnv(os.Environ())
 	c.cmd.Stderr = stderr
@@ -155,12 +158,42 @@ func (c *carrier) forwardSignals() {
 	for {
 		select {
 		case s := <-signals:
-			c.cmd.Process.Signal(s)
+			c.signal(s)
 		case <-c.exited:
 			signal.Stop(signals)
 			return
 		}
 	}
+}
+
+// signal passes s to the plugin, but SIGTERM only once the host's session
+// is over: a pod deleted from outside gets SIGTERM at once, while the host
+// may have requests in flight in it. The host sees the deletion, sends the
+// requests after it to a new pod and, once those in flight are answered,
+// closes this session (go-plugin asks the plugin to exit over it). The
+// pod's grace period bounds the wait: SIGKILL ends it.
+func (c *carrier) signal(s os.Signal) {
+	if s == syscall.SIGTERM {
+		c.mu.Lock()
+		open := c.taken
+		c.mu.Unlock()
+		if open {
+			select {
+			case <-c.sessionDone:
+			default:
+				fmt.Fprintln(c.stderr, "carrier: SIGTERM with the host's session open: the plugin serves it until the host closes it")
+				go func() {
+					select {
+					case <-c.sessionDone:
+						c.cmd.Process.Signal(s)
+					case <-c.exited:
+					}
+				}()
+				return
+			}
+		}
+	}
+	c.cmd.Process.Signal(s)
 }
 
 // accept admits the first connection from the host's addresses as the
@@ -204,6 +237,7 @@ func remoteAddr(conn net.Conn) netip.Addr {
 // splice carries the session to the plugin's socket, both ways, until
 // either side closes.
 func (c *carrier) splice(conn net.Conn) {
+	defer c.sessionOnce.Do(func() { close(c.sessionDone) })
 	defer conn.Close()
 	var socket [2]string
 	select {

@@ -169,3 +169,36 @@ func TestRefusesWithoutAdmittedAddresses(t *testing.T) {
 		t.Fatalf("a missing plugin: code %d: %s", code, stderr.String())
 	}
 }
+
+// SIGTERM (a pod deleted from outside) reaches the plugin only once the
+// host's session is over: the plugin serves the host's requests in flight
+// until the host closes it. Without a session it is passed at once.
+func TestSIGTERMWaitsForTheSession(t *testing.T) {
+	c, _, stderr, port := startFake(t, "127.0.0.1")
+	host := dialFrom(t, "127.0.0.1", port)
+	r := bufio.NewReader(host)
+	fmt.Fprintln(host, "before")
+	if line, err := r.ReadString('\n'); err != nil || line != "echo before\n" {
+		t.Fatalf("%q, %v (stderr: %s)", line, err, stderr)
+	}
+	c.signal(syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond) // a SIGTERM passed on would have ended it by now
+	fmt.Fprintln(host, "after")
+	if line, err := r.ReadString('\n'); err != nil || line != "echo after\n" {
+		t.Fatalf("after SIGTERM: %q, %v (stderr: %s)", line, err, stderr)
+	}
+	host.(*net.TCPConn).CloseWrite()
+	if code := c.wait(); code != 0 && code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("exit code %d (stderr: %s)", code, stderr)
+	}
+	if !strings.Contains(stderr.String(), "SIGTERM with the host's session open") {
+		t.Fatalf("stderr: %s", stderr)
+	}
+
+	c, _, stderr, _ = startFake(t, "127.0.0.1")
+	time.Sleep(100 * time.Millisecond) // the fake plugin's default SIGTERM action
+	c.signal(syscall.SIGTERM)
+	if code := c.wait(); code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("without a session: exit code %d, want 143 (stderr: %s)", code, stderr)
+	}
+}
