@@ -74,6 +74,7 @@ func New(address string, opts ...Option) (*Engine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the engine %s: reading the kubeconfig %s: %w", address, kubeconfig, err)
 		}
+		withFreshToken(config, kubeconfig)
 	}
 	config.UserAgent = "vault-plugin-runtime-catalog"
 	client, err := k8s.NewForConfig(config)
