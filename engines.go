@@ -15,7 +15,7 @@ import (
 //
 //	""                                 the environment's Docker Engine
 //	unix:///path/to/socket             a service speaking the Docker Engine API (Podman)
-//	kubernetes://NAMESPACE[/kubeconfig] a Kubernetes cluster: a pod per plugin
+//	kubernetes://NAMESPACE[/kubeconfig][?settings] a Kubernetes cluster: a pod per plugin
 
 // dialEngine is the engine at address; nothing is asked of it until it is
 // used.
@@ -33,12 +33,12 @@ func checkEngine(r runtime.Runtime) error {
 	switch {
 	case r.Engine == "":
 	case kubernetes.IsAddress(r.Engine):
-		if _, _, err = kubernetes.Parse(r.Engine); err == nil {
+		if _, err = kubernetes.Parse(r.Engine); err == nil {
 			err = kubernetes.CheckRuntime(r)
 		}
 	default:
 		if err = docker.CheckAddress(r.Engine); err != nil {
-			err = fmt.Errorf("%w; or %sNAMESPACE[/abs/path/to/kubeconfig] for a Kubernetes cluster; empty for the Docker Engine of the environment",
+			err = fmt.Errorf("%w; or %sNAMESPACE[/abs/path/to/kubeconfig][?carrier_image=IMAGE&host_addresses=IP,IP] for a Kubernetes cluster; empty for the Docker Engine of the environment",
 				err, kubernetes.Scheme)
 		}
 	}

@@ -179,8 +179,9 @@ func (c *container) start(ctx context.Context, began time.Time, firstTry bool) e
 				return c.start(ctx, began, false)
 			}
 			return c.state.Refused(fmt.Errorf("%w: this host reaches the pod %s from %s, which is none of its addresses (%s): "+
-				"its connections are translated on the way (NAT), which this engine does not support yet",
-				runtime.ErrStartRefused, c.name, src, strings.Join(admit, ", ")))
+				"its connections are translated on the way (NAT): name the addresses the pods see it from in the engine's "+
+				"host_addresses (%s%s/...?host_addresses=IP,IP)",
+				runtime.ErrStartRefused, c.name, src, strings.Join(admit, ", "), Scheme, c.e.namespace))
 		}
 	}
 	c.mu.Lock()

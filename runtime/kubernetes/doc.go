@@ -16,7 +16,7 @@
 // shares no directory with the host. The plugin container's PID 1 is
 // therefore a carrier (./carrier, a static program copied into an emptyDir
 // by an init container from its FROM-scratch image, DefaultCarrierImage or
-// WithCarrierImage): it listens on CarrierPort before it starts the plugin
+// the address's carrier_image): it listens on CarrierPort before it starts the plugin
 // as its child, passes the plugin's output through unchanged (the handshake
 // line reaches the host in the pod's log, which this engine splits back
 // into go-plugin's stdout and stderr), admits only the host's addresses and
@@ -27,8 +27,8 @@
 //
 // The host's addresses are its own interface addresses when each pod is
 // made: a connection to a pod leaves from one of them unless something
-// translates it on the way (then WithHostAddresses names what the pods
-// see). When the host reaches a new pod from an address it did not have
+// translates it on the way (then the address's host_addresses names what
+// the pods see). When the host reaches a new pod from an address it did not have
 // when the pod was made (a node's pod bridge comes with its first pod), the
 // pod is made again, once.
 //

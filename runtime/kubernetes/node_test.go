@@ -115,7 +115,8 @@ func importImage(t *testing.T, n *k8stest.Node, binary, ref string) string {
 
 func inNode(t *testing.T) {
 	kubeconfig := os.Getenv("KUBECONFIG")
-	engine, err := kubernetes.New("kubernetes://default"+kubeconfig, kubernetes.WithCarrierImage(carrierRef))
+	// The carrier under a name of the test's, as an operator names theirs.
+	engine, err := kubernetes.New("kubernetes://default" + kubeconfig + "?carrier_image=" + carrierRef)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +290,7 @@ func exits(t *testing.T, engine runtime.Engine, client k8s.Interface, p runtime.
 const stranger = "10.214.0.250"
 
 func strangerFirst(t *testing.T, kubeconfig string, client k8s.Interface, p runtime.Plugin, o runtime.Options) {
-	engine, err := kubernetes.New("kubernetes://default"+kubeconfig, kubernetes.WithCarrierImage(carrierRef), kubernetes.WithHostAddresses("10.214.0.1"))
+	engine, err := kubernetes.New("kubernetes://default" + kubeconfig + "?carrier_image=" + carrierRef + "&host_addresses=10.214.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

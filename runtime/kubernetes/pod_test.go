@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -196,26 +197,37 @@ func TestFacts(t *testing.T) {
 }
 
 func TestParse(t *testing.T) {
-	for address, want := range map[string][2]string{
-		"kubernetes://plugins":                     {"plugins", ""},
-		"kubernetes://plugins/etc/rancher/k3s.yml": {"plugins", "/etc/rancher/k3s.yml"},
+	for address, want := range map[string]Target{
+		"kubernetes://plugins":                     {Namespace: "plugins"},
+		"kubernetes://plugins/etc/rancher/k3s.yml": {Namespace: "plugins", Kubeconfig: "/etc/rancher/k3s.yml"},
+		"kubernetes://plugins?carrier_image=registry.example.com:5000/team/carrier:0.1.0": {
+			Namespace: "plugins", CarrierImage: "registry.example.com:5000/team/carrier:0.1.0"},
+		"kubernetes://plugins/etc/k.yml?host_addresses=10.0.0.1,fd00::1&carrier_image=carrier@sha256:" + strings.Repeat("a", 64): {
+			Namespace: "plugins", Kubeconfig: "/etc/k.yml", CarrierImage: "carrier@sha256:" + strings.Repeat("a", 64),
+			HostAddresses: []string{"10.0.0.1", "fd00::1"}},
 	} {
-		ns, kc, err := Parse(address)
-		if err != nil || ns != want[0] || kc != want[1] {
-			t.Errorf("Parse(%q) = %q, %q, %v", address, ns, kc, err)
+		got, err := Parse(address)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", address, got, err, want)
 		}
 	}
 	for address, says := range map[string]string{
-		"unix:///run/docker.sock":       "does not start with kubernetes://",
-		"kubernetes://":                 "names no namespace",
-		"kubernetes:///etc/kubeconfig":  "names no namespace",
-		"kubernetes://Plugins":          "not a Kubernetes namespace name",
-		"kubernetes://plugins/":         "names no kubeconfig",
-		"kubernetes://plugins/a/../b":   "not clean",
-		"kubernetes://plugins//etc/k":   "not clean",
-		"kubernetes://plugins/etc/k?x=": "query",
+		"unix:///run/docker.sock":                              "does not start with kubernetes://",
+		"kubernetes://":                                        "names no namespace",
+		"kubernetes:///etc/kubeconfig":                         "names no namespace",
+		"kubernetes://Plugins":                                 "not a Kubernetes namespace name",
+		"kubernetes://plugins/":                                "names no kubeconfig",
+		"kubernetes://plugins/a/../b":                          "not clean",
+		"kubernetes://plugins//etc/k":                          "not clean",
+		"kubernetes://plugins/etc/k#x":                         "fragment",
+		"kubernetes://plugins/etc/k?x=1":                       `the setting "x", which is none of carrier_image and host_addresses`,
+		"kubernetes://plugins?carrier_image=":                  "gives carrier_image no value",
+		"kubernetes://plugins?carrier_image=a&carrier_image=b": "carrier_image 2 times: once",
+		"kubernetes://plugins?carrier_image=Bad:Name":          `carrier_image "Bad:Name" is not an image reference`,
+		"kubernetes://plugins?host_addresses=10.0.0.1,host":    `host_addresses: "host" is not an IP address`,
+		"kubernetes://plugins?carrier_image=%zz":               "cannot be read",
 	} {
-		_, _, err := Parse(address)
+		_, err := Parse(address)
 		if !errors.Is(err, ErrAddress) || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), "kubernetes://NAMESPACE") {
 			t.Errorf("Parse(%q): %v, want it to say %q and the rule", address, err, says)
 		}
