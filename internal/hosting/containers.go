@@ -62,13 +62,19 @@ type containers struct {
 	// unless it is stopped before.
 	leaving func(*container)
 
-	mu     sync.Mutex
-	byKey  map[string]*container
-	closed bool
+	mu    sync.Mutex
+	byKey map[string]*container
+	// starting are the starts under way of registrations known to be
+	// multiplexed, by key: closed when each ends. The mounts that come
+	// meanwhile wait for it and share what it started, rather than each
+	// start a container of its own (the mounts of a container being taken
+	// away move together).
+	starting map[string]chan struct{}
+	closed   bool
 }
 
 func newContainers(start StartFunc, leaving func(*container)) *containers {
-	return &containers{start: start, leaving: leaving, byKey: map[string]*container{}}
+	return &containers{start: start, leaving: leaving, byKey: map[string]*container{}, starting: map[string]chan struct{}{}}
 }
 
 // watch calls cs.leaving when c's engine starts taking it away.
@@ -95,17 +101,40 @@ func registrationKey(p runtime.Plugin, r runtime.Runtime) string {
 // acquire returns a running container for the registration, starting one
 // when none can be shared.
 func (cs *containers) acquire(ctx context.Context, key, id, mount string, p runtime.Plugin, rt runtime.Runtime) (*container, error) {
-	cs.mu.Lock()
-	if cs.closed {
+	for {
+		cs.mu.Lock()
+		if cs.closed {
+			cs.mu.Unlock()
+			return nil, errClosing
+		}
+		c := cs.byKey[key]
+		if c != nil && c.multiplexed && c.serves() {
+			c.users[id] = mount
+			cs.mu.Unlock()
+			return c, nil
+		}
+		if wait := cs.starting[key]; wait != nil {
+			cs.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if c != nil && c.multiplexed {
+			done := make(chan struct{})
+			cs.starting[key] = done
+			defer func() {
+				cs.mu.Lock()
+				delete(cs.starting, key)
+				cs.mu.Unlock()
+				close(done)
+			}()
+		}
 		cs.mu.Unlock()
-		return nil, errClosing
+		break
 	}
-	if c := cs.byKey[key]; c != nil && c.multiplexed && c.serves() {
-		c.users[id] = mount
-		cs.mu.Unlock()
-		return c, nil
-	}
-	cs.mu.Unlock()
 
 	started, err := cs.start(ctx, p, rt, "hosted."+mount)
 	if err != nil {

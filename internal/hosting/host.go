@@ -98,9 +98,10 @@ type Host struct {
 	// checksTimedOut: existence checks that used up the request limit,
 	// whose writes answer the 504 at once (forward.go).
 	checksTimedOut timedOutChecks
-	// replaced are the stops of containers whose engine took them away,
-	// each after its requests in flight (handle.replaceLocked): Close
-	// waits for them.
+	// replaced are the replacements of containers whose engine takes them
+	// away, and the stops of the old ones after their requests in flight
+	// (handle.replaceLocked, track): Close waits for them. Added to only
+	// under mu, and not once closed.
 	replaced sync.WaitGroup
 
 	mu      sync.Mutex
@@ -171,6 +172,22 @@ func (h *Host) replaceLeaving(c *container) {
 	for _, hd := range handles {
 		hd.replaceIfLeaving()
 	}
+}
+
+// track runs fn in the background, where Close waits for it, unless the
+// host is closing (then it reports false and runs nothing).
+func (h *Host) track(fn func()) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.replaced.Add(1)
+	go func() {
+		defer h.replaced.Done()
+		fn()
+	}()
+	return true
 }
 
 // handle returns the handle of a stored mount, making one (stopped) when

@@ -43,7 +43,9 @@ func TestLeavingContainerIsReplaced(t *testing.T) {
 		}
 		return &logical.Response{Data: map[string]interface{}{"container": p.id}}, nil
 	}}
-	th := newTestHost(t, e)
+	// Its request outlasts the stop timeout: a replaced container waits
+	// for its requests for their whole limit.
+	th := newTestHostWith(t, e, func(c *Config) { c.StopTimeout = 50 * time.Millisecond })
 	th.mount(t, "kv", "kv")
 	c1 := th.engine.last()
 
@@ -67,6 +69,10 @@ func TestLeavingContainerIsReplaced(t *testing.T) {
 	// The old one serves its request in flight: not stopped under it.
 	if running := th.engine.running(); !reflect.DeepEqual(running, []string{"c1", "c2"}) {
 		t.Fatalf("with a request in flight on c1: running %v", running)
+	}
+	time.Sleep(200 * time.Millisecond) // past the stop timeout
+	if running := th.engine.running(); !reflect.DeepEqual(running, []string{"c1", "c2"}) {
+		t.Fatalf("past the stop timeout, with a request in flight on c1: running %v", running)
 	}
 	close(hold)
 	if got := <-slow; got != "c1" {
@@ -105,6 +111,50 @@ func TestLeavingSharedContainer(t *testing.T) {
 	if th.engine.starts() != 2 || !reflect.DeepEqual(th.status(t, "a").Shared, []string{"b"}) {
 		t.Fatalf("%d starts, a shares with %v", th.engine.starts(), th.status(t, "a").Shared)
 	}
+}
+
+// Requests for several mounts of a leaving multiplexed container, arriving
+// together while the new one starts, share that one start.
+func TestLeavingSharedContainerOneStart(t *testing.T) {
+	th := newTestHost(t, &fakeEngine{multiplexed: true})
+	for _, name := range []string{"a", "b", "c"} {
+		th.mount(t, name, "kv")
+	}
+	gate := make(chan struct{})
+	th.engine.mu.Lock()
+	th.engine.startGate = gate
+	th.engine.mu.Unlock()
+	th.engine.last().leave()
+	var wg sync.WaitGroup
+	served := make(chan string, 3)
+	for _, name := range []string{"a", "b", "c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := th.read(context.Background(), name, "x")
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				return
+			}
+			served <- resp.Data["container"].(string)
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // every mount has asked for its replacement by now
+	th.engine.mu.Lock()
+	gated := th.engine.gated
+	th.engine.mu.Unlock()
+	close(gate)
+	wg.Wait()
+	close(served)
+	for got := range served {
+		if got != "c2" {
+			t.Errorf("a mount was served by %s", got)
+		}
+	}
+	if gated != 1 || th.engine.starts() != 2 {
+		t.Fatalf("%d starts reached the engine at once, %d in all", gated, th.engine.starts())
+	}
+	awaitRunning(t, th.engine, "c2")
 }
 
 // A container taken away and gone before a request came for it (an idle

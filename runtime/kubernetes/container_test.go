@@ -365,3 +365,36 @@ func TestDeletedPodIsLeaving(t *testing.T) {
 	defer cancel()
 	c.Kill(ctx)
 }
+
+// A pod deleted after its plugin ended (the engine deletes it then) is not
+// leaving: its end is the plugin's own exit, which the crash-loop rule
+// counts.
+func TestEndedPodDeletedIsNotLeaving(t *testing.T) {
+	e, client := fakeEngine(t)
+	c, err := e.Container(testSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- c.Start(context.Background()) }()
+	setStatus(t, client, running)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	setStatus(t, client, func(pod *corev1.Pod) {
+		now := metav1.Now()
+		pod.DeletionTimestamp = &now
+		pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Wait(ctx); !errors.Is(err, runtime.ErrContainerExited) {
+		t.Fatalf("Wait: %v", err)
+	}
+	select {
+	case <-c.State().Leaving():
+		t.Fatal("a pod deleted after its plugin ended reads as leaving")
+	default:
+	}
+	c.AwaitRemoval(5 * time.Second)
+}

@@ -95,13 +95,17 @@ func (c *container) observe(gen int, pod *corev1.Pod) {
 	c.change = make(chan struct{})
 	once, discarded := c.exitOnce, c.discarded
 	c.mu.Unlock()
-	if pod.DeletionTimestamp != nil && !discarded {
-		// Being deleted (by the host's stop, or from outside): within
-		// its grace period it serves the requests in flight, and the host
-		// sends no new ones.
+	st := containerStatus(pod.Status.ContainerStatuses, pluginContainer)
+	ended := st != nil && st.State.Terminated != nil
+	if pod.DeletionTimestamp != nil && !discarded && !ended {
+		// Being deleted while its plugin runs (by the host's stop, or from
+		// outside): within its grace period it serves the requests in
+		// flight, and the host sends no new ones. A pod deleted after its
+		// plugin ended (as exited does) is not leaving: it is gone, and
+		// its exit is the plugin's own.
 		c.state.Leave()
 	}
-	if st := containerStatus(pod.Status.ContainerStatuses, pluginContainer); st != nil && st.State.Terminated != nil && !discarded {
+	if ended && !discarded {
 		c.exited(once, st.State.Terminated)
 	}
 }

@@ -37,7 +37,8 @@ type carrier struct {
 	socketOnce sync.Once
 	mu         sync.Mutex
 	taken      bool // the one session is taken
-	// sessionDone is closed when the session ends (or never could start).
+	// sessionDone is closed when the host's side of the session ends (or
+	// it never could start).
 	sessionDone chan struct{}
 	sessionOnce sync.Once
 	output      sync.WaitGroup
@@ -255,15 +256,19 @@ func (c *carrier) splice(conn net.Conn) {
 	}
 	defer plugin.Close()
 	done := make(chan struct{}, 2)
-	pass := func(dst, src net.Conn) {
+	pass := func(dst, src net.Conn, ended func()) {
 		io.Copy(dst, src)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
+		ended()
 		done <- struct{}{}
 	}
-	go pass(plugin, conn)
-	go pass(conn, plugin)
+	// The session is over once the host's side of it ends (the host
+	// closed it, or it broke): nothing more can come from the host, whatever
+	// the plugin still has to say.
+	go pass(plugin, conn, func() { c.sessionOnce.Do(func() { close(c.sessionDone) }) })
+	go pass(conn, plugin, func() {})
 	<-done
 	<-done
 }
