@@ -189,8 +189,6 @@ func (f *fakeEngine) Preview(spec runtime.Spec) (runtime.Preview, error) {
 	return docker.With(nil, "").Preview(spec)
 }
 
-func (f *fakeEngine) BrokerOverConnection() bool { return false }
-
 func (f *fakeEngine) Facts(context.Context) (runtime.EngineFacts, error) {
 	fakeEngineAsked.Add(1)
 	if f.withheld {

@@ -29,11 +29,6 @@ type Engine interface {
 	// answering at all (nothing listens, the connection is refused), rather
 	// than an answer of its.
 	Unreachable(err error) bool
-	// BrokerOverConnection reports whether go-plugin's broker (the plugin's
-	// calls back to the host: storage, the system view) must ride the host's
-	// one connection, for an engine whose plugins share no directory with
-	// the host.
-	BrokerOverConnection() bool
 	// Preview is what a start of spec asks the engine to run (the Docker
 	// Engine's create request, a pod), as run-config shows it: its Request
 	// encodes to JSON in the engine's own names.

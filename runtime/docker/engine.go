@@ -61,10 +61,6 @@ func (e *Engine) Ping(ctx context.Context) error {
 
 func (e *Engine) Unreachable(err error) bool { return unreachable(err, e.address) }
 
-// BrokerOverConnection is false: the plugin shares the socket directory,
-// where go-plugin's broker makes sockets of its own.
-func (e *Engine) BrokerOverConnection() bool { return false }
-
 func (e *Engine) Close() error {
 	if api, err := e.client(); err == nil {
 		return api.Close()

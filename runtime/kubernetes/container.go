@@ -2,7 +2,6 @@ package kubernetes
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -47,6 +46,10 @@ type container struct {
 	// a failed start is being deleted: its end is no plugin's exit.
 	gen       int
 	discarded bool
+	// tunnels are the control connections of the tunnels to the host's
+	// broker (tunnel.go), closed with the pod.
+	tunnels       []net.Conn
+	tunnelsClosed bool
 }
 
 // Container prepares a start of spec; nothing reaches the cluster before
@@ -200,6 +203,7 @@ func (c *container) reset() {
 	c.gen++
 	c.discarded = false
 	c.pod, c.gone, c.goneOnce, c.exitOnce = nil, make(chan struct{}), &sync.Once{}, &sync.Once{}
+	c.tunnels, c.tunnelsClosed = nil, false
 }
 
 // discard deletes a pod whose start failed, at once, and waits (briefly)
@@ -226,6 +230,7 @@ func (c *container) stopWatching() {
 	stop := c.stop
 	c.mu.Unlock()
 	stop()
+	c.closeTunnels()
 }
 
 func (c *container) goneCh() chan struct{} {
@@ -336,9 +341,4 @@ func (c *container) PluginToHost(network, addr string) (string, string, error) {
 		return "", "", fmt.Errorf("the pod %s/%s has no IP", c.e.namespace, c.name)
 	}
 	return "tcp", net.JoinHostPort(ip, strconv.Itoa(CarrierPort)), nil
-}
-
-// HostToPlugin is never asked: the broker rides the host's connection.
-func (c *container) HostToPlugin(network, addr string) (string, string, error) {
-	return "", "", errors.New("a plugin pod cannot reach the host's sockets: go-plugin's broker rides the host's connection (PLUGIN_MULTIPLEX_GRPC)")
 }

@@ -98,10 +98,10 @@ func podGone(t *testing.T, client *fake.Clientset, name string) {
 	}
 }
 
-// A start waits for the pod to run, maps the plugin's socket to the
-// carrier's port, and publishes an OOM kill as one (SIGKILL, 137, though
-// gVisor's shim reports 128); the pod is deleted once its plugin ended.
-func TestStartRunsAndPublishesTheExit(t *testing.T) {
+// startPod starts a container of testSpec's on the fake cluster, its pod
+// set running as the kubelet would; it returns the pod's name.
+func startPod(t *testing.T) (runtime.Container, *fake.Clientset, string) {
+	t.Helper()
 	e, client := fakeEngine(t)
 	c, err := e.Container(testSpec())
 	if err != nil {
@@ -113,6 +113,14 @@ func TestStartRunsAndPublishesTheExit(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
+	return c, client, name
+}
+
+// A start waits for the pod to run, maps the plugin's socket to the
+// carrier's port, and publishes an OOM kill as one (SIGKILL, 137, though
+// gVisor's shim reports 128); the pod is deleted once its plugin ended.
+func TestStartRunsAndPublishesTheExit(t *testing.T) {
+	c, client, name := startPod(t)
 	if c.ID() != name {
 		t.Errorf("ID %q, want the pod's name %q", c.ID(), name)
 	}
@@ -338,17 +346,7 @@ func TestPullHasItsOwnLimit(t *testing.T) {
 // running) reads as leaving while its plugin still runs: the host sends
 // its next requests to a new pod.
 func TestDeletedPodIsLeaving(t *testing.T) {
-	e, client := fakeEngine(t)
-	c, err := e.Container(testSpec())
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan error, 1)
-	go func() { started <- c.Start(context.Background()) }()
-	setStatus(t, client, running)
-	if err := <-started; err != nil {
-		t.Fatal(err)
-	}
+	c, client, _ := startPod(t)
 	setStatus(t, client, func(pod *corev1.Pod) {
 		now := metav1.Now()
 		pod.DeletionTimestamp, pod.DeletionGracePeriodSeconds = &now, ptr(int64(deleteGrace))
@@ -370,17 +368,7 @@ func TestDeletedPodIsLeaving(t *testing.T) {
 // leaving: its end is the plugin's own exit, which the crash-loop rule
 // counts.
 func TestEndedPodDeletedIsNotLeaving(t *testing.T) {
-	e, client := fakeEngine(t)
-	c, err := e.Container(testSpec())
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan error, 1)
-	go func() { started <- c.Start(context.Background()) }()
-	setStatus(t, client, running)
-	if err := <-started; err != nil {
-		t.Fatal(err)
-	}
+	c, client, _ := startPod(t)
 	setStatus(t, client, func(pod *corev1.Pod) {
 		now := metav1.Now()
 		pod.DeletionTimestamp = &now

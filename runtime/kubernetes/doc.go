@@ -23,7 +23,9 @@
 // splices the first such connection to the plugin's socket. The plugin takes
 // the first connection as its only session, so a probe or another pod
 // connecting first must never reach it; mTLS stays end to end. go-plugin's
-// broker rides that one connection (BrokerOverConnection).
+// broker has the plugin dial sockets of the host's: after the session, the
+// host opens a tunnel for each through the carrier (tunnel.go,
+// carrier/tunnel.go), so that the pod makes no connection of its own.
 //
 // The host's addresses are its own interface addresses when each pod is
 // made: a connection to a pod leaves from one of them unless something

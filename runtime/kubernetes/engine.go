@@ -23,8 +23,10 @@ const (
 	// DefaultCarrierImage is the carrier's image (./carrier, FROM scratch,
 	// the program at /carrier), unless WithCarrierImage names another.
 	DefaultCarrierImage = "vault-plugin-runtime-catalog/carrier:" + CarrierVersion
-	// CarrierVersion is the carrier's, as its image is tagged.
-	CarrierVersion = "0.1.0"
+	// CarrierVersion is the carrier's, as its image is tagged; it changes
+	// with what the carrier and this engine say to each other (0.2.0: the
+	// tunnels to the host's broker).
+	CarrierVersion = "0.2.0"
 
 	// DefaultHandler is the OCI runtime handler a pod without a
 	// RuntimeClass gets, on containerd and CRI-O alike, unless
@@ -51,10 +53,6 @@ func (e *Engine) Address() string { return e.address }
 
 // Namespace is where its pods go.
 func (e *Engine) Namespace() string { return e.namespace }
-
-// BrokerOverConnection is true: a pod shares no directory with the host, so
-// go-plugin's broker rides the host's one connection (yamux).
-func (e *Engine) BrokerOverConnection() bool { return true }
 
 // Close releases nothing: client-go's connections close with the process.
 func (e *Engine) Close() error { return nil }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 
@@ -251,11 +252,6 @@ func exits(t *testing.T, engine runtime.Engine, client k8s.Interface, p runtime.
 		{"panic", func(ctx context.Context, _ *runtime.Running, b logical.Backend, s logical.Storage) {
 			b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "panic", Storage: s})
 		}, runtime.ExitPanicked, 2, "panic: probe: asked to panic"},
-		{"deleted from outside", func(ctx context.Context, running *runtime.Running, _ logical.Backend, _ logical.Storage) {
-			if err := client.CoreV1().Pods("default").Delete(ctx, running.ID(), metav1.DeleteOptions{}); err != nil {
-				t.Error(err)
-			}
-		}, runtime.ExitSignal, 143, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -279,6 +275,35 @@ func exits(t *testing.T, engine runtime.Engine, client k8s.Interface, p runtime.
 				exit.Code, exit.Reason, kills, watched, time.Since(began).Round(time.Millisecond))
 		})
 	}
+
+	// kubectl delete pod: the pod reads as leaving, and its plugin serves
+	// on (its carrier holds the SIGTERM back) until the host closes its
+	// session, which ends it then, not at its grace period's end.
+	t.Run("deleted from outside", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		running, backend, storage := startBackend(ctx, t, engine, p, r, o, "m")
+		if err := client.CoreV1().Pods("default").Delete(ctx, running.ID(), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-running.Leaving():
+		case <-ctx.Done():
+			t.Fatal("the deleted pod never read as leaving")
+		}
+		resp, err := backend.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "count", Storage: storage})
+		if err != nil || fmt.Sprint(resp.Data["count"]) != "1" {
+			t.Fatalf("a write to the leaving pod: %v %v", resp, err)
+		}
+		began := time.Now()
+		running.Stop(ctx)
+		exit, ok := running.Exit()
+		if !ok || (exit.Code != 0 && exit.Code != 128+15) {
+			t.Fatalf("after the host's stop: %+v %v, want the plugin's own end (0, or 143 from the SIGTERM passed on)", exit, ok)
+		}
+		t.Logf("deleted from outside under %s: served while leaving; ended %v after the host's stop, exit code %d",
+			r.OCIRuntime, time.Since(began).Round(time.Millisecond), exit.Code)
+	})
 }
 
 // strangerFirst: connections from another address than the host's reach

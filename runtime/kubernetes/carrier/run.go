@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/kubernetes/internal/pipe"
 )
 
 // handshake is go-plugin's handshake line: core version, app version,
@@ -41,8 +43,10 @@ type carrier struct {
 	// it never could start).
 	sessionDone chan struct{}
 	sessionOnce sync.Once
-	output      sync.WaitGroup
-	exited      chan struct{}
+	// tunnels carry the plugin's connections to the host's broker.
+	tunnels *tunnels
+	output  sync.WaitGroup
+	exited  chan struct{}
 }
 
 func run(argv []string, port, admit string, stdout, stderr io.Writer) int {
@@ -96,7 +100,8 @@ func start(argv []string, port, admit string, stdout, stderr io.Writer) (*carrie
 	if err != nil {
 		return fail(1, "listening on port %s: %v", port, err)
 	}
-	c := &carrier{ln: ln, admit: set, stderr: stderr, socket: make(chan [2]string, 1), exited: make(chan struct{}), sessionDone: make(chan struct{})}
+	c := &carrier{ln: ln, admit: set, stderr: stderr, socket: make(chan [2]string, 1), exited: make(chan struct{}), sessionDone: make(chan struct{}),
+		tunnels: &tunnels{dir: os.Getenv("PLUGIN_UNIX_SOCKET_DIR"), pending: map[string]chan net.Conn{}}}
 	c.cmd = exec.Command(argv[0], argv[1:]...)
 	c.cmd.Env = pluginEnv(os.Environ())
 	c.cmd.Stderr = stderr
@@ -214,11 +219,12 @@ func (c *carrier) accept() {
 		}
 		c.mu.Unlock()
 		if !admitted {
-			why := "not the host's address"
 			if c.admit[peer] {
-				why = "the plugin's one session is taken"
+				// The session is taken: the host may ask for a tunnel.
+				go c.serveTunnel(conn)
+				continue
 			}
-			fmt.Fprintf(c.stderr, "carrier: closed a connection from %s (%s)\n", peer, why)
+			fmt.Fprintf(c.stderr, "carrier: closed a connection from %s (not the host's address)\n", peer)
 			conn.Close()
 			continue
 		}
@@ -254,23 +260,10 @@ func (c *carrier) splice(conn net.Conn) {
 		fmt.Fprintf(c.stderr, "carrier: connecting to the plugin at %s: %v\n", socket[1], err)
 		return
 	}
-	defer plugin.Close()
-	done := make(chan struct{}, 2)
-	pass := func(dst, src net.Conn, ended func()) {
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-		ended()
-		done <- struct{}{}
-	}
 	// The session is over once the host's side of it ends (the host
 	// closed it, or it broke): nothing more can come from the host, whatever
 	// the plugin still has to say.
-	go pass(plugin, conn, func() { c.sessionOnce.Do(func() { close(c.sessionDone) }) })
-	go pass(conn, plugin, func() {})
-	<-done
-	<-done
+	pipe.Splice(conn, plugin, func() { c.sessionOnce.Do(func() { close(c.sessionDone) }) })
 }
 
 // wait waits for the plugin and returns its exit code, 128+N when signal N

@@ -150,7 +150,7 @@ func TestAdmitsOnlyTheHostOnce(t *testing.T) {
 	if !strings.HasPrefix(stdout.String(), "1|5|unix|") || !strings.HasSuffix(stdout.String(), "|grpc|CERT\n") {
 		t.Fatalf("stdout was not passed through unchanged: %q", stdout)
 	}
-	for _, want := range []string{"fake plugin starting", "closed a connection from 127.0.0.1 (not the host's address)", "(the plugin's one session is taken)"} {
+	for _, want := range []string{"fake plugin starting", "closed a connection from 127.0.0.1 (not the host's address)", "(the plugin's one session is taken, and it asked for no tunnel)"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
@@ -214,4 +214,72 @@ func TestSIGTERMWaitsForTheSession(t *testing.T) {
 	if code := c.wait(); code != 128+int(syscall.SIGTERM) {
 		t.Fatalf("without a session: exit code %d, want 143 (stderr: %s)", code, stderr)
 	}
+}
+
+// Once the session is taken, the host opens tunnels: a socket in the
+// plugin's socket directory whose connections the carrier announces on the
+// control connection and joins to the host's next connection for it. A
+// tunnel's socket goes with its control; a connection for a tunnel that is
+// not open, or that asks for none, is closed.
+func TestTunnels(t *testing.T) {
+	c, _, stderr, port := startFake(t, "127.0.0.1")
+	session := dialFrom(t, "127.0.0.1", port)
+	fmt.Fprintln(session, "hello")
+	bufio.NewReader(session).ReadString('\n')
+
+	control := dialFrom(t, "127.0.0.1", port)
+	fmt.Fprint(control, "TUNNEL LISTEN abc123\n")
+	cr := bufio.NewReader(control)
+	line, err := cr.ReadString('\n')
+	path, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "OK ")
+	if err != nil || !ok || filepath.Dir(path) != os.Getenv("PLUGIN_UNIX_SOCKET_DIR") {
+		t.Fatalf("LISTEN: %q %v (stderr: %s)", line, err, stderr)
+	}
+	plugin, err := net.Dial("unix", path) // as the plugin's broker dials
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plugin.Close()
+	if line, err := cr.ReadString('\n'); err != nil || line != "ACCEPT\n" {
+		t.Fatalf("the control said %q, %v", line, err)
+	}
+	data := dialFrom(t, "127.0.0.1", port)
+	fmt.Fprint(data, "TUNNEL DATA abc123\n")
+	fmt.Fprintln(data, "from the host")
+	fmt.Fprintln(plugin, "from the plugin")
+	if got, err := bufio.NewReader(plugin).ReadString('\n'); err != nil || got != "from the host\n" {
+		t.Fatalf("the plugin got %q, %v", got, err)
+	}
+	if got, err := bufio.NewReader(data).ReadString('\n'); err != nil || got != "from the plugin\n" {
+		t.Fatalf("the host got %q, %v", got, err)
+	}
+
+	if !closedUnread(dialAndSay(t, port, "TUNNEL DATA ffff\n")) {
+		t.Error("a connection for a tunnel that is not open was carried")
+	}
+	if !closedUnread(dialAndSay(t, port, "GET / HTTP/1.1\r\n")) {
+		t.Error("a connection that asked for no tunnel was carried")
+	}
+	control.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the tunnel's socket outlived its control")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	session.Close()
+	c.cmd.Process.Kill()
+	c.wait()
+}
+
+func dialAndSay(t *testing.T, port, say string) net.Conn {
+	conn := dialFrom(t, "127.0.0.1", port)
+	fmt.Fprint(conn, say)
+	return conn
 }
