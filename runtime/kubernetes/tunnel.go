@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -14,9 +17,28 @@ import (
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/kubernetes/internal/pipe"
 )
 
-// tunnelWait bounds each step of opening a tunnel: the carrier answers at
-// once.
-const tunnelWait = 10 * time.Second
+// tunnelOpenWait bounds opening a tunnel, dial and answer: the plugin
+// waits about 5 s for the address, and the carrier answers at once.
+// tunnelWait bounds a connection of a tunnel's.
+const (
+	tunnelOpenWait = 3 * time.Second
+	tunnelWait     = 10 * time.Second
+)
+
+// tunnelCarries bounds the connections one tunnel carries at once: go-plugin
+// dials a brokered service once; more ACCEPTs than that are not the
+// plugin's broker's doing.
+const tunnelCarries = 4
+
+// tunnelSweep is how often a tunnel looks whether the host's socket it
+// carries is still there: go-plugin removes it when the backend it serves
+// is cleaned up (a mount unmounted or reloaded), and the tunnel goes with
+// it.
+var tunnelSweep = 10 * time.Second
+
+// carrierPort is the port the host dials the carriers on (CarrierPort; a
+// test's fake carrier listens on another).
+var carrierPort = CarrierPort
 
 // HostToPlugin carries a socket of the host's broker (go-plugin listens on
 // one for each service it brokers to the plugin: Vault's storage, its
@@ -27,8 +49,18 @@ const tunnelWait = 10 * time.Second
 // more connection for each time the plugin dials it. This keeps each
 // brokered service on a connection of its own, as on Docker, rather than
 // multiplexed over the session (yamux), whose framing and loops cost a third
-// of the throughput.
+// of the throughput. go-plugin only logs the error of a failed call (the
+// plugin then says it timed out waiting for connection info), so it is
+// logged here too, with the pod.
 func (c *container) HostToPlugin(network, addr string) (string, string, error) {
+	network, path, err := c.openTunnel(network, addr)
+	if err != nil {
+		c.log().Error("carrying a socket of the host's broker into the plugin pod", "pod", c.name, "socket", addr, "error", err)
+	}
+	return network, path, err
+}
+
+func (c *container) openTunnel(network, addr string) (string, string, error) {
 	if network != "unix" {
 		return "", "", fmt.Errorf("the host's broker listens on %s %s, and only a Unix socket is carried into a pod", network, addr)
 	}
@@ -41,32 +73,60 @@ func (c *container) HostToPlugin(network, addr string) (string, string, error) {
 	var id [8]byte
 	rand.Read(id[:])
 	name := hex.EncodeToString(id[:])
-	control, err := c.dialCarrier(ip, "LISTEN", name)
+	deadline := time.Now().Add(tunnelOpenWait)
+	control, err := c.dialCarrier(ip, "LISTEN", name, deadline)
 	if err != nil {
 		return "", "", err
 	}
-	control.SetReadDeadline(time.Now().Add(tunnelWait))
-	r := bufio.NewReader(control)
-	line, err := r.ReadString('\n')
-	path, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "OK ")
+	control.SetReadDeadline(deadline)
+	r := bufio.NewReaderSize(control, 512)
+	line, err := r.ReadSlice('\n')
+	path, ok := strings.CutPrefix(strings.TrimSuffix(string(line), "\n"), "OK ")
 	if err != nil || !ok || !strings.HasPrefix(path, runtime.PluginSocketDir+"/") {
 		control.Close()
-		return "", "", fmt.Errorf("the carrier of the pod %s/%s opened no tunnel to the host's socket %s: %q %v", c.e.namespace, c.name, addr, line, err)
+		return "", "", fmt.Errorf("the carrier of the pod %s/%s opened no tunnel: it answered %q (%v)", c.e.namespace, c.name, line, err)
 	}
 	control.SetReadDeadline(time.Time{})
 	if !c.keepTunnel(control) {
 		control.Close()
 		return "", "", fmt.Errorf("the pod %s/%s is stopping", c.e.namespace, c.name)
 	}
+	closed := make(chan struct{})
 	go func() {
+		defer close(closed)
 		defer control.Close()
+		carries := make(chan struct{}, tunnelCarries)
 		for {
-			line, err := r.ReadString('\n')
+			line, err := r.ReadSlice('\n')
 			if err != nil {
 				return
 			}
-			if line == "ACCEPT\n" {
-				go c.carry(ip, name, network, addr)
+			if string(line) != "ACCEPT\n" {
+				continue
+			}
+			select {
+			case carries <- struct{}{}:
+				go func() {
+					defer func() { <-carries }()
+					c.carry(ip, name, network, addr)
+				}()
+			default:
+				c.log().Warn("a tunnel of the plugin pod's was asked to carry more connections than the plugin's broker makes", "pod", c.name)
+			}
+		}
+	}()
+	go func() {
+		tick := time.NewTicker(tunnelSweep)
+		defer tick.Stop()
+		for {
+			select {
+			case <-closed:
+				return
+			case <-tick.C:
+				if _, err := os.Stat(addr); errors.Is(err, fs.ErrNotExist) {
+					control.Close() // its socket is gone: so is the tunnel, in the pod too
+					return
+				}
 			}
 		}
 	}()
@@ -81,7 +141,7 @@ func (c *container) carry(ip, name, network, addr string) {
 		c.log().Debug("the host's broker socket is gone", "pod", c.name, "socket", addr, "error", err)
 		return
 	}
-	pod, err := c.dialCarrier(ip, "DATA", name)
+	pod, err := c.dialCarrier(ip, "DATA", name, time.Now().Add(tunnelWait))
 	if err != nil {
 		host.Close()
 		c.log().Debug("connecting a tunnel", "pod", c.name, "error", err)
@@ -90,9 +150,11 @@ func (c *container) carry(ip, name, network, addr string) {
 	pipe.Splice(pod, host, func() {})
 }
 
-// dialCarrier connects to the pod's carrier and asks for tunnel name.
-func (c *container) dialCarrier(ip, verb, name string) (net.Conn, error) {
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(CarrierPort)), tunnelWait)
+// dialCarrier connects to the pod's carrier by deadline and asks for
+// tunnel name.
+func (c *container) dialCarrier(ip, verb, name string, deadline time.Time) (net.Conn, error) {
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.Dial("tcp", net.JoinHostPort(ip, strconv.Itoa(carrierPort)))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the carrier of the pod %s/%s: %w", c.e.namespace, c.name, err)
 	}

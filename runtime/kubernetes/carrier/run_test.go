@@ -254,6 +254,10 @@ func TestTunnels(t *testing.T) {
 		t.Fatalf("the host got %q, %v", got, err)
 	}
 
+	dup := dialAndSay(t, port, "TUNNEL LISTEN abc123\n")
+	if line, _ := bufio.NewReader(dup).ReadString('\n'); line != "ERR the tunnel abc123 is open already\n" {
+		t.Errorf("a second LISTEN of an open tunnel: %q", line)
+	}
 	if !closedUnread(dialAndSay(t, port, "TUNNEL DATA ffff\n")) {
 		t.Error("a connection for a tunnel that is not open was carried")
 	}
