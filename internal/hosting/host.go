@@ -149,47 +149,6 @@ func New(cfg Config) *Host {
 	return h
 }
 
-// replaceLeaving has the mounts that c serves replace it at once, as its
-// engine starts taking it away: they serve on in a new container whether
-// or not a request comes, and the old one ends well within its grace
-// period. One after the other: the first starts a container that the
-// others of a multiplexed plugin then share, rather than each start one.
-func (h *Host) replaceLeaving(c *container) {
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return
-	}
-	var handles []*handle
-	for id, name := range h.containers.users(c) {
-		if hd := h.handles[name]; hd != nil && hd.id == id {
-			handles = append(handles, hd)
-		}
-	}
-	h.replaced.Add(1) // under h.mu, which Close takes before it waits
-	h.mu.Unlock()
-	defer h.replaced.Done()
-	for _, hd := range handles {
-		hd.replaceIfLeaving()
-	}
-}
-
-// track runs fn in the background, where Close waits for it, unless the
-// host is closing (then it reports false and runs nothing).
-func (h *Host) track(fn func()) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return false
-	}
-	h.replaced.Add(1)
-	go func() {
-		defer h.replaced.Done()
-		fn()
-	}()
-	return true
-}
-
 // handle returns the handle of a stored mount, making one (stopped) when
 // there is none yet. A handle of an earlier mount of the same name (deleted
 // and created again, on another node say) is replaced. A deleted mount

@@ -169,40 +169,6 @@ func (hd *handle) setupLocked(ctx context.Context, key string, p runtime.Plugin,
 	return nil
 }
 
-// replaceLocked starts a new container for the mount whose container its
-// engine is taking away (a pod being deleted from outside, its grace period
-// running), and only then stops the old one, away from the lock, once its
-// requests in flight are done: the requests that come meanwhile wait for
-// the new one, so none fails and none is sent twice. Those in flight have
-// their whole request limit, not the stop timeout: nothing else waits on
-// them. It is no crash: the crash-loop rule does not count it. hd.mu is
-// held.
-func (hd *handle) replaceLocked() error {
-	old := hd.run
-	hd.run = nil
-	hd.restarts++
-	hd.hist.restarted(CauseReplaced)
-	hd.host.cfg.Logger.Info("replacing a hosted mount's container: its engine is taking it away", "mount", hd.name, "container", old.container.plugin.ID())
-	err := hd.startLocked()
-	stop := func() { old.stop(hd.host.containers, hd.id, false, hd.host.cfg.RequestTimeout) }
-	if !hd.host.track(stop) {
-		stop() // the host is closing: its Close waits for no one else
-	}
-	return err
-}
-
-// replaceIfLeaving replaces the mount's container if its engine is taking
-// it away and no request did so first.
-func (hd *handle) replaceIfLeaving() {
-	hd.mu.Lock()
-	defer hd.mu.Unlock()
-	if hd.leavingLocked() && !hd.removed {
-		if err := hd.replaceLocked(); err != nil {
-			hd.host.cfg.Logger.Error("replacing a hosted mount's container", "mount", hd.name, "error", err)
-		}
-	}
-}
-
 // stopLocked cleans the mount's backend up and releases its container,
 // within the stop timeout.
 func (hd *handle) stopLocked() {
