@@ -38,7 +38,7 @@ func checkEngine(r runtime.Runtime) error {
 		}
 	default:
 		if err = docker.CheckAddress(r.Engine); err != nil {
-			err = fmt.Errorf("%w; or %sNAMESPACE[/abs/path/to/kubeconfig][?carrier_image=IMAGE&host_addresses=IP,IP] for a Kubernetes cluster; empty for the Docker Engine of the environment",
+			err = fmt.Errorf("%w; or %sNAMESPACE[/abs/path/to/kubeconfig][?carrier_image=IMAGE&carrier_mount=image_volume|init_container&host_addresses=IP,IP] for a Kubernetes cluster; empty for the Docker Engine of the environment",
 				err, kubernetes.Scheme)
 		}
 	}

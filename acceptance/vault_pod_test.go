@@ -398,10 +398,12 @@ func checkPluginPod(t *testing.T, pod *corev1.Pod, node *podNode, serverIP, clas
 	want("automountServiceAccountToken", *spec.AutomountServiceAccountToken, false)
 	want("enableServiceLinks", *spec.EnableServiceLinks, false)
 	want("serviceAccountName", spec.ServiceAccountName, "default")
-	if len(spec.InitContainers) != 1 || len(spec.Containers) != 1 {
-		t.Fatalf("pod %s: %d init containers and %d containers, want 1 and 1", pod.Name, len(spec.InitContainers), len(spec.Containers))
+	// The node is Kubernetes 1.35: the carrier is an image volume.
+	if len(spec.InitContainers) != 0 || len(spec.Containers) != 1 || len(spec.Volumes) == 0 || spec.Volumes[0].Image == nil {
+		t.Fatalf("pod %s: %d init containers and %d containers, volumes %+v; want 0 and 1, the carrier's image as the first volume",
+			pod.Name, len(spec.InitContainers), len(spec.Containers), spec.Volumes)
 	}
-	want("carrier image", spec.InitContainers[0].Image, kubernetes.DefaultCarrierImage)
+	want("carrier image", spec.Volumes[0].Image.Reference, kubernetes.DefaultCarrierImage)
 	c := spec.Containers[0]
 	want("image", c.Image, podKVImage+":"+podVersion)
 	want("pull policy", c.ImagePullPolicy, corev1.PullNever)

@@ -29,18 +29,20 @@ var ErrAddress = errors.New("not a Kubernetes engine address")
 // Target is what an engine address names: the namespace the plugin pods go
 // to, the kubeconfig that reaches the cluster ("" for in-cluster
 // credentials), and the settings after a "?": carrier_image (the carrier's
-// image, DefaultCarrierImage when not given) and host_addresses (the
-// addresses the carrier admits, comma-separated; this host's own when not
-// given).
+// image, DefaultCarrierImage when not given), carrier_mount (how the
+// carrier reaches a pod: MountImageVolume or MountInitContainer; chosen by
+// the cluster's version when not given) and host_addresses (the addresses
+// the carrier admits, comma-separated; this host's own when not given).
 type Target struct {
 	Namespace, Kubeconfig string
 	CarrierImage          string
+	CarrierMount          string
 	HostAddresses         []string
 }
 
 // addressRule is the address's form, for its errors.
 const addressRule = "kubernetes://NAMESPACE for in-cluster credentials, or kubernetes://NAMESPACE/abs/path/to/kubeconfig; " +
-	"then, optionally, ?carrier_image=IMAGE&host_addresses=IP,IP"
+	"then, optionally, ?carrier_image=IMAGE&carrier_mount=" + MountImageVolume + "|" + MountInitContainer + "&host_addresses=IP,IP"
 
 // Parse reads kubernetes://NAMESPACE[/abs/path/to/kubeconfig][?SETTINGS].
 func Parse(address string) (Target, error) {
@@ -92,6 +94,11 @@ func Parse(address string) (Target, error) {
 				return bad("carrier_image %q is not an image reference (registry.example.com/team/carrier:0.1.0, or with @sha256:...)", value)
 			}
 			t.CarrierImage = value
+		case "carrier_mount":
+			if value != MountImageVolume && value != MountInitContainer {
+				return bad("carrier_mount %q is neither %s nor %s", value, MountImageVolume, MountInitContainer)
+			}
+			t.CarrierMount = value
 		case "host_addresses":
 			for _, field := range strings.Split(value, ",") {
 				addr, err := netip.ParseAddr(field)
@@ -101,7 +108,7 @@ func Parse(address string) (Target, error) {
 				t.HostAddresses = append(t.HostAddresses, addr.String())
 			}
 		default:
-			return bad("has the setting %q, which is none of carrier_image and host_addresses", key)
+			return bad("has the setting %q, which is none of carrier_image, carrier_mount and host_addresses", key)
 		}
 	}
 	return t, nil
@@ -138,6 +145,9 @@ func New(address string, opts ...Option) (*Engine, error) {
 	if t.CarrierImage != "" {
 		settings = append(settings, WithCarrierImage(t.CarrierImage))
 	}
+	if t.CarrierMount != "" {
+		settings = append(settings, WithCarrierMount(t.CarrierMount))
+	}
 	if len(t.HostAddresses) > 0 {
 		settings = append(settings, WithHostAddresses(t.HostAddresses...))
 	}
@@ -161,8 +171,13 @@ func NewWithClient(address, namespace string, client k8s.Interface, opts ...Opti
 type Option func(*Engine)
 
 // WithCarrierImage names the carrier's image (DefaultCarrierImage
-// otherwise), which the init container of every plugin pod runs.
+// otherwise), which every plugin pod mounts or copies the carrier from.
 func WithCarrierImage(ref string) Option { return func(e *Engine) { e.carrierImage = ref } }
+
+// WithCarrierMount fixes how the carrier reaches a plugin pod
+// (MountImageVolume or MountInitContainer), rather than by the cluster's
+// version (carrierMountFor).
+func WithCarrierMount(mount string) Option { return func(e *Engine) { e.carrierMount = mount } }
 
 // WithDefaultHandler names the nodes' default OCI runtime handler (the one a
 // pod without a RuntimeClass gets; DefaultHandler otherwise): the API does

@@ -24,6 +24,7 @@ type container struct {
 	spec  runtime.Spec
 	state *runtime.State
 	name  string
+	mount string // how its pod gets the carrier (mount.go)
 
 	// go-plugin reads the handshake line from stdout and logs stderr; the
 	// pod's log (stdout and stderr merged) is split by the line's shape.
@@ -122,12 +123,13 @@ func (c *container) start(ctx context.Context, began time.Time, firstTry bool) e
 	if err != nil {
 		return fmt.Errorf("the addresses the carrier is to admit: %w", err)
 	}
+	mount, _ := c.e.carrierMountFor(ctx) // an init container when the cluster does not say
 	name := podName(c.spec.Plugin.Name)
 	c.mu.Lock()
-	c.name = name
+	c.name, c.mount = name, mount
 	gen := c.gen
 	c.mu.Unlock()
-	objs, err := c.e.build(c.spec, name, class, admit)
+	objs, err := c.e.build(c.spec, name, class, mount, admit)
 	if err != nil {
 		return c.state.Refused(err)
 	}
@@ -146,7 +148,7 @@ func (c *container) start(ctx context.Context, began time.Time, firstTry bool) e
 	created, err := c.e.client.CoreV1().Pods(c.e.namespace).Create(ctx, objs.Pod, metav1.CreateOptions{})
 	if err != nil {
 		c.e.deletePod(context.Background(), c.name, 0)
-		return c.state.Refused(createRefused("pod", c.e.namespace, c.name, err))
+		return c.state.Refused(fmt.Errorf("%w%s", createRefused("pod", c.e.namespace, c.name, err), mountHint(mount, err.Error())))
 	}
 	c.state.Created = time.Since(creating)
 	c.state.SetID(c.name)
@@ -257,7 +259,7 @@ func (c *container) awaitRunning(ctx context.Context) (string, error) {
 		pod, change, gone := c.pod, c.change, c.gone
 		c.mu.Unlock()
 		if pod != nil {
-			if err := startFailure(pod, c.e.carrierImage); err != nil {
+			if err := startFailure(pod, c.e.carrierImage, c.mount); err != nil {
 				return "", err
 			}
 			if ip, ok := started(pod); ok {

@@ -159,28 +159,40 @@ func TestStartFailures(t *testing.T) {
 		status func(*corev1.Pod)
 		want   error
 		says   string
+		mount  string
 	}{
 		{"image missing", func(p *corev1.Pod) {
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: pluginContainer, State: corev1.ContainerState{
 				Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: `Container image "registry.example/kv:0.25.0" is not present with pull policy of Never`}}}}
-		}, runtime.ErrImageMissing, "is not present with pull policy of Never"},
+		}, runtime.ErrImageMissing, "is not present with pull policy of Never", ""},
 		{"unschedulable", func(p *corev1.Pod) {
 			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable",
 				Message: "0/1 nodes are available: 1 Insufficient memory."}}
-		}, runtime.ErrStartRefused, "Insufficient memory"},
+		}, runtime.ErrStartRefused, "Insufficient memory", ""},
 		{"carrier image missing", func(p *corev1.Pod) {
 			p.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: carrierInit, State: corev1.ContainerState{
 				Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "not found"}}}}
-		}, runtime.ErrImageMissing, "the carrier's image localhost/rc-carrier:1"},
-		{"sha256 mismatch", running, runtime.ErrSHA256Mismatch, "not the registered"},
+		}, runtime.ErrImageMissing, "the carrier's image localhost/rc-carrier:1", ""},
+		{"carrier image missing, as an image volume", func(p *corev1.Pod) {
+			// As the test node's kubelet says it: the plugin container's
+			// status, naming the volume's image.
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: pluginContainer, State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: `Container image "localhost/rc-carrier:1" is not present with pull policy of Never`}}}}
+		}, runtime.ErrImageMissing, "the carrier's image localhost/rc-carrier:1 (mounted as an image volume) is not on the node", MountImageVolume},
+		{"a node without image volumes", func(p *corev1.Pod) {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: pluginContainer, State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: `failed to generate container spec: image volumes are not supported`}}}}
+		}, runtime.ErrStartRefused, "name carrier_mount=init_container", MountImageVolume},
+		{"sha256 mismatch", running, runtime.ErrSHA256Mismatch, "not the registered", ""},
 		{"runtime could not start it", func(p *corev1.Pod) {
 			running(p)
 			p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 128, Reason: "StartError",
 				Message: "failed to create containerd task: failed to start shim"}}
-		}, runtime.ErrStartRefused, "StartError: failed to create containerd task"},
+		}, runtime.ErrStartRefused, "StartError: failed to create containerd task", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, client := fakeEngine(t)
+			e.carrierMount = tc.mount
 			spec := testSpec()
 			spec.Plugin.SHA256 = strings.Repeat("c", 64)
 			c, err := e.Container(spec)

@@ -8,15 +8,18 @@
 //	kubernetes://NAMESPACE                      in-cluster service-account credentials
 //	kubernetes://NAMESPACE/abs/path/kubeconfig  that kubeconfig (its current context)
 //
-// which reads beside a Docker or Podman engine's unix:///run/podman/podman.sock.
+// which reads beside a Docker or Podman engine's unix:///run/podman/podman.sock;
+// then, optionally, its settings (Parse):
+// ?carrier_image=IMAGE&carrier_mount=image_volume|init_container&host_addresses=IP,IP.
 //
 // # The connection: a carrier
 //
 // On Linux go-plugin's server listens only on a Unix socket, and a pod
 // shares no directory with the host. The plugin container's PID 1 is
-// therefore a carrier (./carrier, a static program copied into an emptyDir
-// by an init container from its FROM-scratch image, DefaultCarrierImage or
-// the address's carrier_image): it listens on CarrierPort before it starts the plugin
+// therefore a carrier (./carrier, a static program in a FROM-scratch image,
+// DefaultCarrierImage or the address's carrier_image, which the pod mounts
+// as an image volume from Kubernetes 1.35 on, or an init container copies
+// into an emptyDir before: carrier_mount, mount.go): it listens on CarrierPort before it starts the plugin
 // as its child, passes the plugin's output through unchanged (the handshake
 // line reaches the host in the pod's log, which this engine splits back
 // into go-plugin's stdout and stderr), admits only the host's addresses and

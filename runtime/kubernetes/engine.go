@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -39,7 +40,12 @@ type Engine struct {
 	address, namespace string
 	client             k8s.Interface
 	carrierImage       string
-	defaultHandler     string
+	// carrierMount is the address's carrier_mount ("" to learn it from
+	// the cluster's version: learnedMount, under mu).
+	carrierMount   string
+	defaultHandler string
+	mu             sync.Mutex
+	learnedMount   string
 	// hostAddresses are the addresses the carrier admits; fixedAddresses is
 	// set when an option gave them (nothing to learn again).
 	hostAddresses  func() ([]string, error)
@@ -60,11 +66,7 @@ func (e *Engine) Close() error { return nil }
 // Ping asks the API server its version: the cheapest call every client may
 // make.
 func (e *Engine) Ping(ctx context.Context) error {
-	discovery := e.client.Discovery()
-	if rc := discovery.RESTClient(); rc != nil {
-		return rc.Get().AbsPath("/version").Do(ctx).Error()
-	}
-	_, err := discovery.ServerVersion() // client-go's fake: no REST client
+	_, err := e.serverVersion(ctx)
 	return err
 }
 

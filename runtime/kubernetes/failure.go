@@ -35,8 +35,8 @@ var (
 )
 
 // startFailure is the cluster's reason a pod will not run, in its own
-// words, or nil while it may still.
-func startFailure(pod *corev1.Pod, carrierImage string) error {
+// words, or nil while it may still; mount is how the pod gets its carrier.
+func startFailure(pod *corev1.Pod, carrierImage, mount string) error {
 	for _, cond := range pod.Status.Conditions {
 		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
 			return fmt.Errorf("%w: the pod %s cannot be scheduled: %s", runtime.ErrStartRefused, pod.Name, cond.Message)
@@ -50,12 +50,18 @@ func startFailure(pod *corev1.Pod, carrierImage string) error {
 			return fmt.Errorf("%w: the pod %s's carrier (image %s) could not be installed: exit code %d, %s %s",
 				runtime.ErrStartRefused, pod.Name, carrierImage, t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
 		}
-		if err := waitingFailure(pod.Name, "the carrier's image "+carrierImage, st.State.Waiting); err != nil {
+		if err := waitingFailure(pod.Name, "the carrier's image "+carrierImage, mount, st.State.Waiting); err != nil {
 			return err
 		}
 	}
 	for _, st := range pod.Status.ContainerStatuses {
-		if err := waitingFailure(pod.Name, "the plugin's image "+pod.Spec.Containers[0].Image, st.State.Waiting); err != nil {
+		image := "the plugin's image " + pod.Spec.Containers[0].Image
+		if w := st.State.Waiting; w != nil {
+			// An image volume's image the kubelet cannot get is told as
+			// the plugin container's, naming the volume's image.
+			image = imageNamed(w.Message, pod.Spec.Containers[0].Image, carrierImage)
+		}
+		if err := waitingFailure(pod.Name, image, mount, st.State.Waiting); err != nil {
 			return err
 		}
 		// The runtime could not start the container at all: no exit of the
@@ -72,12 +78,12 @@ func startFailure(pod *corev1.Pod, carrierImage string) error {
 // container runtime could not start it.
 var startErrors = []string{"StartError", "ContainerCannotRun"}
 
-func waitingFailure(pod, image string, w *corev1.ContainerStateWaiting) error {
+func waitingFailure(pod, image, mount string, w *corev1.ContainerStateWaiting) error {
 	switch {
 	case w == nil:
 		return nil
 	case contains(refusals, w.Reason):
-		return fmt.Errorf("%w: the kubelet could not start the pod %s: %s: %s", runtime.ErrStartRefused, pod, w.Reason, w.Message)
+		return fmt.Errorf("%w: the kubelet could not start the pod %s: %s: %s%s", runtime.ErrStartRefused, pod, w.Reason, w.Message, mountHint(mount, w.Message))
 	}
 	return failureOf(w.Reason, w.Message, image)
 }
@@ -130,7 +136,7 @@ func (c *container) eventFailure() (pulling bool, err error) {
 		case "Pulled":
 			pulls[ev.InvolvedObject.FieldPath]--
 		}
-		if err := failureOf(ev.Reason, ev.Message, c.imageOf(ev.InvolvedObject.FieldPath)); err != nil {
+		if err := failureOf(ev.Reason, ev.Message, c.imageOf(ev.InvolvedObject.FieldPath, ev.Message)); err != nil {
 			return false, err
 		}
 		if ev.Reason == "FailedCreatePodSandBox" {
@@ -145,12 +151,23 @@ func (c *container) eventFailure() (pulling bool, err error) {
 	return false, nil
 }
 
-// imageOf names the image of the container an event's field path names.
-func (c *container) imageOf(fieldPath string) string {
+// imageOf names the image an event is about: the init container's is the
+// carrier's; an image volume's event names no container, only its image.
+func (c *container) imageOf(fieldPath, message string) string {
 	if fieldPath == "spec.initContainers{"+carrierInit+"}" {
 		return "the carrier's image " + c.e.carrierImage
 	}
-	return "the plugin's image " + c.spec.Plugin.PullRef()
+	return imageNamed(message, c.spec.Plugin.PullRef(), c.e.carrierImage)
+}
+
+// imageNamed says which image a kubelet's message about the plugin's
+// container is about: the carrier's when it names that one and not the
+// plugin's.
+func imageNamed(message, pluginImage, carrierImage string) string {
+	if strings.Contains(message, carrierImage) && !strings.Contains(message, `"`+pluginImage+`"`) {
+		return "the carrier's image " + carrierImage + " (mounted as an image volume)"
+	}
+	return "the plugin's image " + pluginImage
 }
 
 // describe says where a pod stands, for a start that timed out.

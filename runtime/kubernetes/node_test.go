@@ -166,6 +166,30 @@ func inNode(t *testing.T) {
 			noPodLeft(t)
 		})
 	}
+	t.Run("carrier by an init container", func(t *testing.T) {
+		// Clusters before 1.35 (or without image volumes) get the carrier
+		// this way; this node gets an image volume unless told.
+		initEngine, err := kubernetes.New("kubernetes://default" + kubeconfig + "?carrier_mount=init_container&carrier_image=" + carrierRef)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAndRead(t, initEngine, client, kv, runtime.Runtime{OCIRuntime: "runsc", Rootless: true}, options)
+		noPodLeft(t)
+	})
+	t.Run("carrier image missing", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		noCarrier, err := kubernetes.New("kubernetes://default" + kubeconfig + "?carrier_image=localhost/no-such-carrier:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = runtime.Check(ctx, noCarrier, kv, runtime.Runtime{OCIRuntime: "runc"}, options)
+		if !errors.Is(err, runtime.ErrImageMissing) || !strings.Contains(err.Error(), "the carrier's image localhost/no-such-carrier:1") {
+			t.Fatalf("Check: %v", err)
+		}
+		t.Logf("%v", err)
+		noPodLeft(t)
+	})
 	t.Run("registered sha256", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -218,6 +242,10 @@ func inNode(t *testing.T) {
 		objs.Pod.Name, objs.Pod.Labels[kubernetes.LabelPod] = "rc-preview", "rc-preview"
 		if _, err := client.CoreV1().Pods("default").Create(context.Background(), objs.Pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			t.Fatalf("the preview's pod: %v\n%s", err, request)
+		}
+		// Kubernetes 1.35 has image volumes on by default: the carrier is one.
+		if len(objs.Pod.Spec.InitContainers) != 0 || objs.Pod.Spec.Volumes[0].Image == nil {
+			t.Errorf("on %s the carrier is to be an image volume: %s", facts.Address, request)
 		}
 	})
 	t.Run("missing image", func(t *testing.T) {

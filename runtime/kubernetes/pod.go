@@ -30,10 +30,12 @@ const (
 	// selector it is.
 	LabelPod = "vault-plugin-runtime-catalog/pod"
 
-	pluginContainer = "plugin"
-	carrierInit     = "carrier"
-	// carrierDir holds the carrier in the plugin container (an emptyDir
-	// the init container fills): the plugin image need not have it.
+	pluginContainer   = "plugin"
+	carrierInit       = "carrier"
+	carrierVolumeName = "carrier"
+	// carrierDir holds the carrier in the plugin container (the carrier's
+	// image as a volume, or an emptyDir an init container fills: mount.go):
+	// the plugin image need not have it.
 	carrierDir    = "/.rc-carrier"
 	carrierBinary = carrierDir + "/carrier"
 	// nonRootID is the user and group of a rootless runtime's pods (the
@@ -95,8 +97,9 @@ type objects struct {
 }
 
 // build makes the pod (and NetworkPolicy) of spec, named name, under the
-// RuntimeClass class ("" for none), its carrier admitting admit.
-func (e *Engine) build(spec runtime.Spec, name, class string, admit []string) (objects, error) {
+// RuntimeClass class ("" for none), its carrier mounted by mount and
+// admitting admit.
+func (e *Engine) build(spec runtime.Spec, name, class, mount string, admit []string) (objects, error) {
 	if err := refuse(spec); err != nil {
 		return objects{}, err
 	}
@@ -155,7 +158,8 @@ func (e *Engine) build(spec runtime.Spec, name, class string, admit []string) (o
 	if p.PullPolicy == runtime.PullMissing {
 		pull = corev1.PullIfNotPresent
 	}
-	mounts := []corev1.VolumeMount{{Name: "carrier", MountPath: carrierDir, ReadOnly: true}, {Name: "sockets", MountPath: runtime.PluginSocketDir}}
+	mounts := []corev1.VolumeMount{{Name: carrierVolumeName, MountPath: carrierDir, ReadOnly: true}, {Name: "sockets", MountPath: runtime.PluginSocketDir}}
+	carrier, initContainers := e.carrierVolume(mount, corev1.Container{Resources: resources, SecurityContext: security.DeepCopy()})
 	pod := &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: meta,
@@ -166,16 +170,10 @@ func (e *Engine) build(spec runtime.Spec, name, class string, admit []string) (o
 			TerminationGracePeriodSeconds: ptr(int64(deleteGrace)),
 			SecurityContext:               podSecurity,
 			Volumes: []corev1.Volume{
-				{Name: "carrier", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				carrier,
 				{Name: "sockets", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			},
-			InitContainers: []corev1.Container{{
-				Name: carrierInit, Image: e.carrierImage, ImagePullPolicy: corev1.PullIfNotPresent,
-				Command:         []string{"/carrier", "install", carrierBinary},
-				VolumeMounts:    []corev1.VolumeMount{{Name: "carrier", MountPath: carrierDir}},
-				Resources:       resources,
-				SecurityContext: security.DeepCopy(),
-			}},
+			InitContainers: initContainers,
 			Containers: []corev1.Container{{
 				Name: pluginContainer, Image: p.PullRef(), ImagePullPolicy: pull,
 				Command:                  append([]string{carrierBinary, "run", p.Command}, p.Args...),
@@ -294,11 +292,16 @@ func (e *Engine) Preview(spec runtime.Spec) (runtime.Preview, error) {
 		class = "<the RuntimeClass whose handler is " + oci + ">"
 		setAtStart = append(setAtStart, fmt.Sprintf("runtimeClassName (the cluster did not answer: %v)", err))
 	}
+	mount, err := e.carrierMountFor(ctx)
+	if err != nil {
+		setAtStart = append(setAtStart, fmt.Sprintf("the carrier's mount (%s, by the API server's version, or %s; the cluster did not answer: %v)",
+			MountImageVolume, MountInitContainer, err))
+	}
 	admit := []string{placeholderAdmit}
 	if e.fixedAddresses {
 		admit, _ = e.hostAddresses()
 	}
-	objs, err := e.build(spec, placeholderName, class, admit)
+	objs, err := e.build(spec, placeholderName, class, mount, admit)
 	if err != nil {
 		return runtime.Preview{}, err
 	}

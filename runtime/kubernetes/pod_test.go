@@ -205,6 +205,8 @@ func TestParse(t *testing.T) {
 		"kubernetes://plugins/etc/k.yml?host_addresses=10.0.0.1,fd00::1&carrier_image=carrier@sha256:" + strings.Repeat("a", 64): {
 			Namespace: "plugins", Kubeconfig: "/etc/k.yml", CarrierImage: "carrier@sha256:" + strings.Repeat("a", 64),
 			HostAddresses: []string{"10.0.0.1", "fd00::1"}},
+		"kubernetes://plugins?carrier_mount=init_container": {Namespace: "plugins", CarrierMount: MountInitContainer},
+		"kubernetes://plugins?carrier_mount=image_volume":   {Namespace: "plugins", CarrierMount: MountImageVolume},
 	} {
 		got, err := Parse(address)
 		if err != nil || !reflect.DeepEqual(got, want) {
@@ -220,7 +222,8 @@ func TestParse(t *testing.T) {
 		"kubernetes://plugins/a/../b":                          "not clean",
 		"kubernetes://plugins//etc/k":                          "not clean",
 		"kubernetes://plugins/etc/k#x":                         "fragment",
-		"kubernetes://plugins/etc/k?x=1":                       `the setting "x", which is none of carrier_image and host_addresses`,
+		"kubernetes://plugins/etc/k?x=1":                       `the setting "x", which is none of carrier_image, carrier_mount and host_addresses`,
+		"kubernetes://plugins?carrier_mount=emptydir":          `carrier_mount "emptydir" is neither image_volume nor init_container`,
 		"kubernetes://plugins?carrier_image=":                  "gives carrier_image no value",
 		"kubernetes://plugins?carrier_image=a&carrier_image=b": "carrier_image 2 times: once",
 		"kubernetes://plugins?carrier_image=Bad:Name":          `carrier_image "Bad:Name" is not an image reference`,
