@@ -117,6 +117,18 @@ func testHostedInPods(t *testing.T, k vaulttest.Kind, node *podNode, oci string)
 	if st.Data.State != "running" || st.Data.ContainerID == "" || st.Data.OCIRuntime != oci || st2.Data.ContainerID != st.Data.ContainerID {
 		t.Fatalf("kv1: %+v; kv2: %+v", st.Data, st2.Data)
 	}
+	// Its figures, as the pod's carrier reads them in its cgroup: within
+	// the runtime's 128 MiB.
+	eventually(t, "kv1's figures", func() error {
+		var fig mountState
+		v.MustJSON(t, &fig, "read", "runtimes/hosted/kv1")
+		h := fig.Data.Health
+		if h.MemoryBytes == nil || *h.MemoryBytes <= 0 || *h.MemoryBytes > 128<<20 || h.MemoryLimitBytes == nil || *h.MemoryLimitBytes != 128<<20 ||
+			h.CPUSeconds == nil || *h.CPUSeconds <= 0 || h.Pids == nil || *h.Pids < 2 || len(h.Unavailable) > 0 {
+			return fmt.Errorf("kv1's figures: %+v (%s)", h, h.UsageError)
+		}
+		return nil
+	})
 	// A registration no pod can run (no command for the carrier to start)
 	// is the registration's fault, in run-config as at a start.
 	v.MustRun(t, "write", "runtimes/plugins/catalog/secret/kv-nocmd", "oci_image="+podKVImage, "version="+podVersion,

@@ -25,6 +25,8 @@ type container struct {
 	state *runtime.State
 	name  string
 	mount string // how its pod gets the carrier (mount.go)
+	// mountTrouble is the kubelet's latest FailedMount of the pod, if any.
+	mountTrouble string
 
 	// go-plugin reads the handshake line from stdout and logs stderr; the
 	// pod's log (stdout and stderr merged) is split by the line's shape.
@@ -68,7 +70,6 @@ func (e *Engine) Container(spec runtime.Spec) (runtime.Container, error) {
 }
 
 func (c *container) State() *runtime.State          { return c.state }
-func (c *container) Usage() runtime.UsageSource     { return nil } // no metrics API asked yet
 func (c *container) Stdout() io.ReadCloser          { return c.stdoutR }
 func (c *container) Stderr() io.ReadCloser          { return c.stderrR }
 func (c *container) ID() string                     { return c.state.ID() }
@@ -206,6 +207,7 @@ func (c *container) reset() {
 	c.discarded = false
 	c.pod, c.gone, c.goneOnce, c.exitOnce = nil, make(chan struct{}), &sync.Once{}, &sync.Once{}
 	c.tunnels, c.tunnelsClosed = nil, false
+	c.mountTrouble = ""
 }
 
 // discard deletes a pod whose start failed, at once, and waits (briefly)
@@ -296,7 +298,13 @@ func (c *container) awaitRunning(ctx context.Context) (string, error) {
 				}
 			}
 			if pullingSince.IsZero() {
-				return "", fmt.Errorf("the pod %s/%s did not run in time (%s): %w", c.e.namespace, c.name, describe(pod), ctx.Err())
+				c.mu.Lock()
+				trouble := c.mountTrouble
+				c.mu.Unlock()
+				if trouble != "" {
+					trouble = "; the kubelet says FailedMount: " + trouble + mountHint(c.mount, "mount")
+				}
+				return "", fmt.Errorf("the pod %s/%s did not run in time (%s%s): %w", c.e.namespace, c.name, describe(pod), trouble, ctx.Err())
 			}
 			limit, pullLimit = nil, time.After(pullTimeout-time.Since(pullingSince))
 		case <-pullLimit:

@@ -183,6 +183,11 @@ func TestStartFailures(t *testing.T) {
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: pluginContainer, State: corev1.ContainerState{
 				Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: `failed to generate container spec: image volumes are not supported`}}}}
 		}, runtime.ErrStartRefused, "name carrier_mount=init_container", MountImageVolume},
+		{"the carrier cannot run from its image volume", func(p *corev1.Pod) {
+			running(p)
+			p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 128, Reason: "StartError",
+				Message: `exec: "/.rc-carrier/carrier": permission denied`}}
+		}, runtime.ErrStartRefused, "permission denied (the carrier is mounted as an image volume", MountImageVolume},
 		{"sha256 mismatch", running, runtime.ErrSHA256Mismatch, "not the registered", ""},
 		{"runtime could not start it", func(p *corev1.Pod) {
 			running(p)
@@ -288,6 +293,31 @@ func TestSandboxFailure(t *testing.T) {
 	}, metav1.CreateOptions{})
 	err := <-started
 	if !errors.Is(err, runtime.ErrStartRefused) || !strings.Contains(err.Error(), `no runtime for "runsc" is configured`) {
+		t.Fatalf("Start: %v", err)
+	}
+	podGone(t, client, name)
+}
+
+// A pod whose image volume the kubelet cannot mount waits (the kubelet
+// retries): a start that runs out of time says the kubelet's words and
+// what to name instead.
+func TestImageVolumeNotMounted(t *testing.T) {
+	e, client := fakeEngine(t)
+	WithCarrierMount(MountImageVolume)(e)
+	c, _ := e.Container(testSpec())
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	started := make(chan error, 1)
+	go func() { started <- c.Start(ctx) }()
+	name := setStatus(t, client, func(*corev1.Pod) {})
+	client.CoreV1().Events("plugins").Create(context.Background(), &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: name + ".mount", Namespace: "plugins"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: name, Namespace: "plugins"},
+		Reason:         "FailedMount", Message: `MountVolume.SetUp failed for volume "carrier": unsupported volume type`,
+	}, metav1.CreateOptions{})
+	err := <-started
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "FailedMount: MountVolume.SetUp failed") ||
+		!strings.Contains(err.Error(), "name carrier_mount=init_container") {
 		t.Fatalf("Start: %v", err)
 	}
 	podGone(t, client, name)

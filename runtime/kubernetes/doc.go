@@ -19,11 +19,13 @@
 // therefore a carrier (./carrier, a static program in a FROM-scratch image,
 // DefaultCarrierImage or the address's carrier_image, which the pod mounts
 // as an image volume from Kubernetes 1.35 on, or an init container copies
-// into an emptyDir before: carrier_mount, mount.go): it listens on CarrierPort before it starts the plugin
-// as its child, passes the plugin's output through unchanged (the handshake
+// into an emptyDir before: carrier_mount, mount.go): it listens on
+// CarrierPort before it starts the plugin as its child, passes the plugin's output through unchanged (the handshake
 // line reaches the host in the pod's log, which this engine splits back
 // into go-plugin's stdout and stderr), admits only the host's addresses and
-// splices the first such connection to the plugin's socket. The plugin takes
+// splices the first such connection that opens with TLS (go-plugin's
+// session; the host's requests to the carrier are lines: tunnels, the
+// container's figures) to the plugin's socket. The plugin takes
 // the first connection as its only session, so a probe or another pod
 // connecting first must never reach it; mTLS stays end to end. go-plugin's
 // broker has the plugin dial sockets of the host's: after the session, the

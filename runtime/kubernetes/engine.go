@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,8 +27,9 @@ const (
 	DefaultCarrierImage = "vault-plugin-runtime-catalog/carrier:" + CarrierVersion
 	// CarrierVersion is the carrier's, as its image is tagged; it changes
 	// with what the carrier and this engine say to each other (0.2.0: the
-	// tunnels to the host's broker).
-	CarrierVersion = "0.2.0"
+	// tunnels to the host's broker; 0.3.0: the container's figures, and
+	// the session told by its first byte).
+	CarrierVersion = "0.3.0"
 
 	// DefaultHandler is the OCI runtime handler a pod without a
 	// RuntimeClass gets, on containerd and CRI-O alike, unless
@@ -46,6 +48,7 @@ type Engine struct {
 	defaultHandler string
 	mu             sync.Mutex
 	learnedMount   string
+	learnedAt      time.Time
 	// hostAddresses are the addresses the carrier admits; fixedAddresses is
 	// set when an option gave them (nothing to learn again).
 	hostAddresses  func() ([]string, error)

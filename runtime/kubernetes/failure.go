@@ -67,8 +67,8 @@ func startFailure(pod *corev1.Pod, carrierImage, mount string) error {
 		// The runtime could not start the container at all: no exit of the
 		// plugin's (the code is the runtime's), its reason is the kubelet's.
 		if t := st.State.Terminated; t != nil && contains(startErrors, t.Reason) {
-			return fmt.Errorf("%w: the container runtime could not start the pod %s's plugin container: %s: %s",
-				runtime.ErrStartRefused, pod.Name, t.Reason, strings.TrimSpace(t.Message))
+			return fmt.Errorf("%w: the container runtime could not start the pod %s's plugin container: %s: %s%s",
+				runtime.ErrStartRefused, pod.Name, t.Reason, strings.TrimSpace(t.Message), mountHint(mount, t.Message))
 		}
 	}
 	return nil
@@ -138,6 +138,13 @@ func (c *container) eventFailure() (pulling bool, err error) {
 		}
 		if err := failureOf(ev.Reason, ev.Message, c.imageOf(ev.InvolvedObject.FieldPath, ev.Message)); err != nil {
 			return false, err
+		}
+		if ev.Reason == "FailedMount" {
+			// Retried by the kubelet, so no failure yet; said if the start
+			// runs out of time.
+			c.mu.Lock()
+			c.mountTrouble = ev.Message
+			c.mu.Unlock()
 		}
 		if ev.Reason == "FailedCreatePodSandBox" {
 			return false, fmt.Errorf("%w: the node could not make the pod's sandbox (%s): %s", runtime.ErrStartRefused, c.spec.What(), ev.Message)

@@ -2,13 +2,14 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
 )
 
 // How the carrier reaches a plugin pod (the address's carrier_mount).
@@ -31,35 +32,29 @@ var imageVolumesSince = utilversion.MustParseGeneric("1.35.0")
 // serverVersion is what the API server says of itself (/version, which
 // every client may read).
 func (e *Engine) serverVersion(ctx context.Context) (*version.Info, error) {
-	discovery := e.client.Discovery()
-	rc := discovery.RESTClient()
-	if rc == nil {
-		return discovery.ServerVersion() // client-go's fake: no REST client
-	}
-	body, err := rc.Get().AbsPath("/version").Do(ctx).Raw()
-	if err != nil {
-		return nil, err
-	}
-	var info version.Info
-	if err := json.Unmarshal(body, &info); err != nil {
-		return nil, fmt.Errorf("the API server's /version: %w", err)
-	}
-	return &info, nil
+	return discovery.ToServerVersionInterfaceWithContext(e.client.Discovery()).ServerVersionWithContext(ctx)
 }
+
+// learnedFor is how long a mount chosen by the API server's version holds:
+// a control plane upgraded under a running Vault is asked again.
+const learnedFor = 10 * time.Minute
 
 // carrierMountFor is how a pod made now gets its carrier: the address's
 // carrier_mount, else an image volume where the API server is 1.35 or
-// later, else an init container. The version is asked once per engine; a
-// cluster that does not answer gets an init container, which any cluster
-// runs (err says why, for a preview).
+// later, else an init container. The version is asked again after
+// learnedFor; a cluster that does not answer gets an init container, which
+// any cluster runs (err says why, for a preview). Nodes may lag the API
+// server (kubelets up to three releases), and a node's container runtime
+// may lack image volumes: such a pod's failure says to name
+// carrier_mount=init_container (mountHint).
 func (e *Engine) carrierMountFor(ctx context.Context) (string, error) {
 	if e.carrierMount != "" {
 		return e.carrierMount, nil
 	}
 	e.mu.Lock()
-	learned := e.learnedMount
+	learned, at := e.learnedMount, e.learnedAt
 	e.mu.Unlock()
-	if learned != "" {
+	if learned != "" && time.Since(at) < learnedFor {
 		return learned, nil
 	}
 	info, err := e.serverVersion(ctx)
@@ -71,7 +66,7 @@ func (e *Engine) carrierMountFor(ctx context.Context) (string, error) {
 		mount = MountImageVolume
 	}
 	e.mu.Lock()
-	e.learnedMount = mount
+	e.learnedMount, e.learnedAt = mount, time.Now()
 	e.mu.Unlock()
 	return mount, nil
 }
@@ -93,9 +88,11 @@ func (e *Engine) carrierVolume(mount string, init corev1.Container) (corev1.Volu
 }
 
 // mountHint is what to add to a refusal that may be the nodes' or the API
-// server's lack of image volumes, else "".
+// server's lack of image volumes (it speaks of a volume, a mount, or the
+// carrier it could not run), else "".
 func mountHint(mount, refusal string) string {
-	if mount != MountImageVolume || !strings.Contains(strings.ToLower(refusal), "volume") {
+	lower := strings.ToLower(refusal)
+	if mount != MountImageVolume || !strings.Contains(lower, "volume") && !strings.Contains(lower, "mount") && !strings.Contains(lower, carrierBinary) {
 		return ""
 	}
 	return fmt.Sprintf(" (the carrier is mounted as an image volume, carrier_mount=%s: a cluster whose API server, kubelets or "+

@@ -2,13 +2,17 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/version"
 	fakediscovery "k8s.io/client-go/discovery/fake"
+	clienttesting "k8s.io/client-go/testing"
 )
 
 // The carrier's mount: an image volume from Kubernetes 1.35 (image volumes
@@ -22,7 +26,7 @@ func TestCarrierMount(t *testing.T) {
 		{"v1.35.4", "", MountImageVolume},
 		{"v1.36.0-gke.1200", "", MountImageVolume},
 		{"v1.34.2", "", MountInitContainer},
-		{"", "", MountInitContainer}, // the version cannot be read
+		{"", "", MountInitContainer}, // no version said
 		{"v1.35.4", MountInitContainer, MountInitContainer},
 		{"v1.33.0", MountImageVolume, MountImageVolume},
 	} {
@@ -55,13 +59,34 @@ func TestCarrierMount(t *testing.T) {
 			}
 		}
 	}
-	// The version is asked once per engine.
+	// A cluster that does not say its version gets an init container, and
+	// is asked again next time; a version said holds for learnedFor.
 	e, client := fakeEngine(t)
+	refuse := true
+	client.PrependReactor("get", "version", func(clienttesting.Action) (bool, k8sruntime.Object, error) {
+		if refuse {
+			return true, nil, errors.New("the API server is restarting")
+		}
+		return false, nil, nil
+	})
+	if got, err := e.carrierMountFor(context.Background()); got != MountInitContainer || err == nil {
+		t.Errorf("no version: %s, %v", got, err)
+	}
+	if p, err := e.Preview(testSpec()); err != nil || !slices.ContainsFunc(p.SetAtStart, func(s string) bool { return strings.Contains(s, "the API server is restarting") }) {
+		t.Errorf("a preview without the version: %+v, %v", p.SetAtStart, err)
+	}
+	refuse = false
 	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{GitVersion: "v1.35.0"}
-	e.carrierMountFor(context.Background())
-	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{GitVersion: "v1.30.0"}
+	if got, err := e.carrierMountFor(context.Background()); got != MountImageVolume || err != nil {
+		t.Errorf("asked again: %s, %v", got, err)
+	}
+	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{GitVersion: "v1.34.0"}
 	if got, _ := e.carrierMountFor(context.Background()); got != MountImageVolume {
-		t.Errorf("asked again: %s", got)
+		t.Errorf("within learnedFor: %s", got)
+	}
+	e.learnedAt = time.Now().Add(-learnedFor)
+	if got, _ := e.carrierMountFor(context.Background()); got != MountInitContainer {
+		t.Errorf("after learnedFor: %s", got)
 	}
 }
 

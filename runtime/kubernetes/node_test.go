@@ -466,6 +466,22 @@ func writeAndRead(t *testing.T, engine runtime.Engine, client k8s.Interface, p r
 		t.Fatal("the write reached no storage of the host's")
 	}
 	t.Logf("write %v, read %v (each through the pod and back to the host's storage)", wrote.Round(time.Millisecond), (time.Since(began) - wrote).Round(time.Millisecond))
+	// The container's figures, from its carrier's reading of its cgroup.
+	var u runtime.Usage
+	vaulttest.Eventually(t, 10*time.Second, "the pod's figures", func() error {
+		var err error
+		u, err = running.Usage(ctx)
+		return err
+	})
+	limit := uint64(r.MemoryBytes)
+	if limit == 0 {
+		limit = 1 << 62 // no limit: the node's memory
+	}
+	if len(u.Missing) > 0 || u.MemoryBytes < 1<<20 || u.MemoryBytes > limit || u.MemoryLimitBytes == 0 || u.MemoryLimitBytes > limit ||
+		(r.MemoryBytes > 0 && u.MemoryLimitBytes != limit) || u.CPUSeconds <= 0 || u.Pids < 2 {
+		t.Errorf("the pod's figures under %s: %+v (memory_bytes %d)", r.OCIRuntime, u, r.MemoryBytes)
+	}
+	t.Logf("figures under %s: %+v", r.OCIRuntime, u)
 	backend.Cleanup(ctx)
 	running.Stop(ctx)
 	if _, err := client.NetworkingV1().NetworkPolicies("default").Get(ctx, running.ID(), metav1.GetOptions{}); err == nil {

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -74,7 +75,7 @@ func (c *container) openTunnel(network, addr string) (string, string, error) {
 	rand.Read(id[:])
 	name := hex.EncodeToString(id[:])
 	deadline := time.Now().Add(tunnelOpenWait)
-	control, err := c.dialCarrier(ip, "LISTEN", name, deadline)
+	control, err := c.dialCarrier(context.Background(), ip, "TUNNEL LISTEN "+name, deadline)
 	if err != nil {
 		return "", "", err
 	}
@@ -141,7 +142,7 @@ func (c *container) carry(ip, name, network, addr string) {
 		c.log().Debug("the host's broker socket is gone", "pod", c.name, "socket", addr, "error", err)
 		return
 	}
-	pod, err := c.dialCarrier(ip, "DATA", name, time.Now().Add(tunnelWait))
+	pod, err := c.dialCarrier(context.Background(), ip, "TUNNEL DATA "+name, time.Now().Add(tunnelWait))
 	if err != nil {
 		host.Close()
 		c.log().Debug("connecting a tunnel", "pod", c.name, "error", err)
@@ -150,17 +151,17 @@ func (c *container) carry(ip, name, network, addr string) {
 	pipe.Splice(pod, host, func() {})
 }
 
-// dialCarrier connects to the pod's carrier by deadline and asks for
-// tunnel name.
-func (c *container) dialCarrier(ip, verb, name string, deadline time.Time) (net.Conn, error) {
+// dialCarrier connects to the pod's carrier by deadline (or ctx's end) and
+// sends it the request line (carrier/tunnel.go's requestLine).
+func (c *container) dialCarrier(ctx context.Context, ip, request string, deadline time.Time) (net.Conn, error) {
 	d := net.Dialer{Deadline: deadline}
-	conn, err := d.Dial("tcp", net.JoinHostPort(ip, strconv.Itoa(carrierPort)))
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(carrierPort)))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the carrier of the pod %s/%s: %w", c.e.namespace, c.name, err)
 	}
-	if _, err := fmt.Fprintf(conn, "TUNNEL %s %s\n", verb, name); err != nil {
+	if _, err := fmt.Fprintf(conn, "%s\n", request); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("asking the carrier of the pod %s/%s for a tunnel: %w", c.e.namespace, c.name, err)
+		return nil, fmt.Errorf("asking the carrier of the pod %s/%s for %s: %w", c.e.namespace, c.name, strings.Fields(request)[0], err)
 	}
 	return conn, nil
 }

@@ -5,10 +5,12 @@
 // carrier runs as the plugin container's PID 1: it listens on a pod TCP port
 // first, then starts the plugin as its child, passes the plugin's output
 // through unchanged (the handshake line reaches the host through the pod's
-// logs) and splices the first connection from an admitted address to the
-// plugin's socket. The plugin takes the first connection that reaches its
-// socket as its only session, so nothing else ever reaches it: a probe or
-// another pod is closed unread. TLS stays end to end (go-plugin's AutoMTLS):
+// logs) and splices the first connection from an admitted address that
+// opens with TLS to the plugin's socket (the host's other connections ask
+// for tunnels, tunnel.go, and the container's figures, stats.go). The
+// plugin takes the first connection that reaches its socket as its only
+// session, so nothing else ever reaches it: a probe or another pod is
+// closed unread. TLS stays end to end (go-plugin's AutoMTLS):
 // the carrier only moves bytes. It exits with the plugin's exit code
 // (128+N when a signal N ended it), which is the container's.
 //

@@ -45,6 +45,7 @@ type carrier struct {
 	sessionOnce sync.Once
 	// tunnels carry the plugin's connections to the host's broker.
 	tunnels *tunnels
+	figures *figures
 	output  sync.WaitGroup
 	exited  chan struct{}
 }
@@ -101,7 +102,7 @@ func start(argv []string, port, admit string, stdout, stderr io.Writer) (*carrie
 		return fail(1, "listening on port %s: %v", port, err)
 	}
 	c := &carrier{ln: ln, admit: set, stderr: stderr, socket: make(chan [2]string, 1), exited: make(chan struct{}), sessionDone: make(chan struct{}),
-		tunnels: &tunnels{dir: os.Getenv("PLUGIN_UNIX_SOCKET_DIR"), pending: map[string]chan net.Conn{}}}
+		tunnels: &tunnels{dir: os.Getenv("PLUGIN_UNIX_SOCKET_DIR"), pending: map[string]chan net.Conn{}}, figures: newFigures(stderr)}
 	c.cmd = exec.Command(argv[0], argv[1:]...)
 	c.cmd.Env = pluginEnv(os.Environ())
 	c.cmd.Stderr = stderr
@@ -202,34 +203,58 @@ func (c *carrier) signal(s os.Signal) {
 	c.cmd.Process.Signal(s)
 }
 
-// accept admits the first connection from the host's addresses as the
-// plugin's session; every other connection is closed unread, before it
-// could reach the plugin, whose session is the first it is given.
+// accept passes each connection from the host's addresses on to serve;
+// every other connection is closed unread.
 func (c *carrier) accept() {
 	for {
 		conn, err := c.ln.Accept()
 		if err != nil {
 			return
 		}
-		peer := remoteAddr(conn)
-		c.mu.Lock()
-		admitted := c.admit[peer] && !c.taken
-		if admitted {
-			c.taken = true
-		}
-		c.mu.Unlock()
-		if !admitted {
-			if c.admit[peer] {
-				// The session is taken: the host may ask for a tunnel.
-				go c.serveTunnel(conn)
-				continue
-			}
+		if peer := remoteAddr(conn); !c.admit[peer] {
 			fmt.Fprintf(c.stderr, "carrier: closed a connection from %s (not the host's address)\n", peer)
 			conn.Close()
 			continue
 		}
-		go c.splice(conn)
+		go c.serve(conn)
 	}
+}
+
+// tlsHandshake is the first byte of a TLS connection (a handshake record):
+// go-plugin's session opens with one (AutoMTLS), the host's requests to the
+// carrier with a line of ASCII.
+const tlsHandshake = 0x16
+
+// serve tells an admitted connection by its first byte. The first that
+// opens with TLS is the plugin's session, carried to the plugin; any later
+// one is closed before it could reach the plugin, whose session is the
+// first it is given. The others are requests to the carrier (tunnel.go,
+// stats.go): none of them takes the session, so a tunnel meant for an
+// earlier pod at this address, or a stats request before the handshake,
+// leaves it to the host's session.
+func (c *carrier) serve(conn net.Conn) {
+	conn.SetReadDeadline(time.Now().Add(tunnelWait))
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		fmt.Fprintf(c.stderr, "carrier: closed a connection from %s that said nothing (%v)\n", remoteAddr(conn), err)
+		conn.Close()
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	if first[0] != tlsHandshake {
+		c.serveRequest(conn, first[0])
+		return
+	}
+	c.mu.Lock()
+	take := !c.taken
+	c.taken = true
+	c.mu.Unlock()
+	if !take {
+		fmt.Fprintf(c.stderr, "carrier: closed a connection from %s (the plugin's one session is taken)\n", remoteAddr(conn))
+		conn.Close()
+		return
+	}
+	c.splice(conn, first[:])
 }
 
 func remoteAddr(conn net.Conn) netip.Addr {
@@ -242,8 +267,8 @@ func remoteAddr(conn net.Conn) netip.Addr {
 }
 
 // splice carries the session to the plugin's socket, both ways, until
-// either side closes.
-func (c *carrier) splice(conn net.Conn) {
+// either side closes; read is what was read of it already.
+func (c *carrier) splice(conn net.Conn, read []byte) {
 	defer c.sessionOnce.Do(func() { close(c.sessionDone) })
 	defer conn.Close()
 	var socket [2]string
@@ -258,6 +283,10 @@ func (c *carrier) splice(conn net.Conn) {
 	plugin, err := net.Dial(socket[0], socket[1])
 	if err != nil {
 		fmt.Fprintf(c.stderr, "carrier: connecting to the plugin at %s: %v\n", socket[1], err)
+		return
+	}
+	if _, err := plugin.Write(read); err != nil {
+		plugin.Close()
 		return
 	}
 	// The session is over once the host's side of it ends (the host

@@ -51,8 +51,12 @@ func fakePlugin() {
 	}
 	s := bufio.NewScanner(conn)
 	linger := false
-	for s.Scan() {
+	for first := true; s.Scan(); first = false {
 		line := s.Text()
+		if first {
+			// The session's first byte, as TLS's: sessionFrom sends it.
+			line = strings.TrimPrefix(line, "\x16")
+		}
 		if line == "linger" {
 			// Lives on after its connection ends, as a go-plugin server
 			// does: only a signal ends it.
@@ -116,6 +120,15 @@ func dialFrom(t *testing.T, from, port string) net.Conn {
 	return conn
 }
 
+// sessionFrom opens a session from address from: a connection whose first
+// byte is TLS's, as go-plugin's session is.
+func sessionFrom(t *testing.T, from, port string) net.Conn {
+	t.Helper()
+	conn := dialFrom(t, from, port)
+	conn.Write([]byte{tlsHandshake})
+	return conn
+}
+
 // closedUnread reports whether the carrier closed conn without carrying it.
 func closedUnread(conn net.Conn) bool {
 	fmt.Fprintln(conn, "hello")
@@ -134,13 +147,13 @@ func TestAdmitsOnlyTheHostOnce(t *testing.T) {
 	if !closedUnread(stranger) {
 		t.Fatal("a connection from 127.0.0.1 (not admitted) was carried")
 	}
-	host := dialFrom(t, "127.0.0.2", port)
+	host := sessionFrom(t, "127.0.0.2", port)
 	r := bufio.NewReader(host)
 	fmt.Fprintln(host, "ping")
 	if line, err := r.ReadString('\n'); err != nil || line != "echo ping\n" {
 		t.Fatalf("the host's connection: %q, %v (stderr: %s)", line, err, stderr)
 	}
-	if again := dialFrom(t, "127.0.0.2", port); !closedUnread(again) {
+	if again := sessionFrom(t, "127.0.0.2", port); !closedUnread(again) {
 		t.Fatal("a second connection from the host took the session")
 	}
 	fmt.Fprintln(host, "exit 7")
@@ -150,7 +163,7 @@ func TestAdmitsOnlyTheHostOnce(t *testing.T) {
 	if !strings.HasPrefix(stdout.String(), "1|5|unix|") || !strings.HasSuffix(stdout.String(), "|grpc|CERT\n") {
 		t.Fatalf("stdout was not passed through unchanged: %q", stdout)
 	}
-	for _, want := range []string{"fake plugin starting", "closed a connection from 127.0.0.1 (not the host's address)", "(the plugin's one session is taken, and it asked for no tunnel)"} {
+	for _, want := range []string{"fake plugin starting", "closed a connection from 127.0.0.1 (not the host's address)", "(the plugin's one session is taken)"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
@@ -161,7 +174,7 @@ func TestAdmitsOnlyTheHostOnce(t *testing.T) {
 // and a shell say it.
 func TestSignalDeathIs128PlusN(t *testing.T) {
 	c, _, stderr, port := startFake(t, "127.0.0.1")
-	host := dialFrom(t, "127.0.0.1", port)
+	host := sessionFrom(t, "127.0.0.1", port)
 	fmt.Fprintln(host, "kill")
 	if code := c.wait(); code != 128+9 {
 		t.Fatalf("exit code %d, want 137 (stderr: %s)", code, stderr)
@@ -184,7 +197,7 @@ func TestRefusesWithoutAdmittedAddresses(t *testing.T) {
 // until the host closes it. Without a session it is passed at once.
 func TestSIGTERMWaitsForTheSession(t *testing.T) {
 	c, _, stderr, port := startFake(t, "127.0.0.1")
-	host := dialFrom(t, "127.0.0.1", port)
+	host := sessionFrom(t, "127.0.0.1", port)
 	r := bufio.NewReader(host)
 	fmt.Fprintln(host, "linger")
 	fmt.Fprintln(host, "before")
@@ -223,7 +236,7 @@ func TestSIGTERMWaitsForTheSession(t *testing.T) {
 // not open, or that asks for none, is closed.
 func TestTunnels(t *testing.T) {
 	c, _, stderr, port := startFake(t, "127.0.0.1")
-	session := dialFrom(t, "127.0.0.1", port)
+	session := sessionFrom(t, "127.0.0.1", port)
 	fmt.Fprintln(session, "hello")
 	bufio.NewReader(session).ReadString('\n')
 
@@ -263,6 +276,9 @@ func TestTunnels(t *testing.T) {
 	}
 	if !closedUnread(dialAndSay(t, port, "GET / HTTP/1.1\r\n")) {
 		t.Error("a connection that asked for no tunnel was carried")
+	}
+	if !strings.Contains(stderr.String(), `nor a request the carrier serves: "GET / HTTP/1.1\r")`) {
+		t.Errorf("stderr: %s", stderr)
 	}
 	control.Close()
 	deadline := time.Now().Add(5 * time.Second)

@@ -30,9 +30,6 @@ import (
 // so does the listener. Only connections from the host's addresses reach
 // this, once the session is taken; go-plugin's mTLS covers what they carry.
 
-// tunnelLine reads a tunnel request; names are the host's, kept short.
-var tunnelLine = regexp.MustCompile(`^TUNNEL (LISTEN|DATA) ([a-z0-9]{1,32})\n$`)
-
 // tunnelWait bounds how long a tunnel connection may take to say what it
 // is, and a plugin's connection to a tunnel waits for the host's.
 const tunnelWait = 10 * time.Second
@@ -45,22 +42,39 @@ type tunnels struct {
 	pending map[string]chan net.Conn
 }
 
-// serveTunnel reads what an admitted connection after the session asks
-// for, and serves it; anything else is closed unread, as before the
-// tunnels.
-func (c *carrier) serveTunnel(conn net.Conn) {
+// requestLine reads a request to the carrier; names are the host's, kept
+// short.
+var requestLine = regexp.MustCompile(`^(?:TUNNEL (LISTEN|DATA) ([a-z0-9]{1,32})|(STATS))\n$`)
+
+// serveRequest reads what an admitted connection that is no session asks
+// for (first is its first byte), and serves it; anything else is closed
+// unread. A tunnel needs the session: before it, a tunnel can only be one
+// meant for an earlier pod at this address.
+func (c *carrier) serveRequest(conn net.Conn, first byte) {
 	conn.SetReadDeadline(time.Now().Add(tunnelWait))
-	line, err := readLine(conn)
-	m := tunnelLine.FindStringSubmatch(line)
-	if err != nil || m == nil {
-		fmt.Fprintf(c.stderr, "carrier: closed a connection from %s (the plugin's one session is taken, and it asked for no tunnel)\n", remoteAddr(conn))
+	line, err := readLine(conn, first)
+	m := requestLine.FindStringSubmatch(line)
+	c.mu.Lock()
+	taken := c.taken
+	c.mu.Unlock()
+	switch {
+	case err != nil || m == nil:
+		fmt.Fprintf(c.stderr, "carrier: closed a connection from %s (it opened with neither TLS, as go-plugin's session does with AutoMTLS, nor a request the carrier serves: %q)\n",
+			remoteAddr(conn), strings.TrimSuffix(line, "\n"))
+		conn.Close()
+		return
+	case m[3] == "" && !taken:
+		fmt.Fprintf(c.stderr, "carrier: closed a connection from %s (a tunnel before the plugin's session)\n", remoteAddr(conn))
 		conn.Close()
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
-	if m[1] == "LISTEN" {
+	switch {
+	case m[3] != "":
+		c.stats(conn)
+	case m[1] == "LISTEN":
 		c.tunnels.listen(conn, m[2], c.stderr)
-	} else {
+	default:
 		c.tunnels.data(conn, m[2], c.stderr)
 	}
 }
@@ -141,10 +155,13 @@ func (t *tunnels) data(conn net.Conn, name string, stderr interface{ Write([]byt
 	}
 }
 
-// readLine reads one short line a byte at a time: what follows it is the
-// tunnel's, and must not be read ahead into a buffer.
-func readLine(conn net.Conn) (string, error) {
-	var line []byte
+// readLine reads one short line, which starts with first, a byte at a time:
+// what follows it is the tunnel's, and must not be read ahead into a buffer.
+func readLine(conn net.Conn, first byte) (string, error) {
+	line := []byte{first}
+	if first == '\n' {
+		return string(line), nil
+	}
 	b := make([]byte, 1)
 	for len(line) < 64 {
 		if _, err := conn.Read(b); err != nil {
