@@ -177,18 +177,19 @@ func (hd *handle) putLocked(m, existing *Mount, settle func() bool) error {
 	return err
 }
 
-// aliveLocked reports whether the backend can serve new requests: set up,
-// its plugin not found gone, and its container not being taken away.
-func (hd *handle) aliveLocked() bool {
-	return hd.run != nil && !hd.dead && !hd.run.exited() && !hd.run.leaving()
+// servingLocked reports whether the backend serves: set up, and its plugin
+// not found gone. It is alive, or leaving.
+func (hd *handle) servingLocked() bool {
+	return hd.run != nil && !hd.dead && !hd.run.exited()
 }
 
+// aliveLocked reports whether the backend can serve new requests: serving,
+// and its container not being taken away.
+func (hd *handle) aliveLocked() bool { return hd.servingLocked() && !hd.run.leaving() }
+
 // leavingLocked reports whether the backend's container is being taken
-// away while its plugin still serves (leavingLocked and aliveLocked are
-// never both true).
-func (hd *handle) leavingLocked() bool {
-	return hd.run != nil && !hd.dead && !hd.run.exited() && hd.run.leaving()
-}
+// away while its plugin still serves its requests in flight.
+func (hd *handle) leavingLocked() bool { return hd.servingLocked() && hd.run.leaving() }
 
 // refresh takes the settings of m, stored by another node for this same
 // mount: unless they are the ones it runs, it stops, and its next request
@@ -285,7 +286,7 @@ func (hd *handle) close(ctx context.Context) {
 func (hd *handle) invalidate(ctx context.Context, key string) {
 	hd.mu.RLock()
 	run := hd.run
-	if run == nil || !(hd.aliveLocked() || hd.leavingLocked()) { // one leaving still serves
+	if !hd.servingLocked() { // one leaving still serves
 		hd.mu.RUnlock()
 		return
 	}
@@ -314,7 +315,6 @@ func (hd *handle) status() (Status, string) {
 			st.Reason += "; " + hd.lastExit
 		}
 	}
-
 	if hd.run != nil && st.State != StateStopped {
 		// A container that is gone has no ID worth showing: nothing by it
 		// exists any more.

@@ -302,7 +302,7 @@ func (c *container) awaitRunning(ctx context.Context) (string, error) {
 				trouble := c.mountTrouble
 				c.mu.Unlock()
 				if trouble != "" {
-					trouble = "; the kubelet says FailedMount: " + trouble + mountHint(c.mount, "mount")
+					trouble = "; the kubelet says FailedMount: " + trouble + mountAdvice(c.mount)
 				}
 				return "", fmt.Errorf("the pod %s/%s did not run in time (%s%s): %w", c.e.namespace, c.name, describe(pod), trouble, ctx.Err())
 			}

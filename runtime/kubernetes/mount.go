@@ -87,12 +87,21 @@ func (e *Engine) carrierVolume(mount string, init corev1.Container) (corev1.Volu
 		[]corev1.Container{init}
 }
 
-// mountHint is what to add to a refusal that may be the nodes' or the API
+// mountHint is mountAdvice for a refusal that may be the nodes' or the API
 // server's lack of image volumes (it speaks of a volume, a mount, or the
 // carrier it could not run), else "".
 func mountHint(mount, refusal string) string {
 	lower := strings.ToLower(refusal)
-	if mount != MountImageVolume || !strings.Contains(lower, "volume") && !strings.Contains(lower, "mount") && !strings.Contains(lower, carrierBinary) {
+	if !strings.Contains(lower, "volume") && !strings.Contains(lower, "mount") && !strings.Contains(lower, carrierBinary) {
+		return ""
+	}
+	return mountAdvice(mount)
+}
+
+// mountAdvice is what to add to a failure that may come of the carrier's
+// image volume: "" for an init container.
+func mountAdvice(mount string) string {
+	if mount != MountImageVolume {
 		return ""
 	}
 	return fmt.Sprintf(" (the carrier is mounted as an image volume, carrier_mount=%s: a cluster whose API server, kubelets or "+

@@ -98,17 +98,23 @@ func (u podUsage) read(ctx context.Context, more func(wire.Stats) bool) error {
 // its carrier ends the stream first, so the pod's watch is given endSeen
 // to tell it.
 func (u podUsage) gone(ctx context.Context, err error) error {
-	deadline := time.Now().Add(endSeen)
-	for ctx.Err() == nil {
+	limit := time.NewTimer(endSeen)
+	defer limit.Stop()
+	for {
+		u.c.mu.Lock()
+		change := u.c.change // closed at the next pod the watch sees
+		u.c.mu.Unlock()
 		if u.c.ended() {
 			return fmt.Errorf("%w: %w", runtime.ErrContainerGone, err)
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-change:
+		case <-limit.C:
+			return err
+		case <-ctx.Done():
 			return err
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	return err
 }
 
 func usageOf(s wire.Stats) runtime.Usage {

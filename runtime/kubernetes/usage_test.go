@@ -24,7 +24,7 @@ import (
 func TestUsageFromTheCarrier(t *testing.T) {
 	fc := startFakeCarrier(t)
 	e, _ := fakeEngine(t)
-	c := &container{e: e, spec: testSpec(), name: "rc-1-kv", podIP: "127.0.0.1", gone: make(chan struct{})}
+	c := &container{e: e, spec: testSpec(), name: "rc-1-kv", podIP: "127.0.0.1", gone: make(chan struct{}), change: make(chan struct{})}
 
 	sampled := make(chan error, 1)
 	var got runtime.Usage
@@ -81,9 +81,11 @@ func TestUsageFromTheCarrier(t *testing.T) {
 	conn, _, _ = fc.next(t)
 	conn.Close()
 	time.Sleep(100 * time.Millisecond)
-	c.mu.Lock()
+	c.mu.Lock() // as the pod's watch sees it (observe)
 	c.pod = &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: pluginContainer,
 		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1}}}}}}
+	close(c.change)
+	c.change = make(chan struct{})
 	c.mu.Unlock()
 	if err := <-followed; !errors.Is(err, runtime.ErrContainerGone) {
 		t.Fatalf("after the container ended: %v", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,12 +36,12 @@ var (
 // log, which reaches Vault's), why one cannot be read.
 type figures struct {
 	root, meminfo, pod string
-	stderr             interface{ Write([]byte) (int, error) }
+	stderr             io.Writer
 	mu                 sync.Mutex
 	said               map[string]bool
 }
 
-func newFigures(stderr interface{ Write([]byte) (int, error) }) *figures {
+func newFigures(stderr io.Writer) *figures {
 	pod, _ := os.Hostname() // a pod's host name is its name
 	return &figures{root: cgroupRoot, meminfo: meminfo, pod: pod, stderr: stderr, said: map[string]bool{}}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/kubernetes/internal/pipe"
+	"github.com/runtime-catalog/vault-plugin-runtime-catalog/runtime/kubernetes/internal/wire"
 )
 
 // Tunnels carry the plugin's connections to the host's broker: go-plugin's
@@ -44,7 +46,7 @@ type tunnels struct {
 
 // requestLine reads a request to the carrier; names are the host's, kept
 // short.
-var requestLine = regexp.MustCompile(`^(?:TUNNEL (LISTEN|DATA) ([a-z0-9]{1,32})|(STATS))\n$`)
+var requestLine = regexp.MustCompile(`^(?:TUNNEL (LISTEN|DATA) ([a-z0-9]{1,32})|(` + regexp.QuoteMeta(wire.StatsRequest) + `))\n$`)
 
 // serveRequest reads what an admitted connection that is no session asks
 // for (first is its first byte), and serves it; anything else is closed
@@ -81,7 +83,7 @@ func (c *carrier) serveRequest(conn net.Conn, first byte) {
 
 // listen makes the tunnel's socket, answers its path and passes the
 // plugin's connections to it on to the host, until control ends.
-func (t *tunnels) listen(control net.Conn, name string, stderr interface{ Write([]byte) (int, error) }) {
+func (t *tunnels) listen(control net.Conn, name string, stderr io.Writer) {
 	defer control.Close()
 	path := filepath.Join(t.dir, "tunnel-"+name)
 	t.mu.Lock()
@@ -137,7 +139,7 @@ func (t *tunnels) listen(control net.Conn, name string, stderr interface{ Write(
 
 // data splices a host's connection to the plugin's connection waiting on
 // the tunnel.
-func (t *tunnels) data(conn net.Conn, name string, stderr interface{ Write([]byte) (int, error) }) {
+func (t *tunnels) data(conn net.Conn, name string, stderr io.Writer) {
 	t.mu.Lock()
 	waiting := t.pending[name]
 	t.mu.Unlock()
